@@ -1,0 +1,188 @@
+// Package breakerbox holds the protocol shared by every breakerbox client:
+// the Lua scripts that decide every transition (embedded from lua/), the
+// Redis key layout of a breaker, name validation, and the error codes the
+// scripts return. The Go client lives in package client; docs/protocol.md
+// describes the same protocol for callers in other languages.
+package breakerbox
+
+import (
+	"context"
+	"crypto/sha1"
+	"embed"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"unicode"
+	"unicode/utf8"
+
+	"github.com/redis/go-redis/v9"
+)
+
+//go:embed lua/*.lua
+var luaFiles embed.FS
+
+// Script is one Lua script of lua/, named <Name>-<Keys>.lua.
+type Script struct {
+	Name   string // "breaker"
+	File   string // "breaker-8.lua"
+	Keys   int    // number of KEYS the script takes
+	Source string // the Lua source, as committed
+	SHA1   string // hex SHA1 of Source, as EVALSHA wants it
+
+	rs *redis.Script
+}
+
+// Run calls the script with EVALSHA, falling back to EVAL when the server
+// answers NOSCRIPT (after a restart or SCRIPT FLUSH); EVAL also caches the
+// script for the next EVALSHA.
+func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	return s.rs.Run(ctx, c, keys, args...)
+}
+
+// Load sends the script to the server with SCRIPT LOAD (on a cluster client,
+// to every master) and returns the SHA1 the server reports.
+func (s *Script) Load(ctx context.Context, c redis.Scripter) (string, error) {
+	return s.rs.Load(ctx, c).Result()
+}
+
+var scripts = mustLoadScripts()
+
+// Breaker is lua/breaker-8.lua: the state machine. Its header is its contract.
+var Breaker = scripts["breaker"]
+
+// Scripts returns every embedded script, sorted by name.
+func Scripts() []*Script {
+	out := make([]*Script, 0, len(scripts))
+	for _, s := range scripts {
+		out = append(out, s)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
+
+func mustLoadScripts() map[string]*Script {
+	entries, err := luaFiles.ReadDir("lua")
+	if err != nil {
+		panic(err) // the embed directive guarantees the folder exists
+	}
+	out := map[string]*Script{}
+	for _, e := range entries {
+		name, keys, ok := parseScriptFile(e.Name())
+		if !ok {
+			panic("breakerbox: lua/" + e.Name() + " is not named <name>-<numKeys>.lua")
+		}
+		src, err := luaFiles.ReadFile(path.Join("lua", e.Name()))
+		if err != nil {
+			panic(err)
+		}
+		sum := sha1.Sum(src)
+		out[name] = &Script{Name: name, File: e.Name(), Keys: keys, Source: string(src),
+			SHA1: hex.EncodeToString(sum[:]), rs: redis.NewScript(string(src))}
+	}
+	return out
+}
+
+// parseScriptFile splits "breaker-8.lua" into ("breaker", 8).
+func parseScriptFile(file string) (string, int, bool) {
+	base, ok := strings.CutSuffix(file, ".lua")
+	i := strings.LastIndexByte(base, '-')
+	if !ok || i <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.Atoi(base[i+1:])
+	if err != nil || n < 0 {
+		return "", 0, false
+	}
+	return base[:i], n, true
+}
+
+// KeyPrefix starts every key and channel of breakerbox.
+const KeyPrefix = "circuit_breaker:"
+
+// RegistryKey is a set of breaker names that clients add to when they start
+// using a breaker. It is a convenience for listing; SCAN finds the rest.
+const RegistryKey = KeyPrefix + "registry"
+
+// KeySuffixes are the keys of one breaker in the order breaker-8.lua takes them.
+var KeySuffixes = []string{"state", "failures", "last_failure_time", "metrics",
+	"history", "config", "probes", "events"}
+
+// Key returns the key of breaker name with the given suffix, for example
+// Key("openai", "state") == "circuit_breaker:{openai}:state".
+func Key(name, suffix string) string { return KeyPrefix + "{" + name + "}:" + suffix }
+
+// Keys returns the eight keys breaker-8.lua takes, in order.
+func Keys(name string) []string {
+	keys := make([]string, len(KeySuffixes))
+	for i, s := range KeySuffixes {
+		keys[i] = Key(name, s)
+	}
+	return keys
+}
+
+// Channel is the pub/sub channel on which the script announces every
+// transition of breaker name as "STATE GENERATION MODE RETRY_AFTER_MS".
+func Channel(name string) string { return Key(name, "changed") }
+
+// NameFromKey returns the breaker name of a key such as
+// circuit_breaker:{name}:state, or false when key is not a breaker key.
+func NameFromKey(key string) (string, bool) {
+	rest, ok := strings.CutPrefix(key, KeyPrefix+"{")
+	i := strings.LastIndex(rest, "}:")
+	if !ok || i < 0 {
+		return "", false
+	}
+	return rest[:i], ValidateName(rest[:i]) == nil
+}
+
+// MaxNameLen is the longest breaker name accepted, in bytes.
+const MaxNameLen = 200
+
+// ErrInvalidName is returned for a breaker name that cannot be used.
+var ErrInvalidName = errors.New("invalid breaker name")
+
+// ValidateName checks that name is 1 to 200 bytes of valid text without
+// braces (they would break the hash tag) or control characters.
+func ValidateName(name string) error {
+	switch {
+	case name == "":
+		return fmt.Errorf("%w: empty", ErrInvalidName)
+	case len(name) > MaxNameLen:
+		return fmt.Errorf("%w: %d bytes, at most %d", ErrInvalidName, len(name), MaxNameLen)
+	case strings.ContainsAny(name, "{}"):
+		return fmt.Errorf("%w %q: contains { or }", ErrInvalidName, name)
+	case strings.ContainsFunc(name, unicode.IsControl):
+		return fmt.Errorf("%w %q: contains a control character", ErrInvalidName, name)
+	case !utf8.ValidString(name):
+		return fmt.Errorf("%w %q: not valid UTF-8", ErrInvalidName, name)
+	}
+	return nil
+}
+
+// Errors the scripts return, by their code (the first word of the reply).
+var (
+	ErrBadKeys   = errors.New("BADKEYS")
+	ErrBadArgs   = errors.New("BADARGS")
+	ErrBadConfig = errors.New("BADCONFIG")
+)
+
+// ScriptError maps an error reply of a script to ErrBadKeys, ErrBadArgs or
+// ErrBadConfig (wrapped with the script's message) and returns any other
+// error unchanged.
+func ScriptError(err error) error {
+	var rerr redis.Error
+	if !errors.As(err, &rerr) {
+		return err
+	}
+	msg := rerr.Error()
+	for _, sentinel := range []error{ErrBadKeys, ErrBadArgs, ErrBadConfig} {
+		if rest, ok := strings.CutPrefix(msg, sentinel.Error()+" "); ok {
+			return fmt.Errorf("%w: %s", sentinel, rest)
+		}
+	}
+	return err
+}
