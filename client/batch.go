@@ -1,0 +1,156 @@
+package client
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+)
+
+// outcome is one reported call, as the record operation takes it.
+type outcome struct {
+	kind  string // s, f or r
+	gen   int64
+	lease string
+	err   string
+}
+
+// maxBatch bounds how many outcomes one record call carries.
+const maxBatch = 256
+
+// batcher sends a worker's outcomes to Redis in the order they were
+// reported, as many as have queued up in one record call, one call in
+// flight at a time. Callers never wait for it.
+type batcher struct {
+	b          *Breaker
+	mu         sync.Mutex
+	cond       *sync.Cond // signalled when work arrives, work is done, or on close
+	pending    []outcome
+	refused    int64
+	queued     uint64 // outcomes and refusals ever queued
+	done       uint64 // of those, sent (or given up on)
+	running    bool
+	closed     bool
+	unrecorded atomic.Int64
+	exited     chan struct{}
+}
+
+func newBatcher(b *Breaker) *batcher {
+	q := &batcher{b: b}
+	q.cond = sync.NewCond(&q.mu)
+	return q
+}
+
+func (q *batcher) add(o outcome) {
+	q.mu.Lock()
+	q.pending = append(q.pending, o)
+	q.queued++
+	q.wakeLocked()
+	q.mu.Unlock()
+}
+
+// refuse counts a call the worker refused from its view.
+func (q *batcher) refuse() {
+	q.mu.Lock()
+	q.refused++
+	q.queued++
+	q.wakeLocked()
+	q.mu.Unlock()
+}
+
+func (q *batcher) wakeLocked() {
+	if !q.running && !q.closed {
+		q.running = true
+		q.exited = make(chan struct{})
+		go q.loop()
+	}
+	q.cond.Broadcast()
+}
+
+func (q *batcher) loop() {
+	defer close(q.exited)
+	q.mu.Lock()
+	for {
+		for len(q.pending) == 0 && q.refused == 0 {
+			if q.closed {
+				q.running = false
+				q.mu.Unlock()
+				return
+			}
+			q.cond.Wait()
+		}
+		n := min(len(q.pending), maxBatch)
+		batch := q.pending[:n:n]
+		q.pending = q.pending[n:]
+		refused := q.refused
+		q.refused = 0
+		q.mu.Unlock()
+
+		q.send(batch, refused)
+
+		q.mu.Lock()
+		q.done += uint64(n) + uint64(refused)
+		q.cond.Broadcast()
+	}
+}
+
+func (q *batcher) send(batch []outcome, refused int64) {
+	b := q.b
+	if b.outage.active() {
+		if local := b.outage.current(); local != nil {
+			for _, o := range batch {
+				local.record(outcome{kind: o.kind, gen: -1, err: o.err}) // see localBreaker.record
+			}
+		}
+		q.unrecorded.Add(int64(len(batch)))
+		return
+	}
+	args := make([]any, 0, 2+4*len(batch))
+	args = append(args, "record", refused)
+	for _, o := range batch {
+		args = append(args, o.kind, o.gen, o.lease, o.err)
+	}
+	arr, err := b.eval(b.ctx, args...)
+	if err != nil {
+		if b.ctx.Err() == nil {
+			b.outage.begin(b, err)
+		}
+		q.unrecorded.Add(int64(len(batch)))
+		b.log.Warn("circuit breaker outcomes not recorded", "count", len(batch), "err", err)
+		return
+	}
+	if r, err := parseView(arr, 0); err == nil {
+		b.observe(r, false)
+	}
+}
+
+// flush waits until everything queued before the call has been sent.
+func (q *batcher) flush(ctx context.Context) error {
+	stop := context.AfterFunc(ctx, func() {
+		q.mu.Lock()
+		q.cond.Broadcast()
+		q.mu.Unlock()
+	})
+	defer stop()
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	target := q.queued
+	for q.done < target && q.running {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		q.cond.Wait()
+	}
+	return nil
+}
+
+// close ends the loop once the queue is empty.
+func (q *batcher) close() {
+	q.mu.Lock()
+	q.closed = true
+	q.cond.Broadcast()
+	exited := q.exited
+	q.mu.Unlock()
+	if exited != nil {
+		<-exited
+	}
+}

@@ -1,0 +1,161 @@
+package client
+
+import (
+	"context"
+	"fmt"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/internal/luaengine"
+)
+
+// outage tracks whether Redis is reachable. While it is not, calls follow
+// the outage policy without touching Redis, so none waits for a timeout, and
+// one background goroutine asks Redis every recheckEvery until it answers.
+type outage struct {
+	mu    sync.Mutex
+	on    bool
+	since time.Time
+	local *localBreaker
+}
+
+const recheckEvery = 200 * time.Millisecond
+
+func (o *outage) active() bool {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.on
+}
+
+func (o *outage) current() *localBreaker {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	return o.local
+}
+
+// begin starts an outage (once; further failures during it are silent).
+func (o *outage) begin(b *Breaker, cause error) {
+	o.mu.Lock()
+	defer o.mu.Unlock()
+	if o.on || b.ctx.Err() != nil {
+		return
+	}
+	o.on, o.since = true, time.Now()
+	if b.o.outage == LocalBreaker {
+		o.local = newLocalBreaker(b)
+	}
+	b.log.Error("circuit breaker cannot reach redis; following outage policy",
+		"policy", b.o.outage.String(), "err", cause)
+	b.live.Store(false)
+	b.wg.Add(1)
+	go o.recheck(b)
+}
+
+func (o *outage) recheck(b *Breaker) {
+	defer b.wg.Done()
+	t := time.NewTicker(recheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		st, err := ReadStatus(b.ctx, b.rdb, b.name)
+		if err != nil {
+			continue
+		}
+		b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
+			retryAfterMs: st.RetryAfter.Milliseconds()}, true)
+		o.mu.Lock()
+		o.on, o.local = false, nil
+		since := o.since
+		o.mu.Unlock()
+		b.log.Info("circuit breaker reaches redis again", "outage", time.Since(since).Round(time.Millisecond))
+		return
+	}
+}
+
+// allow admits or refuses a call by the outage policy.
+func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
+	switch b.o.outage {
+	case FailOpen:
+		return &Permit{b: b, via: viaNone}, nil
+	case FailClosed:
+		return nil, b.openError(Closed, ModeNormal, 0, ErrRedisUnavailable)
+	}
+	local := o.current()
+	if local == nil { // the outage ended a moment ago
+		return b.Allow(ctx)
+	}
+	r, err := local.allow()
+	if err != nil {
+		return nil, fmt.Errorf("breaker %q: local breaker: %w", b.name, err)
+	}
+	if !r.admitted {
+		return nil, b.openError(r.state, r.mode, time.Duration(r.retryAfterMs)*time.Millisecond, nil)
+	}
+	return &Permit{b: b, gen: r.gen, lease: r.lease, via: viaLocal, local: local}, nil
+}
+
+// localBreaker runs lua/breaker-8.lua in process, on this worker's calls
+// only, with the breaker's config and the local clock: the LocalBreaker
+// outage policy. Transitions are still decided by the one Lua source.
+type localBreaker struct {
+	b      *Breaker
+	engine *luaengine.Engine
+}
+
+func newLocalBreaker(b *Breaker) *localBreaker {
+	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
+	args := []string{"configure", b.o.actor}
+	for _, f := range b.cfg.fields() {
+		args = append(args, fmt.Sprint(f))
+	}
+	if _, err := l.eval(args...); err != nil {
+		b.log.Error("circuit breaker local fallback not configured", "err", err)
+	}
+	return l
+}
+
+func (l *localBreaker) eval(args ...string) ([]any, error) {
+	res, err := l.engine.Eval(breakerbox.Breaker.Source, l.b.keys, args...)
+	if err != nil {
+		return nil, err
+	}
+	arr, ok := res.([]any)
+	if !ok {
+		return nil, fmt.Errorf("%s reply is %T, want an array", args[0], res)
+	}
+	return arr, nil
+}
+
+func (l *localBreaker) allow() (reply, error) {
+	arr, err := l.eval("allow")
+	if err != nil {
+		return reply{}, err
+	}
+	return parseAllow(arr)
+}
+
+// record applies one outcome. A generation below 0 stands for an outcome
+// admitted by Redis before the outage: it is counted as current, so the
+// failures that came with the outage still count locally.
+func (l *localBreaker) record(o outcome) {
+	if o.gen < 0 {
+		arr, err := l.eval("status")
+		if err != nil {
+			return
+		}
+		for i := 0; i+1 < len(arr); i += 2 {
+			if arr[i] == "generation" {
+				o.gen, _ = asInt(arr[i+1])
+			}
+		}
+	}
+	if _, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err); err != nil {
+		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
+	}
+}

@@ -1,0 +1,112 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"net"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
+)
+
+// subscribe keeps the Fast admission view fresh: it listens on the
+// breaker's channel, where the script announces every transition, refreshes
+// the view after every (re)subscription, and pings while idle so that a dead
+// connection is noticed within freshFor.
+func (b *Breaker) subscribe() {
+	defer b.wg.Done()
+	ps := b.rdb.Subscribe(b.ctx, breakerbox.Channel(b.name))
+	stop := context.AfterFunc(b.ctx, func() { _ = ps.Close() }) // unblocks ReceiveTimeout
+	defer stop()
+	defer ps.Close()
+	for {
+		msg, err := ps.ReceiveTimeout(b.ctx, time.Second)
+		if b.ctx.Err() != nil {
+			return
+		}
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				if !b.live.Load() {
+					b.refresh()
+				}
+				_ = ps.Ping(b.ctx)
+				continue
+			}
+			b.live.Store(false)
+			select {
+			case <-b.ctx.Done():
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			continue
+		}
+		switch m := msg.(type) {
+		case *redis.Subscription:
+			if m.Kind == "subscribe" {
+				b.live.Store(false)
+				b.refresh()
+			}
+		case *redis.Message:
+			if r, err := parseAnnouncement(m.Payload); err == nil {
+				b.observe(r, true)
+				b.heard()
+			} else {
+				b.log.Warn("circuit breaker ignored a malformed announcement", "payload", m.Payload)
+			}
+		case *redis.Pong:
+			b.heard()
+		}
+	}
+}
+
+func (b *Breaker) heard() { b.lastHeard.Store(time.Now().UnixNano()) }
+
+// refresh reads the breaker's state after (re)subscribing; only then is
+// the view trusted, since announcements made before were missed.
+func (b *Breaker) refresh() {
+	st, err := ReadStatus(b.ctx, b.rdb, b.name)
+	if err != nil {
+		return
+	}
+	b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
+		retryAfterMs: st.RetryAfter.Milliseconds()}, true)
+	b.heard()
+	b.live.Store(true)
+}
+
+// parseAnnouncement reads "STATE GENERATION MODE RETRY_AFTER_MS".
+func parseAnnouncement(payload string) (reply, error) {
+	f := strings.Fields(payload)
+	if len(f) != 4 {
+		return reply{}, errors.New("want 4 fields")
+	}
+	var r reply
+	var err error
+	if r.state, err = ParseState(f[0]); err != nil {
+		return r, err
+	}
+	if r.gen, err = strconv.ParseInt(f[1], 10, 64); err != nil {
+		return r, err
+	}
+	r.mode = Mode(f[2])
+	r.retryAfterMs, err = strconv.ParseInt(f[3], 10, 64)
+	return r, err
+}
+
+// waitLive blocks until the subscription is confirmed or ctx ends; tests
+// and the demo use it to start from a fresh view.
+func (b *Breaker) waitLive(ctx context.Context) error {
+	for !b.fresh() {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(time.Millisecond):
+		}
+	}
+	return nil
+}
