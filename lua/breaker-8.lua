@@ -66,11 +66,12 @@ end
 -- True when redis.pcall returned an error reply.
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
--- Read a key; a key of the wrong type is corrupt: delete it, read as absent.
+-- Read a key; a key of the wrong type is corrupt: read it as absent and,
+-- unless this is the read-only status operation, delete it.
 local function read(...)
   local r = redis.pcall(...)
   if failed(r) then
-    redis.call('DEL', (select(2, ...)))
+    if op ~= 'status' then redis.call('DEL', (select(2, ...))) end
     return nil
   end
   return r

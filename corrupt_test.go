@@ -1,0 +1,159 @@
+package breakerbox_test
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/internal/luaengine"
+)
+
+func TestCorruptedKeysAreRepaired(t *testing.T) {
+	cases := []struct {
+		name    string
+		corrupt func(b *bb)
+		want    []string // status fields after one allow and one failure
+		events  []string
+	}{
+		{"state banana", func(b *bb) { b.e.Set(b.keys[0], "banana") },
+			[]string{"state", "closed", "current_failures", "1", "generation", "1"}, []string{"repaired"}},
+		{"failures -7", func(b *bb) { b.e.Set(b.keys[1], "-7") },
+			[]string{"state", "closed", "current_failures", "1"}, nil},
+		{"failures abc", func(b *bb) { b.e.Set(b.keys[1], "abc") },
+			[]string{"state", "closed", "current_failures", "1"}, nil},
+		{"failures 2.5", func(b *bb) { b.e.Set(b.keys[1], "2.5") },
+			[]string{"current_failures", "1"}, nil},
+		{"generation abc", func(b *bb) { b.e.SetHash(b.keys[3], map[string]string{"generation": "abc"}) },
+			[]string{"generation", "0", "current_failures", "1"}, nil},
+		{"mode sideways", func(b *bb) { b.e.SetHash(b.keys[3], map[string]string{"mode": "sideways"}) },
+			[]string{"mode", "normal", "current_failures", "1"}, nil},
+		{"state is a hash", func(b *bb) { b.e.SetHash(b.keys[0], map[string]string{"x": "y"}) },
+			[]string{"state", "closed", "current_failures", "1"}, nil},
+		{"metrics is a string", func(b *bb) { b.e.Set(b.keys[3], "garbage") },
+			[]string{"total_failures", "1", "current_failures", "1"}, nil},
+		{"history is a string", func(b *bb) { b.e.Set(b.keys[4], "garbage") },
+			[]string{"state", "closed"}, nil},
+		{"probes is a string", func(b *bb) { b.e.Set(b.keys[6], "garbage") },
+			[]string{"probes", "0"}, nil},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBB(t)
+			c.corrupt(b)
+			if st := b.status(); st["state"] != "closed" {
+				t.Errorf("status before repair reads state %q, want closed", st["state"])
+			}
+			b.failure(b.allow(), "boom")
+			b.want(c.want...)
+			if got := b.eventNames(); len(got) != len(c.events) || (len(got) > 0 && got[0] != c.events[0]) {
+				t.Errorf("events %v, want %v", got, c.events)
+			}
+			b.trip(2) // and it still works: two more failures open it
+		})
+	}
+}
+
+func TestRepairRecordsWhatWasFound(t *testing.T) {
+	b := newBB(t)
+	b.e.Set(b.keys[0], "banana")
+	b.allow()
+	ev := b.events()
+	if len(ev) != 1 || ev[0]["from"] != "banana" || ev[0]["to"] != "closed" || ev[0]["actor"] != "breakerbox" {
+		t.Errorf("repair entry %v", ev)
+	}
+	if got, _ := b.e.Get(b.keys[0]); got != "closed" {
+		t.Errorf("state after repair %q", got)
+	}
+}
+
+func TestCorruptedStreamIsReplaced(t *testing.T) {
+	b := newBB(t)
+	b.e.Set(b.keys[7], "not a stream")
+	b.trip(3)
+	if got := b.eventNames(); len(got) != 1 || got[0] != "opened" {
+		t.Errorf("events %v, want the opening in a new stream", got)
+	}
+}
+
+func scriptErr(t *testing.T, e *luaengine.Engine, keys []string, args ...string) error {
+	t.Helper()
+	_, err := e.Eval(breakerbox.Breaker.Source, keys, args...)
+	if err == nil {
+		t.Fatalf("%v: no error", args)
+	}
+	var se luaengine.ScriptError
+	if !errors.As(err, &se) {
+		t.Fatalf("%v: %v is a Lua runtime error, want an error reply", args, err)
+	}
+	return err
+}
+
+func TestBadInputGetsACodedErrorAndChangesNothing(t *testing.T) {
+	cases := []struct {
+		name  string
+		setup func(b *bb)
+		keys  func(b *bb) []string
+		args  []string
+		code  string
+	}{
+		{"unknown op", nil, nil, []string{"explode"}, "BADARGS"},
+		{"no op", nil, nil, nil, "BADARGS"},
+		{"unknown action", nil, nil, []string{"control", "explode", "me"}, "BADARGS"},
+		{"odd record", nil, nil, []string{"record", "0", "f", "0", ""}, "BADARGS"},
+		{"bad outcome", nil, nil, []string{"record", "0", "x", "0", "", ""}, "BADARGS"},
+		{"bad generation", nil, nil, []string{"record", "0", "f", "abc", "", ""}, "BADARGS"},
+		{"bad refused", nil, nil, []string{"record", "-1"}, "BADARGS"},
+		{"config zero", nil, nil, []string{"configure", "me", "failure_threshold", "0"}, "BADARGS"},
+		{"config unknown", nil, nil, []string{"configure", "me", "colour", "3"}, "BADARGS"},
+		{"config text", nil, nil, []string{"configure", "me", "success_threshold", "two"}, "BADARGS"},
+		{"stored config abc", func(b *bb) {
+			b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc"})
+		}, nil, []string{"allow"}, "BADCONFIG failure_threshold"},
+		{"stored config negative", func(b *bb) {
+			b.e.SetHash(b.keys[5], map[string]string{"recovery_timeout_ms": "-5"})
+		}, nil, []string{"allow"}, "BADCONFIG recovery_timeout_ms"},
+		{"config not a hash", func(b *bb) { b.e.Set(b.keys[5], "x") }, nil, []string{"status"}, "BADCONFIG"},
+		{"seven keys", nil, func(b *bb) []string { return b.keys[:7] }, []string{"allow"}, "BADKEYS"},
+		{"keys out of order", nil, func(b *bb) []string {
+			return append([]string{b.keys[1], b.keys[0]}, b.keys[2:]...)
+		}, []string{"allow"}, "BADKEYS"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			b := newBB(t)
+			if c.setup != nil {
+				c.setup(b)
+			}
+			before := b.e.Keys()
+			keys := b.keys
+			if c.keys != nil {
+				keys = c.keys(b)
+			}
+			err := scriptErr(t, b.e, keys, c.args...)
+			if !strings.HasPrefix(err.Error(), c.code) {
+				t.Errorf("error %q, want code %s", err, c.code)
+			}
+			if after := b.e.Keys(); strings.Join(after, ",") != strings.Join(before, ",") {
+				t.Errorf("keys changed from %v to %v", before, after)
+			}
+		})
+	}
+}
+
+func TestHistoryIsCappedAt100AndStreamAt1000(t *testing.T) {
+	b := newBB(t)
+	for i := 0; i < 1005; i++ {
+		b.run("control", "reset", "loop")
+	}
+	if n := len(b.e.LRange(b.keys[4])); n != 100 {
+		t.Errorf("history length %d, want 100", n)
+	}
+	ev := b.events()
+	if len(ev) != 1000 || ev[0]["generation"] != "6" || ev[999]["generation"] != "1005" {
+		t.Errorf("stream has %d entries from generation %s, want 1000 from 6", len(ev), ev[0]["generation"])
+	}
+	if h := b.history(); h[0].Generation != 1005 || h[99].Generation != 906 {
+		t.Errorf("history spans generations %d..%d, want 1005..906", h[0].Generation, h[99].Generation)
+	}
+}

@@ -1,0 +1,197 @@
+package breakerbox_test
+
+import (
+	"crypto/sha1"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"regexp"
+	"slices"
+	"sort"
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
+)
+
+// header returns a script's leading --[[ ... ]] block.
+func header(t *testing.T, s *breakerbox.Script) string {
+	t.Helper()
+	start, end := strings.Index(s.Source, "--[["), strings.Index(s.Source, "]]")
+	if start != 0 || end < 0 {
+		t.Fatalf("%s does not open with a --[[ ... ]] contract header", s.File)
+	}
+	return s.Source[start:end]
+}
+
+func set(matches [][]string, group int) []string {
+	seen := map[string]bool{}
+	for _, m := range matches {
+		seen[m[group]] = true
+	}
+	out := make([]string, 0, len(seen))
+	for k := range seen {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestContractHeaderMatchesScript checks each script's header against its
+// file name and against what its body really uses: keys, operations, error
+// codes and event names.
+func TestContractHeaderMatchesScript(t *testing.T) {
+	if len(breakerbox.Scripts()) == 0 {
+		t.Fatal("no scripts embedded")
+	}
+	for _, s := range breakerbox.Scripts() {
+		t.Run(s.File, func(t *testing.T) {
+			h := header(t, s)
+			body := s.Source[len(h):]
+			if !strings.HasPrefix(h, "--[[\n"+s.File+":") {
+				t.Errorf("header does not start with the file name %s", s.File)
+			}
+
+			// KEYS: the header documents exactly Keys keys, in the layout's order.
+			docKeys := regexp.MustCompile(`(?m)^\s+KEYS\[(\d+)\]\s+circuit_breaker:\{NAME\}:(\w+)`).FindAllStringSubmatch(h, -1)
+			if len(docKeys) != s.Keys {
+				t.Fatalf("header documents %d keys, file name says %d", len(docKeys), s.Keys)
+			}
+			for i, m := range docKeys {
+				if m[1] != strconv.Itoa(i+1) || m[2] != breakerbox.KeySuffixes[i] {
+					t.Errorf("header KEYS[%s] = %s, want KEYS[%d] = %s", m[1], m[2], i+1, breakerbox.KeySuffixes[i])
+				}
+			}
+			used := set(regexp.MustCompile(`KEYS\[(\d+)\]`).FindAllStringSubmatch(body, -1), 1)
+			var want []string
+			for i := 1; i <= s.Keys; i++ {
+				want = append(want, strconv.Itoa(i))
+			}
+			sort.Strings(want)
+			if !slices.Equal(used, want) {
+				t.Errorf("body uses KEYS %v, header documents %v", used, want)
+			}
+			if !strings.Contains(body, "#KEYS ~= "+strconv.Itoa(s.Keys)) {
+				t.Errorf("body does not check #KEYS ~= %d", s.Keys)
+			}
+
+			// Operations: those the header lists are those the body dispatches on.
+			opsBlock := h[strings.Index(h, "ARGV[1] is the operation:"):strings.Index(h, "Reply")]
+			docOps := set(regexp.MustCompile(`(?m)^  (\w+)\b`).FindAllStringSubmatch(opsBlock, -1), 1)
+			bodyOps := set(regexp.MustCompile(`op == '(\w+)'`).FindAllStringSubmatch(body, -1), 1)
+			bodyOps = slices.DeleteFunc(bodyOps, func(o string) bool { return o == "" })
+			if !slices.Equal(docOps, bodyOps) {
+				t.Errorf("header operations %v, body dispatches %v", docOps, bodyOps)
+			}
+			replyBlock := h[strings.Index(h, "Reply"):strings.Index(h, "Errors")]
+			for _, op := range bodyOps {
+				if !regexp.MustCompile(`(?m)^  ` + op + `\s+[\{\[]`).MatchString(replyBlock) {
+					t.Errorf("header documents no reply for operation %s", op)
+				}
+			}
+
+			// Error codes.
+			errBlock := h[strings.Index(h, "Errors"):strings.Index(h, "Events")]
+			docCodes := set(regexp.MustCompile(`(?m)^  ([A-Z]+)\s`).FindAllStringSubmatch(errBlock, -1), 1)
+			bodyCodes := set(regexp.MustCompile(`error_reply\('([A-Z]+) `).FindAllStringSubmatch(body, -1), 1)
+			if !slices.Equal(docCodes, bodyCodes) {
+				t.Errorf("header error codes %v, body returns %v", docCodes, bodyCodes)
+			}
+
+			// Event names.
+			evLine := regexp.MustCompile(`Event names: ([a-z_,\s]+)\.`).FindStringSubmatch(h)
+			if evLine == nil {
+				t.Fatal("header lists no event names")
+			}
+			docEvents := regexp.MustCompile(`,\s*`).Split(strings.TrimSpace(evLine[1]), -1)
+			sort.Strings(docEvents)
+			bodyEvents := set(regexp.MustCompile(`transition\('(\w+)'`).FindAllStringSubmatch(body, -1), 1)
+			if !slices.Equal(docEvents, bodyEvents) {
+				t.Errorf("header events %v, body emits %v", docEvents, bodyEvents)
+			}
+		})
+	}
+}
+
+func TestScriptsExposeNameKeysAndSHA(t *testing.T) {
+	s := breakerbox.Breaker
+	sum := sha1.Sum([]byte(s.Source))
+	if s.Name != "breaker" || s.Keys != 8 || s.File != "breaker-8.lua" || s.SHA1 != hex.EncodeToString(sum[:]) {
+		t.Errorf("Breaker = %s/%d/%s/%s", s.Name, s.Keys, s.File, s.SHA1)
+	}
+	if len(breakerbox.Keys("x")) != s.Keys {
+		t.Errorf("Keys returns %d keys, script takes %d", len(breakerbox.Keys("x")), s.Keys)
+	}
+}
+
+func TestKeysShareTheHashTag(t *testing.T) {
+	for _, k := range append(breakerbox.Keys("pay:eu/1"), breakerbox.Channel("pay:eu/1")) {
+		if !strings.HasPrefix(k, "circuit_breaker:{pay:eu/1}:") {
+			t.Errorf("key %q lacks the hash tag", k)
+		}
+		if name, ok := breakerbox.NameFromKey(k); !ok || name != "pay:eu/1" {
+			t.Errorf("NameFromKey(%q) = %q, %v", k, name, ok)
+		}
+	}
+	for _, k := range []string{"circuit_breaker:registry", "other:{x}:state", "circuit_breaker:{}:state"} {
+		if _, ok := breakerbox.NameFromKey(k); ok {
+			t.Errorf("NameFromKey(%q) accepted", k)
+		}
+	}
+}
+
+func TestValidateName(t *testing.T) {
+	for _, c := range []struct {
+		name string
+		ok   bool
+	}{
+		{"openai_transcription", true},
+		{"pay:eu/1 (prod)", true},
+		{"ü-ß", true},
+		{strings.Repeat("a", 200), true},
+		{"", false},
+		{strings.Repeat("a", 201), false},
+		{"a{b", false},
+		{"a}b", false},
+		{"a\nb", false},
+		{"a\x00b", false},
+		{"a\x7fb", false},
+		{"\xff", false},
+	} {
+		err := breakerbox.ValidateName(c.name)
+		if (err == nil) != c.ok {
+			t.Errorf("ValidateName(%q) = %v, want ok=%v", c.name, err, c.ok)
+		}
+		if err != nil && !errors.Is(err, breakerbox.ErrInvalidName) {
+			t.Errorf("ValidateName(%q) error %v does not match ErrInvalidName", c.name, err)
+		}
+	}
+}
+
+type replyErr string
+
+func (e replyErr) Error() string { return string(e) }
+func (replyErr) RedisError()     {}
+
+var _ redis.Error = replyErr("")
+
+func TestScriptErrorMapsCodes(t *testing.T) {
+	for code, want := range map[string]error{
+		"BADKEYS x": breakerbox.ErrBadKeys, "BADARGS y": breakerbox.ErrBadArgs, "BADCONFIG z": breakerbox.ErrBadConfig,
+	} {
+		err := breakerbox.ScriptError(replyErr(code))
+		if !errors.Is(err, want) || !strings.Contains(err.Error(), code[len(code)-1:]) {
+			t.Errorf("ScriptError(%q) = %v, want %v with the message", code, err, want)
+		}
+	}
+	other := fmt.Errorf("dial tcp: refused")
+	if breakerbox.ScriptError(other) != other {
+		t.Error("ScriptError changed a non-reply error")
+	}
+	if err := breakerbox.ScriptError(replyErr("BADARGSX y")); errors.Is(err, breakerbox.ErrBadArgs) {
+		t.Error("a code that only starts like BADARGS was mapped")
+	}
+}
