@@ -1,0 +1,171 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client"
+)
+
+func TestOperatorControlsFromGo(t *testing.T) {
+	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
+		ctx := context.Background()
+		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a), client.WithActor("tester"))
+		must := func(err error) {
+			t.Helper()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		must(b.ForceOpen(ctx))
+		e.wait(time.Second) // longer than the recovery timeout: still refused
+		if err := run(t, b, ok); !errors.Is(err, client.ErrOpen) {
+			t.Fatalf("forced open: %v", err)
+		}
+		must(b.Release(ctx))
+		if st := status(t, b); st.State != client.HalfOpen || st.Mode != client.ModeNormal {
+			t.Fatalf("after release: %+v", st)
+		}
+		must(b.Disable(ctx))
+		for i := 0; i < 5; i++ {
+			if err := run(t, b, fail); !errors.Is(err, errBoom) {
+				t.Fatalf("disabled breaker refused: %v", err)
+			}
+		}
+		if st := status(t, b); st.State != client.Closed || st.Mode != client.ModeDisabled || st.CurrentFailures != 5 {
+			t.Fatalf("disabled: %+v", st)
+		}
+		must(b.Reset(ctx))
+		st := status(t, b)
+		if st.State != client.Closed || st.Mode != client.ModeNormal || st.CurrentFailures != 0 || st.TotalFailures != 5 {
+			t.Fatalf("after reset: %+v", st)
+		}
+		h, err := b.History(ctx, 100)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, ev := range h {
+			if ev.Actor == "tester" && ev.Event != "config_changed" {
+				got = append(got, ev.Event)
+			}
+		}
+		if strings.Join(got, ",") != "reset,disabled,released,forced_open" {
+			t.Errorf("operator events newest first: %v", got)
+		}
+	})
+}
+
+func TestRegisteringADifferentConfigOverwritesAndLogs(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	ctx := context.Background()
+	var logs logBuffer
+	first := newBreaker(t, rdb, "shared", client.DefaultConfig(), client.WithLogger(logs.logger()))
+	_ = run(t, first, ok)
+	if n := logs.count("circuit breaker overwrote the shared config"); n != 0 {
+		t.Fatalf("first registration logged an overwrite")
+	}
+	cfg := client.DefaultConfig()
+	cfg.FailureThreshold = 5
+	second := newBreaker(t, rdb, "shared", cfg, client.WithLogger(logs.logger()))
+	_ = run(t, second, ok)
+	if n := logs.count("circuit breaker overwrote the shared config"); n != 1 {
+		t.Fatalf("overwrite logged %d times, want once:\n%s", n, logs.buf.String())
+	}
+	if got := mr.HGet(breakerbox.Key("shared", "config"), "failure_threshold"); got != "5" {
+		t.Errorf("stored failure_threshold %q, want 5", got)
+	}
+	// Every worker now trips on the shared threshold, whatever it registered.
+	for i := 0; i < 4; i++ {
+		_ = run(t, first, fail)
+	}
+	if st := status(t, first); st.State != client.Closed || st.FailureThreshold != 5 {
+		t.Errorf("after 4 failures with a shared threshold of 5: %+v", st)
+	}
+	if names, err := client.Names(ctx, rdb); err != nil || len(names) != 1 || names[0] != "shared" {
+		t.Errorf("Names = %v, %v", names, err)
+	}
+}
+
+func TestNewRefusesBadInputWithoutTouchingRedis(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	good := client.DefaultConfig()
+	with := func(f func(*client.Config)) client.Config { c := good; f(&c); return c }
+	cases := []struct {
+		name string
+		cfg  client.Config
+		want error
+	}{
+		{"", good, breakerbox.ErrInvalidName},
+		{strings.Repeat("x", 201), good, breakerbox.ErrInvalidName},
+		{"a{b}", good, breakerbox.ErrInvalidName},
+		{"tab\there", good, breakerbox.ErrInvalidName},
+		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), client.ErrInvalidConfig},
+		{"ok", client.Config{}, client.ErrInvalidConfig},
+	}
+	for _, c := range cases {
+		if _, err := client.New(rdb, c.name, c.cfg); !errors.Is(err, c.want) {
+			t.Errorf("New(%q, %+v) = %v, want %v", c.name, c.cfg, err, c.want)
+		}
+	}
+	if _, err := client.New(nil, "ok", good); err == nil {
+		t.Error("New with a nil client succeeded")
+	}
+	if _, err := client.New(rdb, "ok", good, client.WithRedisTimeout(0)); err == nil {
+		t.Error("New with a zero redis timeout succeeded")
+	}
+	if n := mr.CommandCount(); n != 0 {
+		t.Errorf("New made %d Redis commands, want none", n)
+	}
+}
+
+func TestCorruptedStoredConfigIsAClearError(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	mr.HSet(breakerbox.Key("svc", "config"), "failure_threshold", "abc")
+	if _, err := client.ReadStatus(context.Background(), rdb, "svc"); !errors.Is(err, breakerbox.ErrBadConfig) ||
+		!strings.Contains(err.Error(), `failure_threshold is "abc"`) {
+		t.Errorf("status of a breaker with a corrupted config: %v, want ErrBadConfig naming the field", err)
+	}
+}
+
+func TestListReadsEveryBreaker(t *testing.T) {
+	for _, e := range engines(t) {
+		t.Run(e.name, func(t *testing.T) {
+			ctx := context.Background()
+			rdb := e.rdb(t)
+			for _, n := range []string{"b", "a", "c"} {
+				b := newBreaker(t, rdb, n, quickConfig())
+				_ = run(t, b, fail)
+			}
+			// A breaker used by another language without registering is found by SCAN.
+			if _, err := breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys("python-only"), "control", "force_open", "py").Result(); err != nil {
+				t.Fatal(err)
+			}
+			all, err := client.List(ctx, rdb)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var names []string
+			for _, st := range all {
+				names = append(names, st.Name+":"+st.State.String())
+			}
+			if strings.Join(names, ",") != "a:closed,b:closed,c:closed,python-only:open" {
+				t.Errorf("List = %v", names)
+			}
+		})
+	}
+}
