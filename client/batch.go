@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // outcome is one reported call, as the record operation takes it.
@@ -12,6 +13,7 @@ type outcome struct {
 	gen   int64
 	lease string
 	err   string
+	sent  chan struct{} // closed once sent, when someone waits for it
 }
 
 // maxBatch bounds how many outcomes one record call carries.
@@ -19,7 +21,9 @@ const maxBatch = 256
 
 // batcher sends a worker's outcomes to Redis in the order they were
 // reported, as many as have queued up in one record call, one call in
-// flight at a time. Callers never wait for it.
+// flight at a time. Successes do not wait for it; a failure waits until its
+// batch has been applied (one round trip, shared by every failure in the
+// batch), so that a worker learns of a trip before its next call.
 type batcher struct {
 	b          *Breaker
 	mu         sync.Mutex
@@ -30,6 +34,7 @@ type batcher struct {
 	done       uint64 // of those, sent (or given up on)
 	running    bool
 	closed     bool
+	timerSet   bool // a send of refusals alone is scheduled
 	unrecorded atomic.Int64
 	exited     chan struct{}
 }
@@ -48,13 +53,26 @@ func (q *batcher) add(o outcome) {
 	q.mu.Unlock()
 }
 
+// refusedEvery is how often refusals made from the worker's view are sent
+// when no outcome carries them earlier: they feed metrics, not decisions, so
+// an open breaker costs its workers no round trip per refused call.
+const refusedEvery = 100 * time.Millisecond
+
 // refuse counts a call the worker refused from its view.
 func (q *batcher) refuse() {
 	q.mu.Lock()
+	defer q.mu.Unlock()
 	q.refused++
 	q.queued++
-	q.wakeLocked()
-	q.mu.Unlock()
+	if !q.timerSet && !q.closed {
+		q.timerSet = true
+		time.AfterFunc(refusedEvery, func() {
+			q.mu.Lock()
+			q.timerSet = false
+			q.wakeLocked()
+			q.mu.Unlock()
+		})
+	}
 }
 
 func (q *batcher) wakeLocked() {
@@ -86,6 +104,11 @@ func (q *batcher) loop() {
 		q.mu.Unlock()
 
 		q.send(batch, refused)
+		for _, o := range batch {
+			if o.sent != nil {
+				close(o.sent)
+			}
+		}
 
 		q.mu.Lock()
 		q.done += uint64(n) + uint64(refused)
@@ -134,6 +157,9 @@ func (q *batcher) flush(ctx context.Context) error {
 	q.mu.Lock()
 	defer q.mu.Unlock()
 	target := q.queued
+	if q.done < target {
+		q.wakeLocked() // refusals may be waiting for their timer
+	}
 	for q.done < target && q.running {
 		if err := ctx.Err(); err != nil {
 			return err

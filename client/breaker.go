@@ -430,7 +430,16 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 	}
 	switch p.via {
 	case viaBatch:
+		if kind == "f" {
+			o.sent = make(chan struct{})
+		}
 		p.b.batch.add(o)
+		if o.sent != nil {
+			select {
+			case <-o.sent:
+			case <-p.b.ctx.Done():
+			}
+		}
 	case viaRedis:
 		return p.b.recordNow(context.WithoutCancel(ctx), o)
 	case viaLocal:

@@ -98,9 +98,16 @@ func parseAnnouncement(payload string) (reply, error) {
 	return r, err
 }
 
-// waitLive blocks until the subscription is confirmed or ctx ends; tests
-// and the demo use it to start from a fresh view.
-func (b *Breaker) waitLive(ctx context.Context) error {
+// Ready registers the breaker and, with Fast admission, waits until its
+// view of the breaker is confirmed by the subscription, so that the first
+// calls are already decided locally. Calling it is optional.
+func (b *Breaker) Ready(ctx context.Context) error {
+	if err := b.start(ctx); err != nil {
+		return err
+	}
+	if b.o.admission != Fast {
+		return nil
+	}
 	for !b.fresh() {
 		select {
 		case <-ctx.Done():

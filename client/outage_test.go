@@ -1,0 +1,122 @@
+package client_test
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/alicebob/miniredis/v2"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox/client"
+)
+
+const redisTimeout = 100 * time.Millisecond
+
+// downRedis returns a breaker whose Redis was reachable, then stopped.
+func downRedis(t *testing.T, policy client.OutagePolicy, logs *logBuffer) (*client.Breaker, *miniredis.Miniredis) {
+	t.Helper()
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr(), MaxRetries: -1})
+	t.Cleanup(func() { rdb.Close() })
+	b := newBreaker(t, rdb, "svc", quickConfig(), client.WithOutagePolicy(policy),
+		client.WithRedisTimeout(redisTimeout), client.WithLogger(logs.logger()))
+	if err := run(t, b, ok); err != nil {
+		t.Fatal(err)
+	}
+	mr.Close()
+	// A Fast worker admits from its view until it learns of the outage: from
+	// its subscription dropping, or a call or batch failing. Wait for that.
+	eventually(t, "the outage to be noticed", func() bool {
+		_ = b.Execute(context.Background(), ok)
+		_ = b.Flush(context.Background())
+		return b.Stats().Outage
+	})
+	return b, mr
+}
+
+// timed runs one Execute and fails the test if it blocked past the Redis timeout.
+func timed(t *testing.T, b *client.Breaker, fn func(context.Context) error) error {
+	t.Helper()
+	start := time.Now()
+	err := b.Execute(context.Background(), fn)
+	if d := time.Since(start); d > redisTimeout+200*time.Millisecond {
+		t.Errorf("call took %s while Redis was down, want at most about the %s Redis timeout", d, redisTimeout)
+	}
+	return err
+}
+
+func TestOutagePolicies(t *testing.T) {
+	t.Run("fail-open admits every call", func(t *testing.T) {
+		var logs logBuffer
+		b, _ := downRedis(t, client.FailOpen, &logs)
+		for i := 0; i < 5; i++ {
+			if err := timed(t, b, fail); !errors.Is(err, errBoom) {
+				t.Fatalf("call %d: %v, want the call to run", i, err)
+			}
+		}
+	})
+	t.Run("fail-closed refuses every call", func(t *testing.T) {
+		var logs logBuffer
+		b, _ := downRedis(t, client.FailClosed, &logs)
+		ran := false
+		err := timed(t, b, func(context.Context) error { ran = true; return nil })
+		if ran || !errors.Is(err, client.ErrOpen) || !errors.Is(err, client.ErrRedisUnavailable) {
+			t.Fatalf("ran=%v err=%v, want ErrOpen and ErrRedisUnavailable", ran, err)
+		}
+	})
+	t.Run("local breaker trips on this worker's failures", func(t *testing.T) {
+		var logs logBuffer
+		b, _ := downRedis(t, client.LocalBreaker, &logs)
+		for i := 0; i < 3; i++ {
+			if err := timed(t, b, fail); !errors.Is(err, errBoom) {
+				t.Fatalf("call %d: %v", i, err)
+			}
+		}
+		if err := timed(t, b, ok); !errors.Is(err, client.ErrOpen) {
+			t.Fatalf("after 3 local failures: %v, want ErrOpen", err)
+		}
+		for i := 0; i < 20; i++ {
+			_ = timed(t, b, ok)
+		}
+		if n := logs.count("circuit breaker cannot reach redis; following outage policy"); n != 1 {
+			t.Errorf("outage logged %d times over 24 calls, want once", n)
+		}
+		if !b.Stats().Outage {
+			t.Error("Stats().Outage is false during the outage")
+		}
+	})
+}
+
+func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
+	var logs logBuffer
+	b, mr := downRedis(t, client.LocalBreaker, &logs)
+	if err := mr.Restart(); err != nil {
+		t.Fatal(err)
+	}
+	back := time.Now()
+	eventually(t, "the outage to end", func() bool { return !b.Stats().Outage })
+	if d := time.Since(back); d > time.Second {
+		t.Errorf("outage ended %s after Redis returned, want within 1s", d)
+	}
+	for i := 0; i < 3; i++ {
+		_ = run(t, b, fail)
+	}
+	if st := status(t, b); st.State != client.Open || st.TotalFailures != 3 {
+		t.Errorf("status after recovery %+v, want the failures in Redis", st)
+	}
+	if n := logs.count("circuit breaker reaches redis again"); n != 1 {
+		t.Errorf("recovery logged %d times, want once", n)
+	}
+}
+
+func TestUnreachableRedisIsAClearErrorForOperators(t *testing.T) {
+	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
+	t.Cleanup(func() { rdb.Close() })
+	_, err := client.ReadStatus(context.Background(), rdb, "svc")
+	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), `breaker "svc": status`) {
+		t.Errorf("status against a closed port: %v, want a connection error", err)
+	}
+}
