@@ -110,9 +110,10 @@ const (
 	// while the breaker is open and its recovery timer runs, from the
 	// worker's view of the breaker, without a round trip. The view is kept
 	// fresh by the script's PUBLISH on every transition and is trusted only
-	// while the subscription is live. Outcomes are sent in order, batched,
-	// without blocking the caller. Half-open probes are always admitted by
-	// the script.
+	// while the subscription is live. Outcomes are sent in order, batched:
+	// a success does not wait, a failure waits for its batch (one round trip
+	// shared by concurrent failures) so the worker sees a trip before its
+	// next call. Half-open probes are always admitted by the script.
 	Fast Admission = iota
 	// Strict asks the script for every admission and waits for every
 	// outcome to be recorded: two round trips per call.
