@@ -1,0 +1,354 @@
+package cbctl
+
+import (
+	"context"
+	"encoding/json"
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client"
+)
+
+func TestHelpListsCommandsAndExitCodes(t *testing.T) {
+	for _, args := range [][]string{{"help"}, {"-h"}, {"--help"}} {
+		r := cbctl(t, nil, args...)
+		if r.code != ExitOK {
+			t.Fatalf("%v: exit %d, want 0", args, r.code)
+		}
+		for _, want := range []string{"list", "watch", "scripts", "3  unknown breaker", "4  Redis unreachable", "5  Redis refused"} {
+			if !strings.Contains(r.stdout, want) {
+				t.Errorf("%v: help lacks %q", args, want)
+			}
+		}
+	}
+}
+
+func TestUsageErrorsExit2(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "x", quickConfig(), "")
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{"no command", nil, "no command"},
+		{"unknown command", []string{"lst"}, `unknown command "lst"`},
+		{"unknown flag", []string{"list", "--bogus"}, "bogus"},
+		{"status without name", []string{"status"}, "one breaker name"},
+		{"status with two names", []string{"status", "a", "b"}, "got 2 arguments"},
+		{"name with braces", []string{"reset", "a{b}"}, "invalid breaker name"},
+		{"unknown output", []string{"-o", "yaml", "list"}, `-o "yaml"`},
+		{"history -n 0", []string{"history", "x", "-n", "0"}, "want 1 to 100"},
+		{"config threshold 0", []string{"config", "x", "--failure-threshold", "0"}, "FailureThreshold"},
+		{"watch interval 0", []string{"watch", "--interval", "0s"}, "at least 1ms"},
+		{"list with argument", []string{"list", "x"}, "no arguments"},
+		{"bad url", []string{"list", "--redis-url", "redis://:p%zz@h:1/0"}, "invalid URL escape"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cbctl(t, env, tt.args...)
+			if r.code != ExitUsage {
+				t.Fatalf("exit %d, want %d; stderr %q", r.code, ExitUsage, r.stderr)
+			}
+			if !strings.Contains(r.stderr, tt.want) {
+				t.Errorf("stderr %q lacks %q", r.stderr, tt.want)
+			}
+		})
+	}
+}
+
+func TestListShowsEveryBreakerInTextAndJSON(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "openai_transcription", quickConfig(), "sfff")
+	breaker(t, rdb, "anthropic_api", quickConfig(), "ss")
+
+	r := cbctl(t, env, "list")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("list printed %d lines, want header + 2:\n%s", len(lines), r.stdout)
+	}
+	if f := strings.Fields(lines[1]); f[0] != "anthropic_api" || f[1] != "closed" || f[3] != "0/3" || f[4] != "100.0%" {
+		t.Errorf("anthropic row = %q", lines[1])
+	}
+	if f := strings.Fields(lines[2]); f[0] != "openai_transcription" || f[1] != "open" || f[3] != "3/3" || f[4] != "25.0%" {
+		t.Errorf("openai row = %q", lines[2])
+	}
+	if !strings.Contains(lines[2], "upstream timeout") {
+		t.Errorf("openai row lacks the last error: %q", lines[2])
+	}
+
+	r = cbctl(t, env, "list", "-o", "json")
+	var sts []client.Status
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
+		t.Fatalf("list -o json: %v\n%s", err, r.stdout)
+	}
+	if len(sts) != 2 || sts[1].Name != "openai_transcription" || sts[1].State != client.Open || sts[1].TotalFailures != 3 {
+		t.Errorf("list -o json = %+v", sts)
+	}
+}
+
+func TestListOfEmptyRedis(t *testing.T) {
+	_, _, env := startMini(t)
+	r := cbctl(t, env, "list")
+	if r.code != ExitOK || !strings.Contains(r.stdout, "no breakers") {
+		t.Errorf("exit %d, stdout %q", r.code, r.stdout)
+	}
+	r = cbctl(t, env, "-o", "json", "list")
+	if strings.TrimSpace(r.stdout) != "[]" {
+		t.Errorf("json of no breakers = %q, want []", r.stdout)
+	}
+}
+
+func TestUnknownBreakerExits3AndNamesTheKnownOnes(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "payments", quickConfig(), "")
+	for _, cmd := range []string{"status", "history", "reset", "open", "disable", "release", "config"} {
+		t.Run(cmd, func(t *testing.T) {
+			r := cbctl(t, env, cmd, "paymnts")
+			if r.code != ExitUnknownBreaker {
+				t.Fatalf("exit %d, want %d; stderr %q", r.code, ExitUnknownBreaker, r.stderr)
+			}
+			if !strings.Contains(r.stderr, `no breaker named "paymnts"`) || !strings.Contains(r.stderr, "known: payments") {
+				t.Errorf("stderr %q", r.stderr)
+			}
+		})
+	}
+	// An action on an unknown name must not create it.
+	if n, _ := rdb.Exists(context.Background(), breakerbox.Keys("paymnts")...).Result(); n != 0 {
+		t.Errorf("%d keys of the unknown breaker exist after the commands", n)
+	}
+}
+
+func TestBreakerWithOnlyKeysIsKnown(t *testing.T) {
+	// A worker in another language may never add itself to the registry.
+	_, rdb, env := startMini(t)
+	if _, err := client.Control(context.Background(), rdb, "py_worker", client.ActionReset, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if r := cbctl(t, env, "status", "py_worker"); r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestStatusTextAndJSON(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "openai_transcription", quickConfig(), "fff")
+	r := cbctl(t, env, "status", "openai_transcription")
+	for _, want := range []string{"state:", "open", "3/3 consecutive", "retry after:", "upstream timeout", "failure_threshold=3"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	r = cbctl(t, env, "status", "openai_transcription", "-o", "json")
+	var st client.Status
+	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
+		t.Fatal(err)
+	}
+	if st.State != client.Open || st.CurrentFailures != 3 || st.RetryAfter <= 0 {
+		t.Errorf("status json = %+v", st)
+	}
+}
+
+func TestActionsMoveTheBreakerAndNameTheActor(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "svc", quickConfig(), "ff")
+	ctx := context.Background()
+	steps := []struct {
+		cmd, event string
+		state      client.State
+		mode       client.Mode
+	}{
+		{"open", "forced_open", client.Open, client.ModeForcedOpen},
+		{"release", "released", client.HalfOpen, client.ModeNormal},
+		{"disable", "disabled", client.Closed, client.ModeDisabled},
+		{"release", "released", client.Closed, client.ModeNormal},
+		{"reset", "reset", client.Closed, client.ModeNormal},
+	}
+	for i, s := range steps {
+		r := cbctl(t, env, s.cmd, "svc")
+		if r.code != ExitOK {
+			t.Fatalf("step %d %s: exit %d: %s", i, s.cmd, r.code, r.stderr)
+		}
+		st, err := client.ReadStatus(ctx, rdb, "svc")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if st.State != s.state || st.Mode != s.mode {
+			t.Fatalf("after %s: %s/%s, want %s/%s", s.cmd, st.State, st.Mode, s.state, s.mode)
+		}
+		evs, err := client.ReadHistory(ctx, rdb, "svc", 1)
+		if err != nil || len(evs) != 1 {
+			t.Fatal(evs, err)
+		}
+		if evs[0].Event != s.event || !strings.HasPrefix(evs[0].Actor, "cbctl:alice@") {
+			t.Errorf("after %s: history %+v, want event %s by cbctl:alice@HOST", s.cmd, evs[0], s.event)
+		}
+	}
+	// reset cleared the consecutive failures recorded before.
+	if st, _ := client.ReadStatus(ctx, rdb, "svc"); st.CurrentFailures != 0 {
+		t.Errorf("failures after reset = %d", st.CurrentFailures)
+	}
+}
+
+func TestActorFlagOverridesUser(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "svc", quickConfig(), "")
+	if r := cbctl(t, env, "--actor", "oncall-bot", "open", "svc"); r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	evs, _ := client.ReadHistory(context.Background(), rdb, "svc", 1)
+	if len(evs) != 1 || evs[0].Actor != "oncall-bot" {
+		t.Errorf("history %+v", evs)
+	}
+}
+
+func TestHistoryNewestFirstWithLimit(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "svc", quickConfig(), "fff")
+	for _, cmd := range []string{"reset", "open", "reset"} {
+		cbctl(t, env, cmd, "svc")
+	}
+	r := cbctl(t, env, "history", "svc", "-n", "2", "-o", "json")
+	var evs []client.Event
+	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil {
+		t.Fatalf("%v: %s", err, r.stdout)
+	}
+	if len(evs) != 2 || evs[0].Event != "reset" || evs[1].Event != "forced_open" || evs[0].Generation != evs[1].Generation+1 {
+		t.Errorf("history -n 2 = %+v", evs)
+	}
+	r = cbctl(t, env, "history", "svc")
+	if !strings.Contains(r.stdout, "opened") || !strings.Contains(r.stdout, "upstream timeout") {
+		t.Errorf("history text:\n%s", r.stdout)
+	}
+}
+
+func TestConfigPrintsAndChangesOnlyTheGivenFields(t *testing.T) {
+	_, rdb, env := startMini(t)
+	cfg := quickConfig()
+	cfg.HalfOpenMaxCalls = 4
+	breaker(t, rdb, "svc", cfg, "")
+
+	r := cbctl(t, env, "config", "svc", "-o", "json")
+	var v configView
+	if err := json.Unmarshal([]byte(r.stdout), &v); err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(v, configView{Name: "svc", FailureThreshold: 3, RecoveryTimeoutMs: 30000, SuccessThreshold: 2,
+		HalfOpenMaxCalls: 4, RequestTimeoutMs: 45000}) {
+		t.Errorf("config = %+v", v)
+	}
+
+	r = cbctl(t, env, "config", "svc", "--failure-threshold", "5", "--recovery-timeout", "1m")
+	if r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	if !strings.Contains(r.stdout, "failure_threshold 3 -> 5") || !strings.Contains(r.stdout, "recovery_timeout_ms 30000 -> 60000") {
+		t.Errorf("config change output:\n%s", r.stdout)
+	}
+	st, _ := client.ReadStatus(context.Background(), rdb, "svc")
+	if st.FailureThreshold != 5 || st.RecoveryTimeout != time.Minute || st.SuccessThreshold != 2 ||
+		st.HalfOpenMaxCalls != 4 || st.RequestTimeout != 45*time.Second {
+		t.Errorf("stored config after change = %+v", st)
+	}
+	evs, _ := client.ReadHistory(context.Background(), rdb, "svc", 1)
+	if len(evs) != 1 || evs[0].Event != "config_changed" || !strings.HasPrefix(evs[0].Actor, "cbctl:alice@") {
+		t.Errorf("history = %+v", evs)
+	}
+}
+
+func TestConfigHalfOpenMaxCallsFollowsSuccessThresholdWhenEqual(t *testing.T) {
+	tests := []struct {
+		name      string
+		hoMax     int // registered; 0 = follows success threshold
+		args      []string
+		wantHoMax int64
+	}{
+		{"equal follows", 0, []string{"--success-threshold", "5"}, 5},
+		{"different stays", 4, []string{"--success-threshold", "5"}, 4},
+		{"given wins", 0, []string{"--success-threshold", "5", "--half-open-max-calls", "1"}, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, rdb, env := startMini(t)
+			cfg := quickConfig()
+			cfg.HalfOpenMaxCalls = tt.hoMax
+			breaker(t, rdb, "svc", cfg, "")
+			if r := cbctl(t, env, append([]string{"config", "svc"}, tt.args...)...); r.code != ExitOK {
+				t.Fatal(r.stderr)
+			}
+			st, _ := client.ReadStatus(context.Background(), rdb, "svc")
+			if st.SuccessThreshold != 5 || st.HalfOpenMaxCalls != tt.wantHoMax {
+				t.Errorf("success_threshold %d, half_open_max_calls %d; want 5, %d", st.SuccessThreshold, st.HalfOpenMaxCalls, tt.wantHoMax)
+			}
+		})
+	}
+}
+
+func TestScriptsPrintsAndLoads(t *testing.T) {
+	_, rdb, env := startMini(t)
+	r := cbctl(t, env, "scripts", "-o", "json")
+	if r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	var infos []scriptInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil {
+		t.Fatal(err)
+	}
+	if len(infos) != 1 || infos[0].Name != "breaker" || infos[0].Keys != 8 || infos[0].SHA1 != breakerbox.Breaker.SHA1 ||
+		!infos[0].Loaded || infos[0].Servers != 1 {
+		t.Errorf("scripts = %+v", infos)
+	}
+	ok, err := rdb.ScriptExists(context.Background(), breakerbox.Breaker.SHA1).Result()
+	if err != nil || !ok[0] {
+		t.Errorf("SCRIPT EXISTS after cbctl scripts = %v, %v", ok, err)
+	}
+}
+
+func TestScriptsNoLoadNeedsNoRedis(t *testing.T) {
+	r := cbctl(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "scripts", "--no-load")
+	if r.code != ExitOK || !strings.Contains(r.stdout, breakerbox.Breaker.SHA1) || !strings.Contains(r.stdout, "breaker-8.lua") {
+		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestWrongOrMissingPasswordExits5WithoutPrintingIt(t *testing.T) {
+	mr, _, env := startMini(t)
+	mr.RequireAuth("correct-horse")
+	tests := []struct{ name, url string }{
+		{"no password", "redis://" + mr.Addr() + "/0"},
+		{"wrong password", "redis://:battery-staple@" + mr.Addr() + "/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cbctl(t, env, "list", "--redis-url", tt.url)
+			if r.code != ExitAuth {
+				t.Fatalf("exit %d, want %d: %s", r.code, ExitAuth, r.stderr)
+			}
+			if strings.Contains(r.stderr+r.stdout, "battery-staple") || strings.Contains(r.stderr, "correct-horse") {
+				t.Errorf("a password was printed: %q", r.stderr)
+			}
+			if !strings.Contains(r.stderr, "refused the credentials") {
+				t.Errorf("stderr %q", r.stderr)
+			}
+		})
+	}
+	r := cbctl(t, env, "list", "--redis-url", "redis://:correct-horse@"+mr.Addr()+"/0")
+	if r.code != ExitOK {
+		t.Errorf("right password: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestRedisURLFlagBeatsEnvironment(t *testing.T) {
+	mr, rdb, _ := startMini(t)
+	breaker(t, rdb, "svc", quickConfig(), "")
+	env := map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}
+	if r := cbctl(t, env, "--redis-url", "redis://"+mr.Addr()+"/0", "status", "svc"); r.code != ExitOK {
+		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}

@@ -1,0 +1,122 @@
+package cbctl
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/url"
+	"strings"
+	"testing"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+)
+
+func TestListOnAThreeMasterCluster(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	cc := c.Client(t)
+	ctx := context.Background()
+	// Twelve names spread over the slots, so over the three masters.
+	var want []string
+	for i := range 12 {
+		name := fmt.Sprintf("svc-%02d", i)
+		want = append(want, name)
+		breaker(t, cc, name, quickConfig(), "")
+	}
+	// One breaker known only by its keys: SCAN on every master must find it.
+	if err := cc.SRem(ctx, breakerbox.RegistryKey, "svc-07").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := client.Control(ctx, cc, "svc-07", client.ActionForceOpen, "test"); err != nil {
+		t.Fatal(err)
+	}
+	clusterURL := "redis://" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1]) + "&addr=" + url.QueryEscape(c.Addrs[2])
+	env := map[string]string{"REDIS_URL": clusterURL, "USER": "alice"}
+
+	r := cbctl(t, env, "list", "-o", "json")
+	if r.code != ExitOK {
+		t.Fatalf("exit %d: %s", r.code, r.stderr)
+	}
+	var sts []client.Status
+	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	for _, st := range sts {
+		got = append(got, st.Name)
+		if (st.Name == "svc-07") != (st.Mode == client.ModeForcedOpen) {
+			t.Errorf("%s: mode %s", st.Name, st.Mode)
+		}
+	}
+	if strings.Join(got, ",") != strings.Join(want, ",") {
+		t.Errorf("list on cluster = %v, want %v", got, want)
+	}
+
+	if r := cbctl(t, env, "reset", "svc-07"); r.code != ExitOK {
+		t.Fatalf("reset on cluster: exit %d: %s", r.code, r.stderr)
+	}
+	if r := cbctl(t, env, "status", "nope"); r.code != ExitUnknownBreaker {
+		t.Errorf("unknown breaker on cluster: exit %d: %s", r.code, r.stderr)
+	}
+
+	r = cbctl(t, env, "scripts", "-o", "json")
+	var infos []scriptInfo
+	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || r.code != ExitOK {
+		t.Fatalf("scripts: exit %d, %v: %s %s", r.code, err, r.stdout, r.stderr)
+	}
+	if len(infos) != 1 || !infos[0].Loaded || infos[0].Servers != 3 {
+		t.Errorf("scripts on a 3-master cluster = %+v, want loaded on 3", infos)
+	}
+}
+
+func TestRealRedisPasswordErrorsExit5(t *testing.T) {
+	s := redistest.Start(t, "--requirepass", "s3cret-horse")
+	tests := []struct{ name, url string }{
+		{"missing password", "redis://" + s.Addr + "/0"},
+		{"wrong password", "redis://:wrong-staple@" + s.Addr + "/0"},
+		{"wrong user", "redis://mallory:s3cret-horse@" + s.Addr + "/0"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cbctl(t, nil, "list", "--redis-url", tt.url)
+			if r.code != ExitAuth {
+				t.Fatalf("exit %d, want %d: %s", r.code, ExitAuth, r.stderr)
+			}
+			if strings.Contains(r.stderr, "s3cret-horse") || strings.Contains(r.stderr, "wrong-staple") {
+				t.Errorf("password printed: %s", r.stderr)
+			}
+		})
+	}
+	if r := cbctl(t, nil, "list", "--redis-url", "redis://:s3cret-horse@"+s.Addr+"/0"); r.code != ExitOK {
+		t.Errorf("right password: exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestACLUserWithoutEvalExits5(t *testing.T) {
+	s := redistest.Start(t)
+	rdb := s.Client(t)
+	ctx := context.Background()
+	// A user who may read keys but not run scripts.
+	if err := rdb.Do(ctx, "ACL", "SETUSER", "viewer", "on", ">viewpw", "~*", "+@read", "+ping", "+hello", "+auth").Err(); err != nil {
+		t.Fatal(err)
+	}
+	breaker(t, rdb, "svc", quickConfig(), "")
+	r := cbctl(t, nil, "status", "svc", "--redis-url", "redis://viewer:viewpw@"+s.Addr+"/0")
+	if r.code != ExitAuth || !strings.Contains(r.stderr, "NOPERM") {
+		t.Errorf("exit %d, stderr %s", r.code, r.stderr)
+	}
+}
+
+func TestUnreachableRedisExits4(t *testing.T) {
+	s := redistest.Start(t)
+	addr := s.Addr
+	s.Stop(t) // a port that was Redis a moment ago
+	r := cbctl(t, nil, "status", "svc", "--redis-url", "redis://:pw-not-shown@"+addr+"/0")
+	if r.code != ExitUnreachable {
+		t.Fatalf("exit %d, want %d: %s", r.code, ExitUnreachable, r.stderr)
+	}
+	if !strings.Contains(r.stderr, "cannot reach Redis at redis://:xxxxx@"+addr) || strings.Contains(r.stderr, "pw-not-shown") {
+		t.Errorf("stderr %q", r.stderr)
+	}
+}
