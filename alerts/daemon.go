@@ -1,0 +1,516 @@
+package alerts
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client"
+)
+
+// Daemon reads every breaker's transition stream through a consumer group
+// and posts alerts to a Sink. Several daemons may share a group; each
+// transition is then posted by one of them. See docs/alerts.md.
+type Daemon struct {
+	rdb     redis.UniversalClient
+	cfg     Config
+	sink    Sink
+	log     *slog.Logger
+	cluster bool
+
+	mu      sync.Mutex
+	known   map[string]bool // breakers whose stream has our group
+	running bool
+	changed chan struct{} // signalled when known grows
+
+	readerID atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
+	q        *queue
+}
+
+// New returns a daemon reading breakers from rdb (a *redis.Client for a
+// standalone or Sentinel-managed server, or a *redis.ClusterClient) and
+// posting to sink. Zero fields of cfg take their documented defaults.
+func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
+	if rdb == nil {
+		return nil, errors.New("alerts: nil redis client")
+	}
+	if sink == nil {
+		return nil, errors.New("alerts: nil sink")
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	d := &Daemon{rdb: rdb, cfg: cfg, sink: sink,
+		log:     cfg.Logger.With("component", "alerts", "group", cfg.Group, "consumer", cfg.Consumer),
+		known:   map[string]bool{},
+		changed: make(chan struct{}, 1),
+		q:       newQueue(),
+	}
+	switch rdb.(type) {
+	case *redis.Client:
+	case *redis.ClusterClient:
+		d.cluster = true
+	default:
+		return nil, fmt.Errorf("alerts: redis client %T is not supported; use *redis.Client or *redis.ClusterClient", rdb)
+	}
+	return d, nil
+}
+
+// Config returns the daemon's configuration, defaults filled in.
+func (d *Daemon) Config() Config { return d.cfg }
+
+// Run delivers alerts until ctx is cancelled, then shuts down: an alert
+// being posted gets up to Config.ShutdownGrace to finish and be
+// acknowledged; every other entry stays pending in the group, to be
+// delivered by this daemon's successor or another daemon of the group.
+// Redis being unreachable is logged and retried, never fatal. Run returns
+// nil after a shutdown, and an error only when called twice concurrently.
+func (d *Daemon) Run(ctx context.Context) error {
+	d.mu.Lock()
+	if d.running {
+		d.mu.Unlock()
+		return errors.New("alerts: daemon already running")
+	}
+	d.running = true
+	d.q = newQueue()
+	d.mu.Unlock()
+	defer func() {
+		d.mu.Lock()
+		d.running = false
+		d.mu.Unlock()
+	}()
+
+	d.log.Info("alerts daemon starting", "cluster", d.cluster, "flap_window", d.cfg.FlapWindow,
+		"stale_after", d.cfg.StaleAfter, "claim_min_idle", d.cfg.ClaimMinIdle)
+	d.discover(ctx)
+
+	var wg sync.WaitGroup
+	start := func(f func(context.Context)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			f(ctx)
+		}()
+	}
+	start(d.maintain)
+	start(d.subscribe)
+	if !d.cluster {
+		start(d.read)
+	}
+	for {
+		name, ok := d.q.pop(ctx)
+		if !ok {
+			break
+		}
+		d.deliver(ctx, name)
+	}
+	d.q.stop()
+	wg.Wait()
+	d.log.Info("alerts daemon stopped")
+	return nil
+}
+
+// knownNames returns the breakers whose stream has the group, sorted.
+func (d *Daemon) knownNames() []string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := make([]string, 0, len(d.known))
+	for n := range d.known {
+		out = append(out, n)
+	}
+	sort.Strings(out)
+	return out
+}
+
+func (d *Daemon) isKnown(name string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.known[name]
+}
+
+// ensureGroups creates the group on each breaker's stream, at ID 0 so that
+// transitions written before the daemon ever ran are delivered, with
+// MKSTREAM; an existing group (BUSYGROUP) is fine. Each breaker whose group
+// is now in place is added to the known set and queued for delivery.
+func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.XGroupCreateMkStream(ctx, streamKey(n), d.cfg.Group, "0")
+	}
+	_, _ = pipe.Exec(ctx) // errors are read per command
+	added := 0
+	for i, n := range names {
+		if err := cmds[i].Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
+			continue
+		}
+		d.mu.Lock()
+		if !d.known[n] {
+			d.known[n] = true
+			added++
+		}
+		d.mu.Unlock()
+		d.q.push(n)
+	}
+	if added > 0 {
+		select {
+		case d.changed <- struct{}{}:
+		default:
+		}
+		d.unblockReader(ctx)
+	}
+}
+
+// discover lists every breaker (registry and SCAN, on every master of a
+// cluster) and sets up the group on the new ones.
+func (d *Daemon) discover(ctx context.Context) {
+	names, err := client.Names(ctx, d.rdb)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Warn("breaker discovery failed", "err", err)
+		}
+		return
+	}
+	var fresh []string
+	for _, n := range names {
+		if !d.isKnown(n) {
+			fresh = append(fresh, n)
+		}
+	}
+	if len(fresh) > 0 {
+		d.log.Info("breakers discovered", "count", len(fresh))
+		d.ensureGroups(ctx, fresh)
+	}
+}
+
+// maintain runs discovery and the sweep every DiscoveryInterval.
+func (d *Daemon) maintain(ctx context.Context) {
+	t := time.NewTicker(d.cfg.DiscoveryInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			d.discover(ctx)
+			d.sweep(ctx)
+		}
+	}
+}
+
+// sweepCount bounds the entries one sweep command looks at per stream.
+const sweepCount = 100
+
+// sweep finds work that no wake-up announced, in one pipeline (split per
+// node on a cluster): entries idle longer than ClaimMinIdle in any
+// consumer's pending list, taken over with XAUTOCLAIM (their consumer is
+// presumed dead), and entries not yet delivered to the group (a missed
+// pub/sub message on a cluster). Breakers with either are queued.
+func (d *Daemon) sweep(ctx context.Context) {
+	names := d.knownNames()
+	if len(names) == 0 {
+		return
+	}
+	pipe := d.rdb.Pipeline()
+	claims := make([]*redis.XAutoClaimJustIDCmd, len(names))
+	reads := make([]*redis.XStreamSliceCmd, len(names))
+	for i, n := range names {
+		claims[i] = pipe.XAutoClaimJustID(ctx, &redis.XAutoClaimArgs{Stream: streamKey(n), Group: d.cfg.Group,
+			Consumer: d.cfg.Consumer, MinIdle: d.cfg.ClaimMinIdle, Start: "0-0", Count: sweepCount})
+		reads[i] = pipe.XReadGroup(ctx, &redis.XReadGroupArgs{Group: d.cfg.Group, Consumer: d.cfg.Consumer,
+			Streams: []string{streamKey(n), ">"}, Count: 1, Block: -1})
+	}
+	_, _ = pipe.Exec(ctx)
+	var regroup []string
+	for i, n := range names {
+		ids, _, cerr := claims[i].Result()
+		msgs, rerr := reads[i].Result()
+		if errors.Is(rerr, redis.Nil) {
+			rerr = nil
+		}
+		switch {
+		case redis.HasErrorPrefix(cerr, "NOGROUP") || redis.HasErrorPrefix(rerr, "NOGROUP"):
+			regroup = append(regroup, n)
+		case cerr != nil || rerr != nil:
+			if ctx.Err() == nil {
+				d.log.Warn("sweep failed", "breaker", n, "err", errors.Join(cerr, rerr))
+			}
+		default:
+			if len(ids) > 0 {
+				d.log.Info("took over entries of an idle consumer", "breaker", n, "entries", len(ids))
+			}
+			if len(ids) > 0 || len(msgs) > 0 {
+				d.q.push(n)
+			}
+		}
+	}
+	d.regroup(ctx, regroup)
+}
+
+// regroup handles streams whose group vanished (the stream was deleted):
+// they are forgotten and set up again.
+func (d *Daemon) regroup(ctx context.Context, names []string) {
+	if len(names) == 0 {
+		return
+	}
+	d.mu.Lock()
+	for _, n := range names {
+		delete(d.known, n)
+	}
+	d.mu.Unlock()
+	d.ensureGroups(ctx, names)
+}
+
+// subscribe listens to every breaker's announcements: each transition
+// queues its breaker at once (a breaker not seen before gets its group
+// first). On a cluster this is what wakes delivery; the sweep catches
+// announcements lost while the subscription reconnected.
+func (d *Daemon) subscribe(ctx context.Context) {
+	ps := d.rdb.PSubscribe(ctx, changedPattern)
+	defer ps.Close()
+	ch := ps.Channel()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case msg, ok := <-ch:
+			if !ok {
+				return
+			}
+			name, ok := nameFromChannel(msg.Channel)
+			if !ok {
+				continue
+			}
+			if !d.isKnown(name) {
+				d.ensureGroups(ctx, []string{name})
+				continue
+			}
+			d.q.push(name)
+		}
+	}
+}
+
+// readCount bounds the entries one blocking read returns per stream; the
+// read only says which breakers have work.
+const readCount = 100
+
+// read is the standalone server's reader: one blocking XREADGROUP over all
+// known streams at once, on a connection of its own. It only queues the
+// breakers that returned entries; delivery takes them under the breaker's
+// lock. CLIENT UNBLOCK cuts the wait short when new streams are known and
+// at shutdown.
+func (d *Daemon) read(ctx context.Context) {
+	c, ok := d.rdb.(*redis.Client)
+	if !ok {
+		return
+	}
+	conn := c.Conn()
+	defer conn.Close()
+	done := make(chan struct{})
+	defer close(done)
+	stop := context.AfterFunc(ctx, func() {
+		// Keep unblocking until the reader is out: the first CLIENT UNBLOCK
+		// may arrive before the read is issued.
+		t := time.NewTicker(50 * time.Millisecond)
+		defer t.Stop()
+		for {
+			d.unblockReader(context.Background())
+			select {
+			case <-done:
+				return
+			case <-t.C:
+			}
+		}
+	})
+	defer stop()
+
+	for ctx.Err() == nil {
+		if d.readerID.Load() == 0 {
+			id, err := conn.ClientID(ctx).Result()
+			if err != nil {
+				d.readFailed(ctx, err)
+				continue
+			}
+			d.readerID.Store(id)
+		}
+		names := d.knownNames()
+		if len(names) == 0 {
+			select {
+			case <-ctx.Done():
+			case <-d.changed:
+			case <-time.After(d.cfg.Block):
+			}
+			continue
+		}
+		streams := make([]string, 0, 2*len(names))
+		for _, n := range names {
+			streams = append(streams, streamKey(n))
+		}
+		for range names {
+			streams = append(streams, ">")
+		}
+		res, err := conn.XReadGroup(ctx, &redis.XReadGroupArgs{Group: d.cfg.Group, Consumer: d.cfg.Consumer,
+			Streams: streams, Count: readCount, Block: d.cfg.Block}).Result()
+		switch {
+		case errors.Is(err, redis.Nil):
+			continue // timed out or unblocked
+		case redis.HasErrorPrefix(err, "NOGROUP"):
+			d.regroupAll(ctx, names)
+			continue
+		case err != nil:
+			d.readFailed(ctx, err)
+			continue
+		}
+		for _, s := range res {
+			if name, ok := breakerbox.NameFromKey(s.Stream); ok && len(s.Messages) > 0 {
+				d.q.push(name)
+			}
+		}
+	}
+	d.readerID.Store(0)
+}
+
+// regroupAll finds which of names lost their group (one NOGROUP fails the
+// whole multi-stream read) and sets them up again.
+func (d *Daemon) regroupAll(ctx context.Context, names []string) {
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.XInfoGroupsCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.XInfoGroups(ctx, streamKey(n))
+	}
+	_, _ = pipe.Exec(ctx)
+	var lost []string
+	for i, n := range names {
+		groups, err := cmds[i].Result()
+		has := false
+		for _, g := range groups {
+			has = has || g.Name == d.cfg.Group
+		}
+		if err != nil || !has {
+			lost = append(lost, n)
+		}
+	}
+	d.regroup(ctx, lost)
+}
+
+// readFailed logs a reader error and waits RetryMin before the next read
+// (on a fresh CLIENT ID: the connection may have been replaced).
+func (d *Daemon) readFailed(ctx context.Context, err error) {
+	d.readerID.Store(0)
+	if ctx.Err() != nil {
+		return
+	}
+	d.log.Warn("blocking read failed", "err", err)
+	_ = sleep(ctx, d.cfg.RetryMin)
+}
+
+// unblockReader ends the reader's current blocking read, if any.
+func (d *Daemon) unblockReader(ctx context.Context) {
+	if id := d.readerID.Load(); id != 0 && !d.cluster {
+		ctx, cancel := context.WithTimeout(ctx, time.Second)
+		defer cancel()
+		_ = d.rdb.ClientUnblock(ctx, id).Err()
+	}
+}
+
+// queue is the set of breakers with work, delivered one at a time in the
+// order they were queued. A breaker is in it at most once.
+type queue struct {
+	mu      sync.Mutex
+	items   []string
+	queued  map[string]bool
+	timers  map[string]*time.Timer
+	due     map[string]time.Time
+	wake    chan struct{}
+	stopped bool
+}
+
+func newQueue() *queue {
+	return &queue{queued: map[string]bool{}, timers: map[string]*time.Timer{},
+		due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+}
+
+// push queues name now.
+func (q *queue) push(name string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped || q.queued[name] {
+		return
+	}
+	q.queued[name] = true
+	q.items = append(q.items, name)
+	select {
+	case q.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushAfter queues name after delay, unless it is already due earlier.
+func (q *queue) pushAfter(name string, delay time.Duration) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.stopped {
+		return
+	}
+	at := time.Now().Add(delay)
+	if due, ok := q.due[name]; ok && !due.After(at) {
+		return
+	}
+	if t := q.timers[name]; t != nil {
+		t.Stop()
+	}
+	q.due[name] = at
+	q.timers[name] = time.AfterFunc(delay, func() {
+		q.mu.Lock()
+		delete(q.due, name)
+		delete(q.timers, name)
+		q.mu.Unlock()
+		q.push(name)
+	})
+}
+
+// pop returns the next breaker, waiting until there is one or ctx is done.
+func (q *queue) pop(ctx context.Context) (string, bool) {
+	for {
+		if ctx.Err() != nil {
+			return "", false
+		}
+		q.mu.Lock()
+		if len(q.items) > 0 {
+			name := q.items[0]
+			q.items = q.items[1:]
+			delete(q.queued, name)
+			q.mu.Unlock()
+			return name, true
+		}
+		q.mu.Unlock()
+		select {
+		case <-ctx.Done():
+			return "", false
+		case <-q.wake:
+		}
+	}
+}
+
+// stop drops pending timers; later pushes are ignored.
+func (q *queue) stop() {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	q.stopped = true
+	for _, t := range q.timers {
+		t.Stop()
+	}
+}
