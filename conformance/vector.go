@@ -19,13 +19,13 @@ import (
 // each checked by its expectations. The JSON form is documented in
 // docs/conformance.md; conformance/python reads the same files.
 type Vector struct {
-	Name  string `json:"name"`
-	Doc   string `json:"doc"` // what it proves, citing docs/protocol.md
+	Name string `json:"name"`
+	Doc  string `json:"doc"` // what it proves, citing docs/protocol.md
 	// KnownBug, when set, names a disagreement between the script and
 	// docs/protocol.md that makes this vector fail today: runners report
 	// the failure as a known bug (a skip) instead of a test failure.
 	KnownBug string `json:"known_bug,omitempty"`
-	Steps []Step `json:"steps"`
+	Steps    []Step `json:"steps"`
 
 	File string `json:"-"` // file it was read from
 }
@@ -85,7 +85,7 @@ type Expect struct {
 	History     *[]map[string]any `json:"history,omitempty"` // whole history, newest first
 	HistoryLen  *int              `json:"history_len,omitempty"`
 	HistoryHead []map[string]any  `json:"history_head,omitempty"` // newest entries
-	Stream      *[]map[string]any `json:"stream,omitempty"` // whole stream, oldest first
+	Stream      *[]map[string]any `json:"stream,omitempty"`       // whole stream, oldest first
 	StreamLen   *int              `json:"stream_len,omitempty"`
 	StreamHead  []map[string]any  `json:"stream_head,omitempty"` // oldest entries
 	StreamTail  []map[string]any  `json:"stream_tail,omitempty"` // newest entries, oldest first
