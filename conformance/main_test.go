@@ -1,6 +1,7 @@
 package conformance
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
@@ -100,3 +101,5 @@ func envInt(name string, def int) int {
 	}
 	return def
 }
+
+func errorsAs(err error, target any) bool { return errors.As(err, target) }

@@ -97,16 +97,18 @@ type run struct {
 	timed   bool
 	scale   int64
 	start   int64
-	mark    int64 // max over steps j of after_j - scale*at_j
+	mark    int64 // max over timer steps j of after_j - scale*at_j
+	lastGen int64 // generation in the last reply that had one (-1: none yet)
 	ats     []int64
 	before  []int64
 	after   []int64
+	timer   []bool // the step may have started a deadline (see startsTimer)
 }
 
 // runOnce runs every step of v on t. late is non-nil when a real clock ran
 // a step so late that the deadline checks would be meaningless.
 func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []string, late error) {
-	r := &run{t: t, v: v, opt: opt, keys: breakerbox.Keys(t.Name()), permits: map[string]permit{}}
+	r := &run{t: t, v: v, opt: opt, keys: breakerbox.Keys(t.Name()), permits: map[string]permit{}, lastGen: -1}
 	r.exact = t.SetNow(BaseTime)
 	r.timed = v.Timed()
 	r.scale = 1
@@ -131,7 +133,7 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 			return append(errs, fmt.Sprintf("%s: %v", label, err)), nil
 		}
 		kind, reply, err := r.exec(ctx, s)
-		if err2 := r.stamp(ctx, s.At); err2 != nil && err == nil {
+		if err2 := r.stamp(ctx, s.At, r.startsTimer(kind, reply)); err2 != nil && err == nil {
 			err = err2
 		}
 		if err != nil {
@@ -149,7 +151,7 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 		}
 	}
 	if !r.exact && r.timed {
-		if err := r.validateTiming(steps); err != nil {
+		if err := r.validateTiming(); err != nil {
 			return errs, err
 		}
 	}
@@ -181,7 +183,8 @@ func describe(s Step) string {
 
 // wait brings the engine's clock to the step's offset: set exactly, or
 // (real clock, timed vector) wait until at least scale*(at - at_j) has
-// passed since the end of every earlier step j.
+// passed since the end of every earlier step j that may have started a
+// deadline.
 func (r *run) wait(ctx context.Context, at int64) error {
 	if r.exact {
 		r.t.SetNow(BaseTime + at)
@@ -209,8 +212,38 @@ func (r *run) wait(ctx context.Context, at int64) error {
 	}
 }
 
+// startsTimer reports whether a step's reply shows that it may have set a
+// time that later steps are measured against: a change of generation (an
+// opening sets opened_at) or an admitted probe (its lease expires
+// request_timeout_ms later). Status, configure and raw commands never do.
+func (r *run) startsTimer(kind string, reply any) bool {
+	arr, _ := reply.([]any)
+	var gen any
+	switch kind {
+	case "allow":
+		if len(arr) == 6 {
+			if lease, _ := arr[5].(string); arr[0] == int64(1) && lease != "" {
+				r.lastGen, _ = arr[2].(int64)
+				return true
+			}
+			gen = arr[2]
+		}
+	case "record", "control":
+		if len(arr) >= 4 {
+			gen = arr[1]
+		}
+	}
+	g, ok := gen.(int64)
+	if !ok {
+		return false
+	}
+	changed := g != r.lastGen
+	r.lastGen = g
+	return changed
+}
+
 // stamp records when a step ended on a real clock.
-func (r *run) stamp(ctx context.Context, at int64) error {
+func (r *run) stamp(ctx context.Context, at int64, timer bool) error {
 	if r.exact || !r.timed {
 		return nil
 	}
@@ -219,7 +252,10 @@ func (r *run) stamp(ctx context.Context, at int64) error {
 		return fmt.Errorf("read Redis TIME: %w", err)
 	}
 	r.after = append(r.after, now)
-	r.mark = max(r.mark, now-r.scale*at)
+	r.timer = append(r.timer, timer)
+	if timer {
+		r.mark = max(r.mark, now-r.scale*at)
+	}
 	return nil
 }
 
@@ -248,16 +284,19 @@ func (r *run) window(at int64) (int64, int64, error) {
 	return lo, hi, nil
 }
 
-// validateTiming checks that no pair of steps (j before i) ran so far apart
-// on Redis's clock that a configured duration D which the vector places
-// beyond their distance (at_i - at_j < D) was in fact reached
-// (after_i - before_j >= scale*D). The wait rule already guarantees the
-// other direction: steps at least D apart in the vector are at least
-// scale*D apart on the clock.
-func (r *run) validateTiming(steps []Step) error {
+// validateTiming checks that no step i ran so long after a timer step j
+// that a configured duration D the vector places beyond their distance
+// (at_i - at_j < D) was in fact reached (after_i - before_j >= scale*D).
+// The wait rule already guarantees the other direction: steps at least D
+// after a timer step in the vector are at least scale*D after it on the
+// clock.
+func (r *run) validateTiming() error {
 	durs := r.v.configDurations()
 	for i := range r.after {
 		for j := 0; j < i; j++ {
+			if !r.timer[j] {
+				continue
+			}
 			dt := r.ats[i] - r.ats[j]
 			k := sort.Search(len(durs), func(n int) bool { return durs[n] > dt })
 			if k == len(durs) {
