@@ -115,8 +115,50 @@ func (d *Daemon) Run(ctx context.Context) error {
 	}
 	d.q.stop()
 	wg.Wait()
+	d.retire()
 	d.log.Info("alerts daemon stopped")
 	return nil
+}
+
+// retire removes this consumer from the group on every stream where it
+// holds no pending entry, so that restarts (a new HOSTNAME-PID each time)
+// do not pile up dead consumers in XINFO CONSUMERS. Nothing reads as this
+// consumer any more, so an empty pending list stays empty until the
+// XGROUP DELCONSUMER. A consumer still holding entries is kept: deleting it
+// would drop them from the pending list, and another daemon takes them over.
+func (d *Daemon) retire() {
+	names := d.knownNames()
+	if len(names) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	pipe := d.rdb.Pipeline()
+	pend := make([]*redis.XPendingExtCmd, len(names))
+	for i, n := range names {
+		pend[i] = pipe.XPendingExt(ctx, &redis.XPendingExtArgs{Stream: streamKey(n), Group: d.cfg.Group,
+			Start: "-", End: "+", Count: 1, Consumer: d.cfg.Consumer})
+	}
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) && !redis.HasErrorPrefix(err, "NOGROUP") {
+		d.log.Debug("cannot check pending entries before leaving the group", "err", err)
+	}
+	pipe = d.rdb.Pipeline()
+	kept := 0
+	for i, n := range names {
+		switch p, err := pend[i].Result(); {
+		case err != nil:
+		case len(p) > 0:
+			kept++
+		default:
+			pipe.XGroupDelConsumer(ctx, streamKey(n), d.cfg.Group, d.cfg.Consumer)
+		}
+	}
+	if pipe.Len() > 0 {
+		_, _ = pipe.Exec(ctx)
+	}
+	if kept > 0 {
+		d.log.Info("left entries pending for another daemon", "breakers", kept)
+	}
 }
 
 // knownNames returns the breakers whose stream has the group, sorted.

@@ -460,6 +460,10 @@ func TestRestartDeliversTransitionsThatHappenedWhileDown(t *testing.T) {
 	waitAlerts(t, rec, 1)
 	waitDrained(t, first, 1)
 	first.stop(t)
+	consumers, err := rdb.XInfoConsumers(context.Background(), streamKey("alpha"), DefaultGroup).Result()
+	if err != nil || len(consumers) != 0 {
+		t.Errorf("after a clean stop the group has consumers %+v (%v), want the stopped daemon gone", consumers, err)
+	}
 
 	control(t, rdb, "alpha", client.ActionReset, "cbctl:alice@ops")
 	trip(t, newBreaker(t, rdb, "beta", fastConfig(time.Hour)), "beta down")

@@ -261,8 +261,14 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 			return false, time.Time{}, errLockLost
 		}
 		st.alert.Repeat = sendingOverlaps(rec.Sending, st.alert.Transitions)
-		if err := d.post(ctx, l, name, st); err != nil {
+		retried, err := d.post(ctx, l, name, st)
+		if err != nil {
 			return false, time.Time{}, err
+		}
+		if retried {
+			// The sink kept us waiting: plan the rest again, at the time it
+			// is now, so that what went stale meanwhile is summarised.
+			return true, time.Time{}, nil
 		}
 	}
 	return again, wake, nil
@@ -304,10 +310,11 @@ func graceContext(ctx context.Context, grace time.Duration) (context.Context, co
 }
 
 // post hands one alert to the sink until it is accepted (or refused for
-// good), then acknowledges its entries. While an attempt is in flight the
-// delivery record says so ("sending"), so that a daemon taking over after
-// a crash flags its own attempt as a possible repeat.
-func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error {
+// good), then acknowledges its entries; it reports whether it had to
+// retry. While an attempt is in flight the delivery record says so
+// ("sending"), so that a daemon taking over after a crash flags the alert
+// as a possible repeat.
+func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) (retried bool, err error) {
 	a := st.alert
 	ts := a.Transitions
 	dkey := deliveryKey(name, d.cfg.Group)
@@ -320,10 +327,10 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error 
 	delivered := false
 	for attempt := 1; ; attempt++ {
 		if ctx.Err() != nil {
-			return errStopping
+			return false, errStopping
 		}
 		if err := d.rdb.HSet(ctx, dkey, "sending", mark).Err(); err != nil {
-			return fmt.Errorf("mark attempt: %w", err)
+			return false, fmt.Errorf("mark attempt: %w", err)
 		}
 		retry, err := d.sink.Notify(gctx, a)
 		if err == nil {
@@ -337,6 +344,7 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error 
 		_ = d.rdb.HDel(gctx, dkey, "sending").Err()
 		wait := backoff
 		var ra *RetryAfterError
+		retried = true
 		if errors.As(err, &ra) {
 			wait = ra.After
 		} else {
@@ -344,20 +352,20 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error 
 		}
 		log.Warn("sink failed; retrying", "attempt", attempt, "wait", wait, "err", err)
 		if err := d.cfg.Sleep(ctx, wait); err != nil {
-			return errStopping
+			return false, errStopping
 		}
 		if l.lost() {
-			return errLockLost
+			return false, errLockLost
 		}
 	}
 	if err := d.ack(gctx, l, name, st); err != nil {
-		log.Error("alert posted but not acknowledged; it will be posted again, flagged as a possible repeat", "err", err)
-		return err
+		log.Error("alert handled but not acknowledged; it will be handled again", "err", err)
+		return false, err
 	}
 	if delivered {
 		log.Info("alert delivered", "first", ts[0].ID, "last", ts[len(ts)-1].ID)
 	}
-	return nil
+	return retried, nil
 }
 
 // ack acknowledges the step's entries and, while the lock is ours, records

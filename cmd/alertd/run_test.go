@@ -1,0 +1,201 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox/alerts"
+	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+)
+
+// buffer is a bytes.Buffer safe for the daemon and the test at once.
+type buffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (b *buffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.Write(p)
+}
+
+func (b *buffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.b.String()
+}
+
+func env(m map[string]string) func(string) string { return func(k string) string { return m[k] } }
+
+func TestHelpListsEveryFlagAndVariable(t *testing.T) {
+	var out buffer
+	if code := run(context.Background(), []string{"--help"}, io.Discard, &out, env(nil)); code != 0 {
+		t.Fatalf("--help exit code %d", code)
+	}
+	for _, want := range []string{"REDIS_URL", "SLACK_WEBHOOK_URL", "-redis-url", "-group", "-consumer",
+		"-flap-window", "-stale-after", "-claim-min-idle", "-retry-min", "-retry-max", "-discovery-interval",
+		"-listen", "-log-level", "ALERTD_FLAP_WINDOW", "breakerbox-alerts", "5m0s", "10m0s"} {
+		if !strings.Contains(out.String(), want) {
+			t.Errorf("--help lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestBadInputExitsWithoutLeakingSecrets(t *testing.T) {
+	tests := []struct {
+		name string
+		args []string
+		env  map[string]string
+		code int
+		want string
+	}{
+		{"unknown flag", []string{"--nope"}, nil, 2, "flag provided but not defined"},
+		{"bad duration in the environment", nil, map[string]string{"ALERTD_STALE_AFTER": "soon"}, 2, "ALERTD_STALE_AFTER"},
+		{"bad log level", []string{"--log-level", "loud"}, nil, 2, "--log-level"},
+		{"flap window not shorter than stale threshold", []string{"--flap-window", "1h", "--stale-after", "1h"},
+			map[string]string{"REDIS_URL": "redis://127.0.0.1:1"}, 2, "FlapWindow"},
+		{"invalid webhook", nil, map[string]string{"REDIS_URL": "redis://127.0.0.1:1",
+			"SLACK_WEBHOOK_URL": "ftp://hooks.example/services/SECRETTOKEN"}, 1, "SLACK_WEBHOOK_URL"},
+		{"stray argument", []string{"extra"}, nil, 2, "unexpected arguments"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out buffer
+			if code := run(context.Background(), tt.args, io.Discard, &out, env(tt.env)); code != tt.code {
+				t.Errorf("exit code %d, want %d; stderr:\n%s", code, tt.code, out.String())
+			}
+			if !strings.Contains(out.String(), tt.want) || strings.Contains(out.String(), "SECRETTOKEN") {
+				t.Errorf("stderr lacks %q or leaks the webhook:\n%s", tt.want, out.String())
+			}
+		})
+	}
+}
+
+func TestRunPrintsAlertsWithoutWebhookAndStopsOnCancel(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	var stdout, stderr buffer
+	done := make(chan int, 1)
+	go func() {
+		done <- run(ctx, []string{"--redis-url", "redis://" + srv.Addr, "--discovery-interval", "100ms",
+			"--consumer", "demo"}, &stdout, &stderr, env(nil))
+	}()
+
+	b, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	for i := 0; i < 3; i++ {
+		p, err := b.Allow(ctx)
+		if err != nil {
+			t.Fatal(err)
+		}
+		_ = p.Failure(ctx, errors.New("OpenAI API error: Connection timeout"))
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for !strings.Contains(stdout.String(), "Connection timeout\n```") {
+		if time.Now().After(deadline) {
+			t.Fatalf("no alert on stdout after 10s; stdout:\n%s\nstderr:\n%s", stdout.String(), stderr.String())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	cancel()
+	select {
+	case code := <-done:
+		if code != 0 {
+			t.Errorf("exit code %d after cancellation; stderr:\n%s", code, stderr.String())
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not return after cancellation")
+	}
+	if !strings.HasPrefix(stdout.String(), "🚨 Circuit Breaker Alert: openai_transcription\n") {
+		t.Errorf("stdout:\n%s", stdout.String())
+	}
+}
+
+func TestHealthzReportsRedisAndLag(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	b, err := client.New(rdb, "alpha", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Close(context.Background())
+	if _, err := b.Status(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	held := make(chan struct{})
+	release := make(chan struct{})
+	sink := alerts.SinkFunc(func(ctx context.Context, a alerts.Alert) (bool, error) {
+		close(held)
+		<-release
+		return false, nil
+	})
+	// No retries: with Redis stopped, /healthz answers at once.
+	drdb := redis.NewClient(&redis.Options{Addr: srv.Addr, MaxRetries: -1})
+	defer drdb.Close()
+	d, err := alerts.New(drdb, alerts.Config{Consumer: "health", DiscoveryInterval: 50 * time.Millisecond,
+		ShutdownGrace: 200 * time.Millisecond, RetryMin: 10 * time.Millisecond, RetryMax: 50 * time.Millisecond}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- d.Run(ctx) }()
+	defer cancel()
+	web := httptest.NewServer(newMux(d))
+	defer web.Close()
+
+	get := func() (int, alerts.Health) {
+		t.Helper()
+		resp, err := http.Get(web.URL + "/healthz")
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var h alerts.Health
+		if err := json.NewDecoder(resp.Body).Decode(&h); err != nil {
+			t.Fatalf("decode /healthz: %v", err)
+		}
+		return resp.StatusCode, h
+	}
+
+	// An operator action is being posted (the sink holds it): one entry
+	// pending; a second one waits undelivered behind it.
+	if _, err := client.Control(ctx, rdb, "alpha", client.ActionForceOpen, "test"); err != nil {
+		t.Fatal(err)
+	}
+	<-held
+	if _, err := client.Control(ctx, rdb, "alpha", client.ActionReset, "test"); err != nil {
+		t.Fatal(err)
+	}
+	code, h := get()
+	if code != http.StatusOK || !h.OK || h.Breakers != 1 || h.Pending+h.Lag != 2 || h.Pending < 1 ||
+		len(h.Streams) != 1 || h.Streams[0].Breaker != "alpha" {
+		t.Errorf("/healthz = %d %+v, want ok with alpha's 2 entries pending or lagging", code, h)
+	}
+	close(release)
+
+	srv.Stop(t)
+	if code, h := get(); code != http.StatusServiceUnavailable || h.OK || h.Redis == "ok" {
+		t.Errorf("/healthz with Redis down = %d %+v, want 503", code, h)
+	}
+	cancel()
+	<-done
+}
