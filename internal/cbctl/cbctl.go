@@ -19,6 +19,8 @@ import (
 	"sync"
 	"syscall"
 	"time"
+	"unicode"
+	"unicode/utf8"
 
 	"github.com/redis/go-redis/v9"
 
@@ -259,12 +261,37 @@ func (e *env) connect() error {
 	return nil
 }
 
-// scrub removes the URL's password from a message, whatever produced it.
+// scrub replaces the URL's password in a message, whatever produced it,
+// wherever it stands as a word of its own (not inside a longer word, so a
+// short password does not garble the message).
 func (e *env) scrub(msg string) string {
-	if e.password == "" {
+	pw := e.password
+	if pw == "" {
 		return msg
 	}
-	return strings.ReplaceAll(msg, e.password, "xxxxx")
+	var b strings.Builder
+	for start := 0; ; {
+		i := strings.Index(msg[start:], pw)
+		if i < 0 {
+			b.WriteString(msg[start:])
+			return b.String()
+		}
+		i += start
+		end := i + len(pw)
+		before, _ := utf8.DecodeLastRuneInString(msg[:i])
+		after, _ := utf8.DecodeRuneInString(msg[end:])
+		b.WriteString(msg[start:i])
+		if isWordRune(before) || isWordRune(after) {
+			b.WriteString(pw)
+		} else {
+			b.WriteString("xxxxx")
+		}
+		start = end
+	}
+}
+
+func isWordRune(r rune) bool {
+	return r != utf8.RuneError && (unicode.IsLetter(r) || unicode.IsDigit(r))
 }
 
 func (e *env) actor() string {
@@ -318,10 +345,20 @@ func (e *env) explain(code int, err error) string {
 		}
 		return fmt.Sprintf("cannot reach Redis at %s: %v (set --redis-url or REDIS_URL)", where, err)
 	case ExitAuth:
+		if isPermissionError(err) {
+			return fmt.Sprintf("the Redis user at %s lacks a permission breakerbox needs: %v "+
+				"(see the ACL section of docs/operations.md)", where, err)
+		}
 		return fmt.Sprintf("Redis at %s refused the credentials or permission: %v "+
 			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB)", where, err)
 	}
 	return err.Error()
+}
+
+// isPermissionError reports an ACL refusal of a command, key or channel.
+func isPermissionError(err error) bool {
+	msg := err.Error()
+	return strings.Contains(msg, "NOPERM") || strings.Contains(msg, "user executing the script can't run")
 }
 
 // isAuthError reports a refusal of the credentials or of a permission.
@@ -332,9 +369,8 @@ func isAuthError(err error) bool {
 		}
 	}
 	msg := err.Error()
-	return strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS") ||
-		strings.Contains(msg, "NOPERM") || strings.Contains(msg, "AUTH <password> called without") ||
-		strings.Contains(msg, "AUTH failed")
+	return isPermissionError(err) || strings.Contains(msg, "NOAUTH") || strings.Contains(msg, "WRONGPASS") ||
+		strings.Contains(msg, "AUTH <password> called without") || strings.Contains(msg, "AUTH failed")
 }
 
 // isNotRedis reports a reply that is not the Redis protocol (an HTTP

@@ -352,3 +352,21 @@ func TestRedisURLFlagBeatsEnvironment(t *testing.T) {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
 	}
 }
+
+func TestScrubHidesThePasswordButNotWordsContainingIt(t *testing.T) {
+	tests := []struct{ pw, msg, want string }{
+		{"s3cret", "dial redis://:s3cret@h failed", "dial redis://:xxxxx@h failed"},
+		{"s3cret", "AUTH s3cret", "AUTH xxxxx"},
+		{"x", "user nobbx lacks 'evalsha'", "user nobbx lacks 'evalsha'"},
+		{"x", "password x refused", "password xxxxx refused"},
+		{"pw", "pw", "xxxxx"},
+		{"x", "redis://u:xxxxx@h", "redis://u:xxxxx@h"},
+		{"ab", "ab ab", "xxxxx xxxxx"},
+	}
+	for _, tt := range tests {
+		e := &env{password: tt.pw}
+		if got := e.scrub(tt.msg); got != tt.want {
+			t.Errorf("scrub(%q) with %q = %q, want %q", tt.msg, tt.pw, got, tt.want)
+		}
+	}
+}

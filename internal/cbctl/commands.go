@@ -273,6 +273,10 @@ func runAction(cmd string, a client.Action) runFunc {
 		if err := e.requireKnown(ctx, name); err != nil {
 			return err
 		}
+		before, err := client.ReadStatus(ctx, e.rdb, name)
+		if err != nil {
+			return err
+		}
 		st, err := client.Control(ctx, e.rdb, name, a, e.actor())
 		if err != nil {
 			return err
@@ -280,11 +284,12 @@ func runAction(cmd string, a client.Action) runFunc {
 		if e.g.output == "json" {
 			return e.json(st)
 		}
-		fmt.Fprintf(e.stdout, "breaker %q %s by %s: now %s (mode %s, generation %d)\n",
-			name, actionPast[a], e.actor(), st.State, st.Mode, st.Generation)
-		if a == client.ActionRelease && st.Mode == client.ModeNormal && st.Generation > 0 {
-			fmt.Fprintln(e.stdout, "(release only acts on a breaker forced open or disabled)")
+		if a == client.ActionRelease && before.Mode == client.ModeNormal {
+			fmt.Fprintf(e.stdout, "breaker %q: nothing to release (not forced open or disabled); still %s\n", name, st.State)
+			return nil
 		}
+		fmt.Fprintf(e.stdout, "breaker %q %s by %s: %s -> %s (mode %s, generation %d)\n",
+			name, actionPast[a], e.actor(), before.State, st.State, st.Mode, st.Generation)
 		return nil
 	}
 }
