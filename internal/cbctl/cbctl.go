@@ -343,6 +343,17 @@ func (e *env) explain(code int, err error) string {
 		if isNotRedis(err) {
 			return fmt.Sprintf("the server at %s does not answer like Redis: %v (check host and port in --redis-url or REDIS_URL)", where, err)
 		}
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "x509:") || strings.Contains(msg, "tls: failed to verify"):
+			return fmt.Sprintf("cannot reach Redis at %s: %v (the server's certificate is not trusted: "+
+				"point SSL_CERT_FILE at its CA certificate)", where, err)
+		case strings.Contains(msg, "first record does not look like a TLS handshake"):
+			return fmt.Sprintf("cannot reach Redis at %s: %v (the server does not speak TLS: use redis://, not rediss://)", where, err)
+		case strings.HasPrefix(where, "redis://") && (errors.Is(err, io.EOF) || strings.Contains(msg, "connection reset")):
+			return fmt.Sprintf("cannot reach Redis at %s: %v (the server closed the connection: "+
+				"if it only accepts TLS, use rediss://)", where, err)
+		}
 		return fmt.Sprintf("cannot reach Redis at %s: %v (set --redis-url or REDIS_URL)", where, err)
 	case ExitAuth:
 		if isPermissionError(err) {

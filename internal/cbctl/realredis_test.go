@@ -2,12 +2,23 @@ package cbctl
 
 import (
 	"context"
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"encoding/json"
+	"encoding/pem"
 	"errors"
 	"fmt"
+	"math/big"
+	"net"
 	"net/url"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/redis/go-redis/v9"
 
@@ -174,4 +185,58 @@ func toAny(ss []string) []any {
 		out[i] = s
 	}
 	return out
+}
+
+// selfSignedCert writes a certificate and key for 127.0.0.1 into dir.
+func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
+	t.Helper()
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tmpl := &x509.Certificate{SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "127.0.0.1"},
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)}, NotBefore: time.Now().Add(-time.Hour),
+		NotAfter: time.Now().Add(time.Hour), KeyUsage: x509.KeyUsageDigitalSignature | x509.KeyUsageCertSign,
+		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}, IsCA: true, BasicConstraintsValid: true}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	keyDER, err := x509.MarshalECPrivateKey(key)
+	if err != nil {
+		t.Fatal(err)
+	}
+	certFile, keyFile = filepath.Join(dir, "cert.pem"), filepath.Join(dir, "key.pem")
+	if err := os.WriteFile(certFile, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(keyFile, pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return certFile, keyFile
+}
+
+func TestTLS(t *testing.T) {
+	certFile, keyFile := selfSignedCert(t, t.TempDir())
+	_, tlsPort, _ := net.SplitHostPort(closedAddr(t))
+	redistest.Start(t, "--tls-port", tlsPort, "--tls-cert-file", certFile, "--tls-key-file", keyFile,
+		"--tls-auth-clients", "no")
+	addr := "127.0.0.1:" + tlsPort
+	tests := []struct {
+		name, url string
+		code      int
+		hint      string
+	}{
+		{"rediss with verification off", "rediss://" + addr + "/0?skip_verify=true", ExitOK, ""},
+		{"rediss with an untrusted certificate", "rediss://" + addr + "/0", ExitUnreachable, "SSL_CERT_FILE"},
+		{"plain redis to a TLS port", "redis://" + addr + "/0", ExitUnreachable, "use rediss://"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := cbctl(t, nil, "list", "--timeout", "3s", "--redis-url", tt.url)
+			if r.code != tt.code || !strings.Contains(r.stderr, tt.hint) {
+				t.Errorf("exit %d (want %d), stderr %q (want %q)", r.code, tt.code, r.stderr, tt.hint)
+			}
+		})
+	}
 }
