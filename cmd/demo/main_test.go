@@ -1,0 +1,23 @@
+package main
+
+import (
+	"os"
+	"testing"
+)
+
+func TestDemoRunsWithoutRedisURL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("the full demo takes 5s")
+	}
+	t.Setenv("REDIS_URL", "")
+	devnull, err := os.OpenFile(os.DevNull, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stdout := os.Stdout
+	os.Stdout = devnull
+	defer func() { os.Stdout = stdout }()
+	if code := run(); code != 0 {
+		t.Fatalf("demo exited %d", code)
+	}
+}

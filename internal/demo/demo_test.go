@@ -1,0 +1,27 @@
+package demo_test
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/internal/demo"
+)
+
+func TestDemoTripsProbesAndClosesOnEmbeddedRedis(t *testing.T) {
+	var out bytes.Buffer
+	code := demo.Run(context.Background(), demo.Options{Out: &out, Workers: 3,
+		Healthy: 200 * time.Millisecond, Down: 800 * time.Millisecond, After: time.Second})
+	text := out.String()
+	if code != 0 {
+		t.Fatalf("exit %d:\n%s", code, text)
+	}
+	for _, want := range []string{"embedded miniredis", "breaker OPEN (generation 1)", "breaker HALF_OPEN",
+		"breaker CLOSED", "openai_transcription: closed", "were refused by the breaker"} {
+		if !strings.Contains(text, want) {
+			t.Errorf("output lacks %q:\n%s", want, text)
+		}
+	}
+}
