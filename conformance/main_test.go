@@ -23,6 +23,13 @@ func TestMain(m *testing.M) {
 		os.Exit(workerMain(spec))
 	}
 	flag.Parse()
+	// The model test's 100 default checks take ~20s under -race on two
+	// cores; run 25 unless asked for more (-rapid.checks=N or RAPID_CHECKS).
+	explicit := os.Getenv("RAPID_CHECKS") != ""
+	flag.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "rapid.checks" })
+	if !explicit {
+		_ = flag.Set("rapid.checks", "25")
+	}
 	code := m.Run()
 	if table := summary.table(); table != "" {
 		fmt.Print(table)
