@@ -240,3 +240,31 @@ func TestTLS(t *testing.T) {
 		})
 	}
 }
+
+func TestDocumentedACLOnAClusterNeedsClusterSlots(t *testing.T) {
+	c := redistest.StartCluster(t, 3)
+	ctx := context.Background()
+	setUser := func(extra ...string) {
+		for _, a := range c.Addrs {
+			r := redis.NewClient(&redis.Options{Addr: a})
+			err := r.Do(ctx, append([]any{"ACL", "SETUSER", "breakerbox", "reset"}, toAny(append(documentedACL, extra...))...)...).Err()
+			_ = r.Close()
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	breaker(t, c.Client(t), "svc", quickConfig(), "f")
+	u := "redis://breakerbox:bbx-pw@" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1])
+
+	setUser()
+	if r := cbctl(t, nil, "list", "--redis-url", u); r.code != ExitAuth || !strings.Contains(r.stderr, "cluster|slots") {
+		t.Errorf("without +cluster|slots: exit %d: %s", r.code, r.stderr)
+	}
+	setUser("+cluster|slots")
+	for _, args := range [][]string{{"list"}, {"status", "svc"}, {"reset", "svc"}, {"scripts"}, {"watch", "--count", "1"}} {
+		if r := cbctl(t, nil, append(args, "--redis-url", u)...); r.code != ExitOK {
+			t.Errorf("%v with +cluster|slots: exit %d: %s", args, r.code, r.stderr)
+		}
+	}
+}
