@@ -381,12 +381,12 @@ func (d *Daemon) read(ctx context.Context) {
 
 	for ctx.Err() == nil {
 		if d.readerID.Load() == 0 {
-			id, err := conn.ClientID(ctx).Result()
-			if err != nil {
-				d.readFailed(ctx, err)
-				continue
+			// Without CLIENT ID (denied by an ACL, or a server that lacks
+			// it) the read still works; only the unblocking is lost, so
+			// new streams and shutdown wait for the Block timeout.
+			if id, err := conn.ClientID(ctx).Result(); err == nil {
+				d.readerID.Store(id)
 			}
-			d.readerID.Store(id)
 		}
 		names := d.knownNames()
 		if len(names) == 0 {

@@ -345,7 +345,7 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) (retri
 		wait := backoff
 		var ra *RetryAfterError
 		retried = true
-		if errors.As(err, &ra) {
+		if errors.As(err, &ra) && ra.After > 0 {
 			wait = ra.After
 		} else {
 			backoff = min(2*backoff, d.cfg.RetryMax)
