@@ -37,6 +37,7 @@ package metrics
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -130,19 +131,21 @@ func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the breakers and sends their series. When Redis cannot be
 // read it sends only circuit_breaker_scrape_error 1 (and the duration), so
-// the scrape itself still succeeds and the error can be alerted on.
+// the scrape itself still succeeds and the error can be alerted on. When
+// only some breakers cannot be read (an invalid stored config), it sends
+// the others, with circuit_breaker_scrape_error 1.
 func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
 	defer cancel()
 	start := time.Now()
 	sts, err := c.read(ctx)
 	ch <- prometheus.MustNewConstMetric(c.scrapeDuration, prometheus.GaugeValue, time.Since(start).Seconds())
+	failed := 0.0
 	if err != nil {
-		c.log.Warn("circuit breaker metrics: cannot read Redis", "err", err)
-		ch <- prometheus.MustNewConstMetric(c.scrapeError, prometheus.GaugeValue, 1)
-		return
+		c.log.Warn("circuit breaker metrics: cannot read Redis", "err", err, "breakers_read", len(sts))
+		failed = 1
 	}
-	ch <- prometheus.MustNewConstMetric(c.scrapeError, prometheus.GaugeValue, 0)
+	ch <- prometheus.MustNewConstMetric(c.scrapeError, prometheus.GaugeValue, failed)
 	for _, st := range sts {
 		g := func(d *prometheus.Desc, v float64) {
 			ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v, st.Name)
@@ -163,11 +166,33 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
+// read returns the breakers' snapshots. When some breaker's stored config
+// is invalid (BADCONFIG fails the whole pipelined read), it reads them one
+// by one, so that the others are still exported; the error then names the
+// broken ones.
 func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
-	if c.names != nil {
-		return client.ReadStatuses(ctx, c.rdb, c.names)
+	names := c.names
+	if names == nil {
+		var err error
+		if names, err = client.Names(ctx, c.rdb); err != nil {
+			return nil, err
+		}
 	}
-	return client.List(ctx, c.rdb)
+	sts, err := client.ReadStatuses(ctx, c.rdb, names)
+	if err == nil || !errors.Is(err, breakerbox.ErrBadConfig) {
+		return sts, err
+	}
+	sts = sts[:0]
+	var errs []error
+	for _, n := range names {
+		st, err := client.ReadStatus(ctx, c.rdb, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sts = append(sts, st)
+	}
+	return sts, errors.Join(errs...)
 }
 
 func modeValue(m client.Mode) float64 {

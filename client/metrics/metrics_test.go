@@ -336,3 +336,24 @@ func TestNewCollectorRejectsBadOptions(t *testing.T) {
 		t.Error("nil client accepted")
 	}
 }
+
+func TestABreakerWithAnInvalidConfigDoesNotHideTheOthers(t *testing.T) {
+	_, rdb := setup(t)
+	run(t, rdb, "good", "fff")
+	run(t, rdb, "broken", "")
+	if err := rdb.HSet(context.Background(), "circuit_breaker:{broken}:config", "failure_threshold", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	want := `
+# HELP circuit_breaker_scrape_error 1 when the last scrape could not read the breakers from Redis, else 0.
+# TYPE circuit_breaker_scrape_error gauge
+circuit_breaker_scrape_error 1
+# HELP circuit_breaker_state Breaker state: 0 closed, 1 open, 2 half_open.
+# TYPE circuit_breaker_state gauge
+circuit_breaker_state{service="good"} 1
+`
+	err := testutil.CollectAndCompare(collector(t, rdb), strings.NewReader(want), "circuit_breaker_state", "circuit_breaker_scrape_error")
+	if err != nil {
+		t.Error(err)
+	}
+}

@@ -363,6 +363,10 @@ func (e *env) explain(code int, err error) string {
 		return fmt.Sprintf("Redis at %s refused the credentials or permission: %v "+
 			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB)", where, err)
 	}
+	if errors.Is(err, breakerbox.ErrBadConfig) {
+		return err.Error() + "\n(a stored config value is invalid and the script refuses to run that breaker: " +
+			"repair it with cbctl config NAME --FIELD VALUE, or redis-cli HSET 'circuit_breaker:{NAME}:config' FIELD VALUE)"
+	}
 	return err.Error()
 }
 

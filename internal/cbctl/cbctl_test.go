@@ -370,3 +370,51 @@ func TestScrubHidesThePasswordButNotWordsContainingIt(t *testing.T) {
 		}
 	}
 }
+
+func TestABreakerWithAnInvalidStoredConfigDoesNotHideTheOthers(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "good", quickConfig(), "f")
+	breaker(t, rdb, "broken", quickConfig(), "")
+	if err := rdb.HSet(context.Background(), breakerbox.Key("broken", "config"), "failure_threshold", "0").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := cbctl(t, env, "list")
+	if r.code != ExitError {
+		t.Errorf("exit %d, want %d", r.code, ExitError)
+	}
+	if !containsFields(r.stdout, "good closed normal 1/3") || strings.Contains(r.stdout, "broken") {
+		t.Errorf("stdout:\n%s", r.stdout)
+	}
+	if !strings.Contains(r.stderr, `breaker "broken"`) || !strings.Contains(r.stderr, "cbctl config NAME --FIELD VALUE") {
+		t.Errorf("stderr: %s", r.stderr)
+	}
+	r = cbctl(t, env, "watch", "--count", "1")
+	if r.code != ExitOK || !containsFields(r.stdout, "good closed") || !strings.Contains(r.stdout, "BADCONFIG") {
+		t.Errorf("watch: exit %d\n%s%s", r.code, r.stdout, r.stderr)
+	}
+}
+
+func TestConfigRepairsAnInvalidStoredValueOnlyWhenItIsGiven(t *testing.T) {
+	_, rdb, env := startMini(t)
+	ctx := context.Background()
+	breaker(t, rdb, "svc", quickConfig(), "")
+	if err := rdb.HSet(ctx, breakerbox.Key("svc", "config"), "failure_threshold", "zero", "recovery_timeout_ms", "-5").Err(); err != nil {
+		t.Fatal(err)
+	}
+	r := cbctl(t, env, "config", "svc", "--failure-threshold", "4")
+	if r.code != ExitUsage || !strings.Contains(r.stderr, `--recovery-timeout (recovery_timeout_ms holds "-5")`) ||
+		strings.Contains(r.stderr, "--failure-threshold (") {
+		t.Fatalf("one bad field left: exit %d: %s", r.code, r.stderr)
+	}
+	r = cbctl(t, env, "config", "svc", "--failure-threshold", "4", "--recovery-timeout", "20s")
+	if r.code != ExitOK {
+		t.Fatalf("repair: exit %d: %s", r.code, r.stderr)
+	}
+	st, err := client.ReadStatus(ctx, rdb, "svc")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st.FailureThreshold != 4 || st.RecoveryTimeout != 20*time.Second || st.SuccessThreshold != 2 || st.RequestTimeout != 45*time.Second {
+		t.Errorf("after repair: %+v", st)
+	}
+}

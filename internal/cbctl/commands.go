@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -78,19 +79,50 @@ func runList(ctx context.Context, e *env, args []string) error {
 	}
 	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	sts, err := client.List(ctx, e.rdb)
-	if err != nil {
+	sts, err := e.statuses(ctx, nil)
+	if sts == nil {
 		return err
 	}
 	if e.g.output == "json" {
-		return e.json(sts)
+		if jerr := e.json(sts); jerr != nil {
+			return jerr
+		}
+		return err
 	}
-	if len(sts) == 0 {
+	if len(sts) == 0 && err == nil {
 		fmt.Fprintf(e.stdout, "no breakers in Redis at %s\n", e.shownURL)
 		return nil
 	}
 	writeTable(e.stdout, sts, nil)
-	return nil
+	return err // the breakers that could not be read, after the others
+}
+
+// statuses reads the breakers named (nil: every breaker) in one pipeline.
+// When some breaker's stored config is invalid (BADCONFIG), which fails the
+// whole pipelined read, it reads them one by one instead, so that the
+// others are still shown; the error then names the broken ones.
+func (e *env) statuses(ctx context.Context, names []string) ([]client.Status, error) {
+	if names == nil {
+		var err error
+		if names, err = client.Names(ctx, e.rdb); err != nil {
+			return nil, err
+		}
+	}
+	sts, err := client.ReadStatuses(ctx, e.rdb, names)
+	if err == nil || !errors.Is(err, breakerbox.ErrBadConfig) {
+		return sts, err
+	}
+	sts = []client.Status{}
+	var errs []error
+	for _, n := range names {
+		st, err := client.ReadStatus(ctx, e.rdb, n)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		sts = append(sts, st)
+	}
+	return sts, errors.Join(errs...)
 }
 
 // listHeader and listRow form the table of list and watch.
@@ -363,13 +395,18 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 	if err := e.requireKnown(ctx, name); err != nil {
 		return err
 	}
+	changing := set["failure-threshold"] || set["recovery-timeout"] || set["success-threshold"] ||
+		set["half-open-max-calls"] || set["request-timeout"]
 	st, err := client.ReadStatus(ctx, e.rdb, name)
+	if err != nil && changing && errors.Is(err, breakerbox.ErrBadConfig) {
+		// The stored config holds an invalid value: start from the hash
+		// itself, and insist that the flags replace every invalid field.
+		st, err = e.repairBase(ctx, name, set, err)
+	}
 	if err != nil {
 		return err
 	}
 	before := viewOf(st)
-	changing := set["failure-threshold"] || set["recovery-timeout"] || set["success-threshold"] ||
-		set["half-open-max-calls"] || set["request-timeout"]
 	if !changing {
 		if e.g.output == "json" {
 			return e.json(before)
@@ -431,6 +468,56 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 	writeConfig(e.stdout, after)
 	fmt.Fprintln(e.stdout, "note: a worker that starts with a different config writes its own on its first call")
 	return nil
+}
+
+// fieldFlags maps the config hash's fields to the flags that set them.
+var fieldFlags = map[string]string{
+	"failure_threshold": "failure-threshold", "recovery_timeout_ms": "recovery-timeout",
+	"success_threshold": "success-threshold", "half_open_max_calls": "half-open-max-calls",
+	"request_timeout_ms": "request-timeout",
+}
+
+// repairBase reads the config hash of a breaker whose stored config is
+// invalid (readErr) and returns it as a Status holding the valid fields
+// (defaults for absent ones). Every invalid field must be replaced by a
+// flag in set, or it is a usage error naming the flags needed.
+func (e *env) repairBase(ctx context.Context, name string, set map[string]bool, readErr error) (client.Status, error) {
+	raw, err := e.rdb.HGetAll(ctx, breakerbox.Key(name, "config")).Result()
+	if err != nil {
+		return client.Status{}, fmt.Errorf("%w (reading the config hash: %v; if it is not a hash, "+
+			"redis-cli DEL 'circuit_breaker:{%s}:config' and set the config again)", readErr, err, name)
+	}
+	def := client.DefaultConfig()
+	vals := map[string]int64{"failure_threshold": int64(def.FailureThreshold),
+		"recovery_timeout_ms": def.RecoveryTimeout.Milliseconds(), "success_threshold": int64(def.SuccessThreshold),
+		"request_timeout_ms": def.RequestTimeout.Milliseconds()}
+	var missing []string
+	for field, flagName := range fieldFlags {
+		v, ok := raw[field]
+		if !ok {
+			continue
+		}
+		n, perr := strconv.ParseInt(v, 10, 64)
+		if perr != nil || n < 1 {
+			if !set[flagName] {
+				missing = append(missing, fmt.Sprintf("--%s (%s holds %q)", flagName, field, v))
+			}
+			continue
+		}
+		vals[field] = n
+	}
+	if len(missing) > 0 {
+		sort.Strings(missing)
+		return client.Status{}, usageErrorf("breaker %q has an invalid stored config; give %s to repair it",
+			name, strings.Join(missing, ", "))
+	}
+	if _, ok := vals["half_open_max_calls"]; !ok {
+		vals["half_open_max_calls"] = vals["success_threshold"]
+	}
+	return client.Status{Name: name, FailureThreshold: vals["failure_threshold"],
+		RecoveryTimeout:  time.Duration(vals["recovery_timeout_ms"]) * time.Millisecond,
+		SuccessThreshold: vals["success_threshold"], HalfOpenMaxCalls: vals["half_open_max_calls"],
+		RequestTimeout: time.Duration(vals["request_timeout_ms"]) * time.Millisecond}, nil
 }
 
 func writeConfig(w io.Writer, v configView) {

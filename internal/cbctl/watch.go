@@ -101,8 +101,8 @@ func runWatch(ctx context.Context, e *env, args []string, interval time.Duration
 		if ctx.Err() != nil {
 			return nil // interrupted: a normal end of watch
 		}
-		if err != nil && i == 1 {
-			return err // nothing to show yet: fail with the right exit code
+		if err != nil && i == 1 && len(f.Breakers) == 0 {
+			return err // nothing to show: fail with the right exit code
 		}
 		if err := w.render(f); err != nil {
 			return err
@@ -125,15 +125,11 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 	w.n++
 	f := frame{Time: time.Now().UTC(), Refresh: w.n, Breakers: []client.Status{}, Transitions: []transition{},
 		changed: map[string]string{}}
-	var sts []client.Status
-	var err error
-	if w.names != nil {
-		sts, err = client.ReadStatuses(ctx, w.e.rdb, w.names)
-	} else {
-		sts, err = client.List(ctx, w.e.rdb)
-	}
+	sts, err := w.e.statuses(ctx, w.names)
 	if err != nil {
-		f.Error = w.e.scrub(err.Error())
+		f.Error = w.e.scrub(strings.ReplaceAll(err.Error(), "\n", "; "))
+	}
+	if sts == nil {
 		return f, err
 	}
 	f.Breakers = sts
@@ -156,7 +152,7 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 	if len(w.recent) > keptTransitions {
 		w.recent = w.recent[len(w.recent)-keptTransitions:]
 	}
-	return f, nil
+	return f, err
 }
 
 // transitions returns the events that took old to now, oldest first, from
@@ -226,14 +222,14 @@ func (w *watcher) render(f frame) error {
 	}
 	fmt.Fprintf(&buf, "cbctl watch  %s  every %s  refresh %d  %s\n", w.e.shownURL, w.every, f.Refresh, stamp(f.Time))
 	if f.Error != "" {
-		line := "error reading Redis: " + f.Error + " (still trying)"
+		line := "error: " + f.Error + " (still trying)"
 		if w.color {
 			line = ansiRed + line + ansiReset
 		}
 		buf.WriteString(line + "\n")
 	}
 	sts := f.Breakers
-	if f.Error != "" {
+	if f.Error != "" && len(sts) == 0 {
 		sts = nil
 		for _, st := range w.prev {
 			sts = append(sts, st)
