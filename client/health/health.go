@@ -2,7 +2,8 @@
 // http.Handler that answers 200 {"status":"healthy"} when none of the
 // breakers it watches is open, and 503
 // {"status":"degraded","open_circuits":[...]} when some are. It reads Redis
-// on every request (one pipelined round trip for a fixed list of names).
+// on every request: SCRIPT LOAD and one pipeline of status reads for a fixed
+// list of names, plus SMEMBERS and SCAN to find every breaker otherwise.
 //
 //	h, err := health.New(rdb)                                  // every breaker in Redis
 //	h, err := health.New(rdb, health.WithNames("openai", "s3")) // only these
@@ -53,8 +54,8 @@ type Handler struct {
 // Option configures a Handler.
 type Option func(*Handler)
 
-// WithNames makes the handler consider only these breakers (read with one
-// pipelined round trip) instead of every breaker in Redis. A name nobody
+// WithNames makes the handler consider only these breakers (read in one
+// pipeline) instead of every breaker in Redis. A name nobody
 // has used reads as closed.
 func WithNames(names ...string) Option {
 	return func(h *Handler) { h.names = append([]string{}, names...) }
