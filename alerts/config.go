@@ -71,6 +71,8 @@ type Config struct {
 
 	// Block is how long one blocking XREADGROUP waits on a standalone
 	// server before it is issued again with the current set of streams.
+	// New streams and shutdown cut it short with CLIENT UNBLOCK; where
+	// that is unavailable (an ACL, miniredis) it is capped at 500ms.
 	// Default 5s.
 	Block time.Duration
 

@@ -349,6 +349,10 @@ func (d *Daemon) subscribe(ctx context.Context) {
 // read only says which breakers have work.
 const readCount = 100
 
+// noUnblockBlock caps the blocking read when CLIENT UNBLOCK cannot cut it
+// short, so that shutdown stays prompt.
+const noUnblockBlock = 500 * time.Millisecond
+
 // read is the standalone server's reader: one blocking XREADGROUP over all
 // known streams at once, on a connection of its own. It only queues the
 // breakers that returned entries; delivery takes them under the breaker's
@@ -381,12 +385,16 @@ func (d *Daemon) read(ctx context.Context) {
 
 	for ctx.Err() == nil {
 		if d.readerID.Load() == 0 {
-			// Without CLIENT ID (denied by an ACL, or a server that lacks
-			// it) the read still works; only the unblocking is lost, so
-			// new streams and shutdown wait for the Block timeout.
+			// Without CLIENT ID (denied by an ACL, or a server such as
+			// miniredis that lacks it) the read still works; only the
+			// unblocking is lost, so the wait is kept short instead.
 			if id, err := conn.ClientID(ctx).Result(); err == nil {
 				d.readerID.Store(id)
 			}
+		}
+		block := d.cfg.Block
+		if d.readerID.Load() == 0 {
+			block = min(block, noUnblockBlock)
 		}
 		names := d.knownNames()
 		if len(names) == 0 {
@@ -405,7 +413,7 @@ func (d *Daemon) read(ctx context.Context) {
 			streams = append(streams, ">")
 		}
 		res, err := conn.XReadGroup(ctx, &redis.XReadGroupArgs{Group: d.cfg.Group, Consumer: d.cfg.Consumer,
-			Streams: streams, Count: readCount, Block: d.cfg.Block}).Result()
+			Streams: streams, Count: readCount, Block: block}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
 			continue // timed out or unblocked

@@ -34,10 +34,7 @@ func Example() {
 		return stdout.Notify(ctx, a)
 	})
 	var d *alerts.Daemon
-	d, err = alerts.New(rdb, alerts.Config{
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Block:  100 * time.Millisecond, // miniredis has no CLIENT UNBLOCK to cut the read short at shutdown
-	}, sink)
+	d, err = alerts.New(rdb, alerts.Config{Logger: slog.New(slog.NewTextHandler(io.Discard, nil))}, sink)
 	if err != nil {
 		panic(err)
 	}
