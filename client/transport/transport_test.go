@@ -410,3 +410,26 @@ func TestNewValidates(t *testing.T) {
 		t.Error("negative timeout accepted")
 	}
 }
+
+type idleCloser struct {
+	http.RoundTripper
+	closed bool
+}
+
+func (c *idleCloser) CloseIdleConnections() { c.closed = true }
+
+func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
+	mr := miniredis.RunT(t)
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	b, _ := client.New(rdb, "x", client.DefaultConfig())
+	base := &idleCloser{RoundTripper: http.DefaultTransport}
+	rt, err := transport.New(base, b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	(&http.Client{Transport: rt}).CloseIdleConnections()
+	if !base.closed {
+		t.Error("CloseIdleConnections did not reach the base transport")
+	}
+}
