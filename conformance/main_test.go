@@ -77,7 +77,13 @@ func (s *tally) add(engine string, passed, knownBug bool) {
 func (s *tally) note(format string, args ...any) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.notes = append(s.notes, fmt.Sprintf(format, args...))
+	n := fmt.Sprintf(format, args...)
+	for _, old := range s.notes {
+		if old == n {
+			return
+		}
+	}
+	s.notes = append(s.notes, n)
 }
 
 func (s *tally) table() string {

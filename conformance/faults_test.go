@@ -1,0 +1,403 @@
+package conformance
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net"
+	"os"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+)
+
+// syncBuffer is a log destination safe for concurrent writers.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+func (s *syncBuffer) logger() *slog.Logger { return slog.New(slog.NewTextHandler(s, nil)) }
+
+// counted is what callers reported, to compare with Redis's totals.
+type counted struct{ successes, failures, refused atomic.Int64 }
+
+// TestFaultScriptFlushMidTraffic flushes the script cache over and over
+// while callers run: the client must reload the script transparently
+// (EVALSHA, NOSCRIPT, EVAL) and lose or double no outcome.
+func TestFaultScriptFlushMidTraffic(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, adm := range []client.Admission{client.Strict, client.Fast} {
+		t.Run(adm.String(), func(t *testing.T) {
+			rdb := srv.Client(t)
+			name := "flush-" + adm.String()
+			var logs syncBuffer
+			b, err := client.New(rdb, name, client.Config{FailureThreshold: 4, RecoveryTimeout: 20 * time.Millisecond,
+				SuccessThreshold: 1, RequestTimeout: time.Second},
+				client.WithAdmission(adm), client.WithLogger(logs.logger()), client.WithRedisTimeout(2*time.Second))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ctx := context.Background()
+			var c counted
+			var wg sync.WaitGroup
+			done := make(chan struct{})
+			for g := 0; g < 4; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					rng := rand.New(rand.NewPCG(uint64(g), 7))
+					for i := 0; i < 250; i++ {
+						p, err := b.Allow(ctx)
+						if errors.Is(err, client.ErrOpen) {
+							c.refused.Add(1)
+							time.Sleep(time.Millisecond)
+							continue
+						}
+						if err != nil {
+							t.Errorf("allow: %v", err)
+							return
+						}
+						if rng.IntN(3) == 0 {
+							err = p.Failure(ctx, errors.New("boom"))
+							c.failures.Add(1)
+						} else {
+							err = p.Success(ctx)
+							c.successes.Add(1)
+						}
+						if err != nil {
+							t.Errorf("outcome: %v", err)
+							return
+						}
+					}
+				}()
+			}
+			flushes := 0
+			go func() { wg.Wait(); close(done) }()
+		flushing:
+			for flushes < 10000 {
+				select {
+				case <-done:
+					break flushing
+				case <-time.After(2 * time.Millisecond):
+				}
+				if err := rdb.ScriptFlush(ctx).Err(); err != nil {
+					t.Fatalf("SCRIPT FLUSH: %v", err)
+				}
+				flushes++
+			}
+			<-done
+			if err := b.Close(ctx); err != nil {
+				t.Fatalf("close: %v", err)
+			}
+			if u := b.Stats().Unrecorded; u != 0 {
+				t.Errorf("%d outcomes unrecorded; want 0 (the script cache was flushed, Redis never went away)\nlogs:\n%s", u, logs.String())
+			}
+			st, err := client.ReadStatus(ctx, rdb, name)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if st.TotalSuccesses != c.successes.Load() || st.TotalFailures != c.failures.Load() || st.TotalRefused != c.refused.Load() {
+				t.Errorf("Redis recorded %d successes, %d failures, %d refused; callers reported %d, %d, %d",
+					st.TotalSuccesses, st.TotalFailures, st.TotalRefused, c.successes.Load(), c.failures.Load(), c.refused.Load())
+			}
+			if flushes < 5 {
+				t.Errorf("only %d SCRIPT FLUSHes happened during the traffic; the test proved little", flushes)
+			}
+			t.Logf("%s: %d SCRIPT FLUSHes during %d successes, %d failures, %d refusals; all recorded exactly once",
+				adm, flushes, c.successes.Load(), c.failures.Load(), c.refused.Load())
+		})
+	}
+}
+
+// callRecord is one caller's call during the restart test.
+type callRecord struct {
+	start, end      time.Time
+	allowDur        time.Duration
+	outcomeDur      time.Duration
+	admitted        bool
+	allowErr        error
+	outcomeErr      error
+	outageWhenAsked bool
+}
+
+// TestFaultRedisRestartMidTraffic stops Redis under traffic and starts it
+// again: callers follow the outage policy, no call blocks past the client's
+// Redis timeout (plus slack for a loaded machine: this bounds a hang, it
+// does not measure speed), and the breaker records outcomes in Redis again
+// within a second of Redis answering.
+func TestFaultRedisRestartMidTraffic(t *testing.T) {
+	const timeout = 100 * time.Millisecond
+	const slack = 400 * time.Millisecond
+	cases := []struct {
+		policy client.OutagePolicy
+		adm    client.Admission
+	}{
+		{client.LocalBreaker, client.Strict}, {client.FailOpen, client.Strict}, {client.FailClosed, client.Strict},
+		{client.LocalBreaker, client.Fast}, {client.FailClosed, client.Fast},
+	}
+	for _, tc := range cases {
+		t.Run(tc.policy.String()+"/"+tc.adm.String(), func(t *testing.T) {
+			t.Parallel()
+			srv := redistest.Start(t)
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { _ = rdb.Close() })
+			var logs syncBuffer
+			name := "restart"
+			cfg := client.Config{FailureThreshold: 3, RecoveryTimeout: 50 * time.Millisecond, SuccessThreshold: 1, RequestTimeout: time.Second}
+			b, err := client.New(rdb, name, cfg, client.WithOutagePolicy(tc.policy), client.WithAdmission(tc.adm),
+				client.WithRedisTimeout(timeout), client.WithLogger(logs.logger()))
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			ctx := context.Background()
+
+			var mu sync.Mutex
+			var calls []callRecord
+			stop := make(chan struct{})
+			var wg sync.WaitGroup
+			for g := 0; g < 3; g++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						rec := callRecord{start: time.Now(), outageWhenAsked: b.Stats().Outage}
+						p, err := b.Allow(ctx)
+						rec.allowDur = time.Since(rec.start)
+						rec.allowErr = err
+						if p != nil {
+							rec.admitted = true
+							s := time.Now()
+							rec.outcomeErr = p.Success(ctx)
+							rec.outcomeDur = time.Since(s)
+						}
+						rec.end = time.Now()
+						mu.Lock()
+						calls = append(calls, rec)
+						mu.Unlock()
+						time.Sleep(2 * time.Millisecond)
+					}
+				}()
+			}
+
+			time.Sleep(150 * time.Millisecond)
+			srv.Stop(t)
+			downAt := time.Now()
+			time.Sleep(400 * time.Millisecond)
+			upBegin := time.Now()
+			srv.Restart(t)
+			upAt := time.Now()
+
+			// The breaker works again once an outcome reaches the new server.
+			var recovered time.Duration
+			deadline := upAt.Add(3 * time.Second)
+			for time.Now().Before(deadline) {
+				st, err := client.ReadStatus(ctx, rdb, name)
+				if err == nil && st.TotalSuccesses > 0 && !b.Stats().Outage {
+					recovered = time.Since(upAt)
+					break
+				}
+				time.Sleep(10 * time.Millisecond)
+			}
+			close(stop)
+			wg.Wait()
+
+			if recovered == 0 {
+				t.Errorf("no outcome reached Redis within 3s of its restart\nlogs:\n%s", logs.String())
+			} else if recovered > time.Second {
+				t.Errorf("outcomes reached Redis %s after its restart, want within 1s", recovered)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			var during, admittedDuring int
+			for i, c := range calls {
+				if c.allowDur > timeout+slack || c.outcomeDur > timeout+slack {
+					t.Errorf("call %d took %s to allow and %s to report, want each within the %s Redis timeout (+%s slack)",
+						i, c.allowDur, c.outcomeDur, timeout, slack)
+				}
+				// Calls entirely inside the outage, once this worker knew of it
+				// (a Fast worker admits from its view until it learns).
+				if c.start.Before(downAt) || c.end.After(upBegin) || (tc.adm == client.Fast && !c.outageWhenAsked) {
+					continue
+				}
+				during++
+				if c.admitted {
+					admittedDuring++
+				}
+				switch tc.policy {
+				case client.FailOpen, client.LocalBreaker:
+					// Only successes are reported, so the local breaker never trips.
+					if !c.admitted || c.allowErr != nil {
+						t.Errorf("call %d during the outage: admitted %v, err %v; %s admits", i, c.admitted, c.allowErr, tc.policy)
+					}
+				case client.FailClosed:
+					if c.admitted || !errors.Is(c.allowErr, client.ErrOpen) || !errors.Is(c.allowErr, client.ErrRedisUnavailable) {
+						t.Errorf("call %d during the outage: admitted %v, err %v; fail-closed refuses with ErrOpen and ErrRedisUnavailable", i, c.admitted, c.allowErr)
+					}
+				}
+			}
+			if during < 10 {
+				t.Errorf("only %d calls ran inside the outage; the test proved little", during)
+			}
+			t.Logf("%s/%s: %d calls, %d inside the outage (%d admitted), Redis down %s, outcomes recorded again %s after restart",
+				tc.policy, tc.adm, len(calls), during, admittedDuring, upBegin.Sub(downAt).Round(time.Millisecond), recovered.Round(time.Millisecond))
+		})
+	}
+}
+
+// TestFaultConfigSurvivesRedisRestart: after a restart without persistence
+// the breaker's keys are gone; the worker's config must apply again, not
+// the protocol defaults, or a worker configured for 1 failure would need 3.
+func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	t.Cleanup(func() { _ = rdb.Close() })
+	ctx := context.Background()
+	cfg := client.Config{FailureThreshold: 1, RecoveryTimeout: 7 * time.Second, SuccessThreshold: 1, RequestTimeout: time.Second}
+	var logs syncBuffer
+	b, err := client.New(rdb, "cfg-restart", cfg, client.WithAdmission(client.Strict),
+		client.WithRedisTimeout(100*time.Millisecond), client.WithLogger(logs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(ctx) })
+	p, err := b.Allow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Success(ctx)
+	srv.Restart(t)
+	var st client.Status
+	deadline := time.Now().Add(3 * time.Second)
+	for time.Now().Before(deadline) {
+		if p, err := b.Allow(ctx); err == nil && !b.Stats().Outage {
+			_ = p.Success(ctx)
+			if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.TotalSuccesses > 0 {
+				break
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if st.TotalSuccesses == 0 {
+		t.Fatalf("the breaker did not work again after the restart\nlogs:\n%s", logs.String())
+	}
+	if st.FailureThreshold != 1 || st.RecoveryTimeout != 7*time.Second {
+		knownClientBug(t, "BUG-5 client/breaker.go registers the config once per handle (b.registered stays true): after Redis restarts empty, "+
+			"the breaker runs on the protocol defaults instead of the worker's config",
+			fmt.Sprintf("after the restart Redis has failure_threshold %d, recovery_timeout %s; the worker's config says 1 and 7s",
+				st.FailureThreshold, st.RecoveryTimeout))
+	}
+}
+
+// knownClientBug skips (or, with BREAKERBOX_CONFORMANCE_STRICT=1, fails) a
+// test that shows a known disagreement with the protocol or the issue.
+func knownClientBug(t *testing.T, bug, detail string) {
+	t.Helper()
+	if os.Getenv("BREAKERBOX_CONFORMANCE_STRICT") == "1" {
+		t.Fatalf("%s\n%s", bug, detail)
+	}
+	summary.note("known bug (skipped): %s", bug)
+	t.Skipf("KNOWN BUG %s\n%s", bug, detail)
+}
+
+// TestFaultBadCredentialsOrAddress: a client with a wrong password or an
+// address nobody listens on gets a clear error at first use, naming the
+// cause, not a silent fallback.
+func TestFaultBadCredentialsOrAddress(t *testing.T) {
+	srv := redistest.Start(t, "--requirepass", "right-password")
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	deadAddr := l.Addr().String()
+	l.Close()
+	cases := []struct {
+		name  string
+		opts  redis.Options
+		cause []string // any of these in the error text
+	}{
+		{"wrong password", redis.Options{Addr: srv.Addr, Password: "wrong-password"}, []string{"WRONGPASS"}},
+		// Redis 7 refuses an unauthenticated command of more than 10
+		// arguments (an EVALSHA with 8 keys) as a protocol error before NOAUTH.
+		{"no password", redis.Options{Addr: srv.Addr}, []string{"NOAUTH", "unauthenticated"}},
+		// go-redis retries the dial until the breaker's Redis timeout, so
+		// the breaker's log says it cannot reach Redis rather than why.
+		{"unreachable address", redis.Options{Addr: deadAddr}, []string{"connection refused", "cannot reach redis"}},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			opts := tc.opts
+			rdb := redis.NewClient(&opts)
+			t.Cleanup(func() { _ = rdb.Close() })
+			ctx := context.Background()
+			mentions := func(s string) bool {
+				for _, c := range tc.cause {
+					if strings.Contains(s, c) {
+						return true
+					}
+				}
+				return false
+			}
+			// The admin calls return the error as it is.
+			if _, err := client.ReadStatus(ctx, rdb, "svc"); err == nil || !mentions(err.Error()) {
+				t.Errorf("ReadStatus: %v, want an error naming %v", err, tc.cause)
+			}
+			// A breaker handle: the first call must say why Redis is not usable.
+			for _, policy := range []client.OutagePolicy{client.LocalBreaker, client.FailClosed} {
+				var logs syncBuffer
+				b, err := client.New(rdb, "svc", client.DefaultConfig(), client.WithOutagePolicy(policy),
+					client.WithRedisTimeout(200*time.Millisecond), client.WithLogger(logs.logger()))
+				if err != nil {
+					t.Fatal(err)
+				}
+				start := time.Now()
+				p, err := b.Allow(ctx)
+				if d := time.Since(start); d > 2*time.Second {
+					t.Errorf("%s: first Allow took %s", policy, d)
+				}
+				if p != nil {
+					_ = p.Release(ctx)
+				}
+				_ = b.Close(ctx)
+				logged := logs.String()
+				if !strings.Contains(logged, "level=ERROR") || !mentions(logged) {
+					t.Errorf("%s: first use logged no error naming %v:\n%s", policy, tc.cause, logged)
+				}
+				if policy == client.FailClosed && (err == nil || !mentions(err.Error())) {
+					knownClientBug(t, "BUG-6 client/outage.go: under FailClosed the first Allow's error (OpenError with Cause ErrRedisUnavailable) "+
+						"does not carry the Redis error, so a wrong password or address reads as a generic outage to the caller; "+
+						"wrap the cause (errors.Join(ErrRedisUnavailable, cause)) and keep it in the message",
+						fmt.Sprintf("%s: first Allow returned %v; want it to name %v", tc.name, err, tc.cause))
+				}
+			}
+		})
+	}
+}
