@@ -159,7 +159,7 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		return
 	}
 	defer l.release()
-	again, wake, err := d.deliverLocked(ctx, l, name)
+	again, wakeIn, err := d.deliverLocked(ctx, l, name)
 	switch {
 	case errors.Is(err, errStopping) || ctx.Err() != nil:
 		return
@@ -171,8 +171,8 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 	if again {
 		d.q.push(name)
 	}
-	if !wake.IsZero() {
-		d.q.pushAfter(name, time.Until(wake)+10*time.Millisecond)
+	if wakeIn > 0 {
+		d.q.pushAfter(name, wakeIn+10*time.Millisecond)
 	}
 }
 
@@ -181,16 +181,17 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 // of the stream, whichever consumer holds them (taken over with XAUTOCLAIM
 // at min-idle 0: under the lock no one else is posting them), then the
 // entries never delivered to the group. It reports whether more entries
-// may be waiting, and when a deferred flap fold is due.
-func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again bool, wake time.Time, err error) {
+// may be waiting, and how soon a deferred flap fold is due (measured on
+// Redis's clock, so that a skewed local clock cannot make it spin).
+func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again bool, wakeIn time.Duration, err error) {
 	stream, dkey := streamKey(name), deliveryKey(name, d.cfg.Group)
 	now, err := d.rdb.Time(ctx).Result()
 	if err != nil {
-		return false, time.Time{}, fmt.Errorf("redis time: %w", err)
+		return false, 0, fmt.Errorf("redis time: %w", err)
 	}
 	h, err := d.rdb.HGetAll(ctx, dkey).Result()
 	if err != nil {
-		return false, time.Time{}, fmt.Errorf("read delivery record: %w", err)
+		return false, 0, fmt.Errorf("read delivery record: %w", err)
 	}
 	rec := parseRecord(h)
 
@@ -200,10 +201,10 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 			Consumer: d.cfg.Consumer, MinIdle: 0, Start: start, Count: maxEntries}).Result()
 		if redis.HasErrorPrefix(err, "NOGROUP") {
 			d.regroup(ctx, []string{name})
-			return false, time.Time{}, nil
+			return false, 0, nil
 		}
 		if err != nil {
-			return false, time.Time{}, fmt.Errorf("claim pending entries: %w", err)
+			return false, 0, fmt.Errorf("claim pending entries: %w", err)
 		}
 		msgs = append(msgs, batch...)
 		if next == "0-0" || next == "" {
@@ -215,7 +216,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 		res, err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: d.cfg.Group, Consumer: d.cfg.Consumer,
 			Streams: []string{stream, ">"}, Count: int64(room), Block: -1}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return false, time.Time{}, fmt.Errorf("read new entries: %w", err)
+			return false, 0, fmt.Errorf("read new entries: %w", err)
 		}
 		for _, s := range res {
 			msgs = append(msgs, s.Messages...)
@@ -244,34 +245,37 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 	})
 	if len(handled) > 0 {
 		if err := d.rdb.XAck(ctx, stream, d.cfg.Group, handled...).Err(); err != nil {
-			return false, time.Time{}, fmt.Errorf("acknowledge delivered entries: %w", err)
+			return false, 0, fmt.Errorf("acknowledge delivered entries: %w", err)
 		}
 		d.log.Info("acknowledged entries delivered before", "breaker", name, "entries", len(handled))
 	}
 	if len(entries) == 0 {
-		return again, time.Time{}, nil
+		return again, 0, nil
 	}
 
 	steps, wake := plan(name, entries, rec, now, d.cfg)
 	for _, st := range steps {
 		if ctx.Err() != nil {
-			return false, time.Time{}, errStopping
+			return false, 0, errStopping
 		}
 		if l.lost() {
-			return false, time.Time{}, errLockLost
+			return false, 0, errLockLost
 		}
 		st.alert.Repeat = sendingOverlaps(rec.Sending, st.alert.Transitions)
 		retried, err := d.post(ctx, l, name, st)
 		if err != nil {
-			return false, time.Time{}, err
+			return false, 0, err
 		}
 		if retried {
 			// The sink kept us waiting: plan the rest again, at the time it
 			// is now, so that what went stale meanwhile is summarised.
-			return true, time.Time{}, nil
+			return true, 0, nil
 		}
 	}
-	return again, wake, nil
+	if !wake.IsZero() {
+		wakeIn = wake.Sub(now)
+	}
+	return again, wakeIn, nil
 }
 
 // sendingOverlaps reports whether the in-flight mark "FIRST LAST CONSUMER

@@ -59,7 +59,8 @@ type step struct {
 //     every later entry inside the window become one KindFlapping alert,
 //     posted when the window is over (the next window then starts at its
 //     end, so a breaker that keeps flapping gets one message per window) or
-//     just before an operator action, which is always posted on its own.
+//     just before an operator action, which is always posted on its own and
+//     closes the window: the next opening is posted at once.
 //   - Everything else is posted on its own, in order.
 //
 // When the last fold's window is still open, plan leaves its entries out
@@ -117,8 +118,11 @@ func plan(name string, entries []Transition, rec record, now time.Time, cfg Conf
 			fold = append(fold, e)
 			continue
 		}
-		if e.Event == "opened" {
+		switch {
+		case e.Event == "opened":
 			ws = e.Time
+		case e.Operator():
+			ws = time.Time{} // an operator acted: the next opening is news again
 		}
 		add(Alert{Kind: KindTransition, Transitions: []Transition{e}})
 	}
