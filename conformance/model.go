@@ -272,7 +272,7 @@ func (m *Model) Status() map[string]any {
 		"half_open_max_calls": m.Cfg("half_open_max_calls"), "recovery_timeout_ms": m.Cfg("recovery_timeout_ms"),
 		"request_timeout_ms": m.Cfg("request_timeout_ms"), "total_successes": m.TotalSuccesses,
 		"total_failures": m.TotalFailures, "total_refused": m.TotalRefused,
-		"total_requests": m.TotalSuccesses + m.TotalFailures + m.TotalRefused,
+		"total_requests":      m.TotalSuccesses + m.TotalFailures + m.TotalRefused,
 		"half_open_successes": m.HalfOpenSucc, "probes": int64(len(m.Probes)), "opened_at": m.OpenedAt,
 		"retry_after_ms": m.RetryAfter(), "last_failure_time": m.LastFailureTime,
 		"last_failure_error": m.LastError, "time_ms": m.Now,
