@@ -676,3 +676,21 @@ func crc16(b []byte) uint16 {
 	}
 	return crc
 }
+
+func TestDaemonSurvivesARedisRestart(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	rec := &Recorder{}
+	cfg, _ := testConfig(t, "alertd-1")
+	d := startDaemon(t, srv.Client(t), cfg, rec)
+	trip(t, newBreaker(t, rdb, "alpha", fastConfig(time.Hour)), "before")
+	waitAlerts(t, rec, 1)
+
+	srv.Restart(t) // comes back empty: no streams, no groups, no scripts
+	trip(t, newBreaker(t, rdb, "beta", fastConfig(time.Hour)), "after")
+	got := waitAlerts(t, rec, 2)
+	waitDrained(t, d, 2)
+	if len(rec.Alerts()) != 2 || got[1].Breaker != "beta" || got[1].Last().LastError != "after" {
+		t.Errorf("got:\n%s\nwant alpha's opening, then beta's after the restart", titles(rec.Alerts()))
+	}
+}
