@@ -28,7 +28,8 @@ import random
 import sys
 import time
 
-import breakerbox as bb
+sys.dont_write_bytecode = True  # keep the repository clean of __pycache__
+import breakerbox as bb  # noqa: E402
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(os.path.dirname(HERE))
