@@ -401,3 +401,72 @@ func TestFaultBadCredentialsOrAddress(t *testing.T) {
 		})
 	}
 }
+
+// TestFastWorkerSeesShorterRecoveryTimeout: protocol.md lets a worker refuse
+// locally for retry_after_ms because "the breaker announces any earlier
+// change on its channel", and says a shorter recovery_timeout_ms shortens a
+// running timer. So after an operator shortens it, a Fast worker must not
+// keep refusing until the old deadline.
+func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	var logs syncBuffer
+	cfg := client.Config{FailureThreshold: 1, RecoveryTimeout: time.Minute, SuccessThreshold: 1, RequestTimeout: time.Second}
+	b, err := client.New(rdb, "shorter", cfg, client.WithLogger(logs.logger()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = b.Close(ctx) })
+	// Let the Fast view go live: the subscription is started on first use
+	// and trusted once its first refresh is done (a few ms on loopback).
+	p, err := b.Allow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Success(ctx)
+	time.Sleep(200 * time.Millisecond)
+	p, err = b.Allow(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = p.Failure(ctx, errors.New("down"))
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if st, err := client.ReadStatus(ctx, rdb, "shorter"); err != nil || st.State != client.Open {
+		t.Fatalf("the breaker did not open: %+v %v", st, err)
+	}
+	time.Sleep(50 * time.Millisecond) // the announcement reaches the view
+	// The worker learns it is open for a minute; its refusal is sent (and
+	// answered) before the change, so nothing pending can tell it later.
+	if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {
+		t.Fatalf("allow right after opening: %v, want ErrOpen", err)
+	}
+	if err := b.Flush(ctx); err != nil {
+		t.Fatal(err)
+	}
+	// An operator (another process) shortens the timer to 50ms.
+	short := cfg
+	short.RecoveryTimeout = 50 * time.Millisecond
+	if _, err := client.Configure(ctx, rdb, "shorter", short, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(300 * time.Millisecond) // well past the new deadline
+	st, err := client.ReadStatus(ctx, rdb, "shorter")
+	if err != nil || st.RetryAfter != 0 {
+		t.Fatalf("status after the change: retry after %s, err %v; want 0 (the shorter timer has run out)", st.RetryAfter, err)
+	}
+	p, err = b.Allow(ctx)
+	if err != nil {
+		knownClientBug(t, "BUG-7 configure in lua/breaker-8.lua PUBLISHes nothing, so a Fast worker (client) keeps refusing from its cached "+
+			"retry_after_ms after an operator shortened recovery_timeout_ms: its next call is refused locally although the breaker would admit "+
+			"a probe, and it learns the new deadline only from the reply to that refusal's batch. protocol.md (allow, retry_after_ms) promises "+
+			"that the breaker announces any earlier change on its channel; configure should PUBLISH STATE GENERATION MODE RETRY_AFTER_MS",
+			fmt.Sprintf("Allow 300ms after shortening the recovery timeout to 50ms: %v", err))
+	}
+	if !p.Probe() {
+		t.Errorf("admitted, but not as a half-open probe")
+	}
+	_ = p.Success(ctx)
+}
