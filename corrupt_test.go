@@ -2,8 +2,10 @@ package breakerbox_test
 
 import (
 	"errors"
+	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/internal/luaengine"
@@ -156,4 +158,69 @@ func TestHistoryIsCappedAt100AndStreamAt1000(t *testing.T) {
 	if h := b.history(); h[0].Generation != 1005 || h[99].Generation != 906 {
 		t.Errorf("history spans generations %d..%d, want 1005..906", h[0].Generation, h[99].Generation)
 	}
+}
+
+func TestCorruptedCountersReadAsZero(t *testing.T) {
+	for _, v := range []string{"abc", "-7", "1.5"} {
+		t.Run(v, func(t *testing.T) {
+			b := newBB(t, "recovery_timeout_ms", "1000")
+			b.trip(3)
+			b.e.SetHash(b.keys[3], map[string]string{"generation": "1", "mode": "normal",
+				"opened_at": strconv.FormatInt(b.now.UnixMilli(), 10), "total_successes": v,
+				"total_failures": v, "total_refused": v, "lease_seq": v})
+			b.refused()
+			b.advance(time.Second)
+			p := b.allow()
+			if p.lease != "2-1" {
+				t.Errorf("lease %q, want 2-1 from a lease counter read as 0", p.lease)
+			}
+			b.success(p)
+			b.want("total_successes", "1", "total_failures", "0", "total_refused", "1")
+		})
+	}
+}
+
+func TestProbesOfWrongTypeInHalfOpenReadAsEmpty(t *testing.T) {
+	b := newBB(t, "recovery_timeout_ms", "1000")
+	b.trip(3)
+	b.advance(time.Second)
+	b.allow()
+	b.e.Set(b.keys[6], "garbage")
+	if st := b.status(); st["probes"] != "0" || st["retry_after_ms"] != "0" {
+		t.Errorf("status with a corrupted probes key: %v", st)
+	}
+	if got, _ := b.e.Get(b.keys[6]); got != "garbage" {
+		t.Error("status repaired the key; it is read-only")
+	}
+	p := b.allow()
+	b.success(p)
+	b.want("half_open_successes", "1", "probes", "0")
+}
+
+func TestConfigureRepairsABadStoredConfig(t *testing.T) {
+	b := newBB(t)
+	b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc", "success_threshold": "3"})
+	scriptErr(t, b.e, b.keys, "allow")
+	if r := b.run("configure", "ops", "failure_threshold", "4"); r[0] != int64(1) || r[1] != int64(1) {
+		t.Fatalf("configure reply %v, want 1 written, 1 overwritten", r)
+	}
+	b.want("failure_threshold", "4", "success_threshold", "3")
+
+	b.e.Set(b.keys[5], "not a hash")
+	scriptErr(t, b.e, b.keys, "status")
+	b.run("configure", "ops", "failure_threshold", "2")
+	b.want("failure_threshold", "2", "success_threshold", "2")
+}
+
+func TestBadRecordGroupAfterAValidOneChangesNothing(t *testing.T) {
+	b := newBB(t, "failure_threshold", "1")
+	before := b.e.Keys()
+	err := scriptErr(t, b.e, b.keys, "record", "0", "f", "0", "", "boom", "x", "0", "", "")
+	if !strings.HasPrefix(err.Error(), "BADARGS outcome 2") {
+		t.Errorf("error %q, want BADARGS naming outcome 2", err)
+	}
+	if after := b.e.Keys(); strings.Join(after, ",") != strings.Join(before, ",") {
+		t.Errorf("keys changed from %v to %v", before, after)
+	}
+	b.want("state", "closed", "total_failures", "0")
 }

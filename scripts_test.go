@@ -96,7 +96,8 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 			// Error codes.
 			errBlock := h[strings.Index(h, "Errors"):strings.Index(h, "Events")]
 			docCodes := set(regexp.MustCompile(`(?m)^  ([A-Z]+)\s`).FindAllStringSubmatch(errBlock, -1), 1)
-			bodyCodes := set(regexp.MustCompile(`error_reply\('([A-Z]+) `).FindAllStringSubmatch(body, -1), 1)
+			// Every error message the body builds starts with a quoted 'CODE '.
+			bodyCodes := set(regexp.MustCompile(`'([A-Z][A-Z_]+) `).FindAllStringSubmatch(body, -1), 1)
 			if !slices.Equal(docCodes, bodyCodes) {
 				t.Errorf("header error codes %v, body returns %v", docCodes, bodyCodes)
 			}

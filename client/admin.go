@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"sort"
 	"strconv"
@@ -317,42 +318,82 @@ func Names(ctx context.Context, rdb redis.UniversalClient) ([]string, error) {
 const statusChunk = 1000
 
 // ReadStatuses reads many breakers' snapshots with pipelined EVALSHA, a
-// round trip per 1,000 names, in the order given.
+// round trip per 1,000 names, in the order given. A breaker that cannot be
+// read on its own (a corrupted config: ErrBadConfig) is left out of the
+// result and named in the returned error, joined with errors.Join, so one
+// broken breaker does not hide the others. A failure of Redis itself
+// returns no statuses.
 func ReadStatuses(ctx context.Context, rdb redis.UniversalClient, names []string) ([]Status, error) {
+	for _, n := range names {
+		if err := breakerbox.ValidateName(n); err != nil {
+			return nil, err
+		}
+	}
 	out := make([]Status, 0, len(names))
-	if len(names) == 0 {
-		return out, nil
-	}
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
-		return nil, fmt.Errorf("load script: %w", err)
-	}
+	var errs []error
 	for start := 0; start < len(names); start += statusChunk {
 		chunk := names[start:min(start+statusChunk, len(names))]
-		cmds := make([]*redis.Cmd, len(chunk))
-		pipe := rdb.Pipeline()
-		for i, n := range chunk {
-			if err := breakerbox.ValidateName(n); err != nil {
-				return nil, err
-			}
-			cmds[i] = pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, breakerbox.Keys(n), "status")
+		results, err := statusPipeline(ctx, rdb, chunk)
+		if err != nil {
+			return nil, err
 		}
-		_, _ = pipe.Exec(ctx) // errors are read per command below
-		for i, cmd := range cmds {
-			res, err := cmd.Result()
-			if err != nil && redis.HasErrorPrefix(err, "NOSCRIPT") {
-				res, err = breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys(chunk[i]), "status").Result()
+		for i, res := range results {
+			st, err := parseStatus(chunk[i], res.val)
+			if res.err != nil {
+				err = res.err
 			}
 			if err != nil {
-				return nil, fmt.Errorf("breaker %q: status: %w", chunk[i], breakerbox.ScriptError(err))
-			}
-			st, err := parseStatus(chunk[i], res)
-			if err != nil {
-				return nil, fmt.Errorf("breaker %q: status: %w", chunk[i], err)
+				errs = append(errs, fmt.Errorf("breaker %q: status: %w", chunk[i], err))
+				continue
 			}
 			out = append(out, st)
 		}
 	}
-	return out, nil
+	return out, errors.Join(errs...)
+}
+
+type result struct {
+	val any
+	err error // an error reply of the script for this breaker alone
+}
+
+// statusPipeline runs the status operation for names in one pipeline. If
+// the server lost the script (NOSCRIPT), it loads it once and runs the
+// pipeline again.
+func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []string) ([]result, error) {
+	for attempt := 0; ; attempt++ {
+		cmds := make([]*redis.Cmd, len(names))
+		pipe := rdb.Pipeline()
+		for i, n := range names {
+			cmds[i] = pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, breakerbox.Keys(n), "status")
+		}
+		_, _ = pipe.Exec(ctx) // errors are read per command below
+		out := make([]result, len(cmds))
+		noscript := false
+		for i, cmd := range cmds {
+			val, err := cmd.Result()
+			var rerr redis.Error
+			switch {
+			case err == nil:
+				out[i] = result{val: val}
+			case redis.HasErrorPrefix(err, "NOSCRIPT"):
+				noscript = true
+			case errors.As(err, &rerr):
+				out[i] = result{err: breakerbox.ScriptError(err)}
+			default:
+				return nil, fmt.Errorf("read breakers: %w", err)
+			}
+		}
+		if !noscript {
+			return out, nil
+		}
+		if attempt > 0 {
+			return nil, fmt.Errorf("read breakers: script still missing after SCRIPT LOAD")
+		}
+		if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+			return nil, fmt.Errorf("read breakers: load script: %w", err)
+		}
+	}
 }
 
 // List returns every breaker's snapshot, sorted by name: the seed's

@@ -317,6 +317,7 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 	if err != nil {
 		return err
 	}
+	start := time.Now()
 	callCtx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
 	defer cancel()
 	defer func() {
@@ -326,7 +327,7 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 		}
 	}()
 	err = fn(callCtx)
-	if err == nil && ctx.Err() == nil && errors.Is(callCtx.Err(), context.DeadlineExceeded) {
+	if err == nil && time.Since(start) >= b.cfg.RequestTimeout {
 		err = fmt.Errorf("call outlived request timeout %s: %w", b.cfg.RequestTimeout, context.DeadlineExceeded)
 		_ = p.Done(ctx, err)
 		return nil // fn succeeded for its caller; the breaker counts the overrun

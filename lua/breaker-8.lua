@@ -86,25 +86,32 @@ local cfg = {
   failure_threshold = 3, recovery_timeout_ms = 30000, success_threshold = 2,
   request_timeout_ms = 45000,
 }
+-- A bad stored value is refused by every operation but configure, which
+-- is how an operator repairs it.
+local bad_config, config_not_hash, stored_config = nil, false, {}
 local raw = redis.pcall('HGETALL', K_CONFIG)
 if failed(raw) then
-  return redis.error_reply('BADCONFIG ' .. K_CONFIG .. ' is not a hash')
+  bad_config, config_not_hash, raw = 'BADCONFIG ' .. K_CONFIG .. ' is not a hash', true, {}
 end
 for i = 1, #raw, 2 do
   local field, value = raw[i], raw[i + 1]
+  stored_config[field] = value
   if FIELDS[field] then
     local n = natural(value)
     if n == nil or n < 1 then
-      return redis.error_reply('BADCONFIG ' .. field .. ' is "' .. value .. '", want an integer >= 1')
+      bad_config = bad_config or ('BADCONFIG ' .. field .. ' is "' .. value .. '", want an integer >= 1')
+    else
+      cfg[field] = n
     end
-    cfg[field] = n
   end
 end
 cfg.half_open_max_calls = cfg.half_open_max_calls or cfg.success_threshold
+if bad_config and op ~= 'configure' then return redis.error_reply(bad_config) end
 
 -- Current state, repaired where a key holds something we never write.
 local m = read('HMGET', K_METRICS, 'generation', 'mode', 'opened_at', 'half_open_successes',
-  'outage_started_at', 'outage_refused', 'last_failure_error') or {}
+  'outage_started_at', 'outage_refused', 'last_failure_error', 'total_successes',
+  'total_failures', 'total_refused', 'lease_seq') or {}
 local gen = natural(m[1]) or 0
 local mode = m[2]
 if mode ~= 'normal' and mode ~= 'forced_open' and mode ~= 'disabled' then mode = 'normal' end
@@ -113,10 +120,16 @@ local ho_successes = natural(m[4]) or 0
 local outage_started_at = natural(m[5]) or 0
 local outage_refused = natural(m[6]) or 0
 local last_error = m[7] or ''
+local total_successes = natural(m[8]) or 0
+local total_failures = natural(m[9]) or 0
+local total_refused = natural(m[10]) or 0
+local lease_seq = natural(m[11]) or 0
 local stored_state = read('GET', K_STATE)
 local state = stored_state
 if state ~= 'closed' and state ~= 'open' and state ~= 'half_open' then state = 'closed' end
 local failures = natural(read('GET', K_FAILURES)) or 0
+-- Probe leases exist only in half-open; check their key's type there.
+if state == 'half_open' then read('ZCARD', K_PROBES) end
 
 local function history(event, from, to, actor, err, detail)
   local entry = '{"ts":' .. int(now) .. ',"event":' .. cjson.encode(event) ..
@@ -136,7 +149,7 @@ local function retry_after()
   if mode == 'disabled' or state == 'closed' then return 0 end
   if state == 'open' then return math.max(0, opened_at + cfg.recovery_timeout_ms - now) end
   if (read('ZCARD', K_PROBES) or 0) < cfg.half_open_max_calls then return 0 end
-  local first = redis.call('ZRANGE', K_PROBES, 0, 0, 'WITHSCORES')
+  local first = read('ZRANGE', K_PROBES, 0, 0, 'WITHSCORES') or {}
   return math.max(0, (tonumber(first[2]) or now) - now)
 end
 
@@ -145,7 +158,9 @@ local function save()
   redis.call('SET', K_FAILURES, int(failures))
   redis.call('HSET', K_METRICS, 'generation', int(gen), 'mode', mode, 'opened_at', int(opened_at),
     'half_open_successes', int(ho_successes), 'outage_started_at', int(outage_started_at),
-    'outage_refused', int(outage_refused))
+    'outage_refused', int(outage_refused), 'total_successes', int(total_successes),
+    'total_failures', int(total_failures), 'total_refused', int(total_refused),
+    'lease_seq', int(lease_seq), 'last_failure_error', last_error)
 end
 
 -- The one place where a breaker changes state or mode.
@@ -188,14 +203,15 @@ if op == 'allow' then
   if mode == 'normal' and state == 'half_open' then
     redis.call('ZREMRANGEBYSCORE', K_PROBES, '-inf', int(now))
     if redis.call('ZCARD', K_PROBES) < cfg.half_open_max_calls then
-      local lease = int(gen) .. '-' .. int(redis.call('HINCRBY', K_METRICS, 'lease_seq', 1))
+      lease_seq = lease_seq + 1
+      local lease = int(gen) .. '-' .. int(lease_seq)
+      redis.call('HSET', K_METRICS, 'lease_seq', int(lease_seq))
       redis.call('ZADD', K_PROBES, int(now + cfg.request_timeout_ms), lease)
       return {1, state, gen, mode, 0, lease}
     end
   end
-  outage_refused = outage_refused + 1
-  redis.call('HSET', K_METRICS, 'outage_refused', int(outage_refused))
-  redis.call('HINCRBY', K_METRICS, 'total_refused', 1)
+  outage_refused, total_refused = outage_refused + 1, total_refused + 1
+  redis.call('HSET', K_METRICS, 'outage_refused', int(outage_refused), 'total_refused', int(total_refused))
   return {0, state, gen, mode, retry_after(), ''}
 
 elseif op == 'record' then
@@ -203,14 +219,17 @@ elseif op == 'record' then
   if refused == nil or (#ARGV - 2) % 4 ~= 0 then
     return redis.error_reply('BADARGS record takes REFUSED then groups of OUTCOME GEN LEASE ERROR')
   end
-  local counted, stale, successes, failed = 0, 0, 0, 0
-  local last_failure_time = nil
-  for i = 3, #ARGV, 4 do
-    local outcome, og, lease, err = ARGV[i], natural(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
-    if (outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r') or og == nil then
+  for i = 3, #ARGV, 4 do -- all groups are checked before any is applied
+    local outcome = ARGV[i]
+    if (outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r') or natural(ARGV[i + 1]) == nil then
       return redis.error_reply('BADARGS outcome ' .. ((i - 3) / 4 + 1) .. ' is "' .. outcome ..
         '" for generation "' .. ARGV[i + 1] .. '", want s|f|r and an integer')
     end
+  end
+  local counted, stale = 0, 0
+  local last_failure_time = nil
+  for i = 3, #ARGV, 4 do
+    local outcome, og, lease, err = ARGV[i], natural(ARGV[i + 1]), ARGV[i + 2], ARGV[i + 3]
     -- An outcome acts on the state only if it was admitted in this generation
     -- and, in half-open, holds a live probe lease.
     local current = og == gen
@@ -222,7 +241,11 @@ elseif op == 'record' then
       current = false
     end
     if outcome ~= 'r' then
-      if outcome == 's' then successes = successes + 1 else failed = failed + 1 end
+      if outcome == 's' then
+        total_successes = total_successes + 1
+      else
+        total_failures = total_failures + 1
+      end
       if outcome == 'f' then last_error, last_failure_time = err, now end
       if current then counted = counted + 1 else stale = stale + 1 end
     end
@@ -242,14 +265,9 @@ elseif op == 'record' then
     end
   end
   outage_refused = outage_refused + (state ~= 'closed' and refused or 0)
+  total_refused = total_refused + refused
   save()
-  redis.call('HINCRBY', K_METRICS, 'total_successes', successes)
-  redis.call('HINCRBY', K_METRICS, 'total_failures', failed)
-  redis.call('HINCRBY', K_METRICS, 'total_refused', refused)
-  if last_failure_time then
-    redis.call('HSET', K_METRICS, 'last_failure_error', last_error)
-    redis.call('SET', K_LAST_FAILURE, int(last_failure_time))
-  end
+  if last_failure_time then redis.call('SET', K_LAST_FAILURE, int(last_failure_time)) end
   return {state, gen, mode, retry_after(), counted, stale}
 
 elseif op == 'control' then
@@ -286,7 +304,7 @@ elseif op == 'configure' then
       return redis.error_reply('BADARGS config field "' .. tostring(field) .. '" = "' ..
         tostring(ARGV[i + 1]) .. '": want a known field and an integer >= 1')
     end
-    local stored = redis.call('HGET', K_CONFIG, field)
+    local stored = stored_config[field]
     if stored ~= int(n) then
       if stored then overwritten = overwritten + 1 end
       changes[#changes + 1] = field
@@ -294,13 +312,13 @@ elseif op == 'configure' then
     end
   end
   if #changes == 0 then return {0, 0} end
+  if config_not_hash then redis.call('DEL', K_CONFIG) end
   redis.call('HSET', K_CONFIG, unpack(changes))
   history('config_changed', state, state, actor, '', table.concat(changes, ' '))
   return {#changes / 2, overwritten}
 
 elseif op == 'status' then
-  local totals = read('HMGET', K_METRICS, 'total_successes', 'total_failures', 'total_refused') or {}
-  local s, f, r = natural(totals[1]) or 0, natural(totals[2]) or 0, natural(totals[3]) or 0
+  local s, f, r = total_successes, total_failures, total_refused
   local rate = '100.0'
   if s + f > 0 then rate = string.format('%.1f', 100 * s / (s + f)) end
   return {'state', state, 'mode', mode, 'generation', gen, 'current_failures', failures,

@@ -37,7 +37,6 @@ package metrics
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"log/slog"
 	"time"
@@ -166,10 +165,9 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// read returns the breakers' snapshots. When some breaker's stored config
-// is invalid (BADCONFIG fails the whole pipelined read), it reads them one
-// by one, so that the others are still exported; the error then names the
-// broken ones.
+// read returns the breakers' snapshots. A breaker that cannot be read (a
+// corrupted config) is left out and named in the error; the others are
+// still exported.
 func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
 	names := c.names
 	if names == nil {
@@ -178,21 +176,7 @@ func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
 			return nil, err
 		}
 	}
-	sts, err := client.ReadStatuses(ctx, c.rdb, names)
-	if err == nil || !errors.Is(err, breakerbox.ErrBadConfig) {
-		return sts, err
-	}
-	sts = sts[:0]
-	var errs []error
-	for _, n := range names {
-		st, err := client.ReadStatus(ctx, c.rdb, n)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		sts = append(sts, st)
-	}
-	return sts, errors.Join(errs...)
+	return client.ReadStatuses(ctx, c.rdb, names)
 }
 
 func modeValue(m client.Mode) float64 {

@@ -98,9 +98,8 @@ func runList(ctx context.Context, e *env, args []string) error {
 }
 
 // statuses reads the breakers named (nil: every breaker) in one pipeline.
-// When some breaker's stored config is invalid (BADCONFIG), which fails the
-// whole pipelined read, it reads them one by one instead, so that the
-// others are still shown; the error then names the broken ones.
+// A breaker that cannot be read (say, a corrupted config) is left out and
+// named in the error, after the others are read.
 func (e *env) statuses(ctx context.Context, names []string) ([]client.Status, error) {
 	if names == nil {
 		var err error
@@ -108,21 +107,7 @@ func (e *env) statuses(ctx context.Context, names []string) ([]client.Status, er
 			return nil, err
 		}
 	}
-	sts, err := client.ReadStatuses(ctx, e.rdb, names)
-	if err == nil || !errors.Is(err, breakerbox.ErrBadConfig) {
-		return sts, err
-	}
-	sts = []client.Status{}
-	var errs []error
-	for _, n := range names {
-		st, err := client.ReadStatus(ctx, e.rdb, n)
-		if err != nil {
-			errs = append(errs, err)
-			continue
-		}
-		sts = append(sts, st)
-	}
-	return sts, errors.Join(errs...)
+	return client.ReadStatuses(ctx, e.rdb, names)
 }
 
 // listHeader and listRow form the table of list and watch.
