@@ -33,7 +33,7 @@ type OpenError struct {
 	State      State
 	Mode       Mode
 	RetryAfter time.Duration // -1 while forced open; 0 when unknown
-	Cause      error         // ErrRedisUnavailable under the FailClosed policy, else nil
+	Cause      error         // under the FailClosed policy: ErrRedisUnavailable joined with Redis's error; else nil
 }
 
 func (e *OpenError) Error() string {
@@ -171,6 +171,8 @@ func (b *Breaker) start(ctx context.Context) error {
 	}
 	if !b.started {
 		b.started = true
+		b.wg.Add(1)
+		go b.keepConfig()
 		if b.o.admission == Fast {
 			b.wg.Add(1)
 			go b.subscribe()
@@ -204,6 +206,46 @@ func (b *Breaker) start(ctx context.Context) error {
 		"recovery_timeout", b.cfg.RecoveryTimeout, "success_threshold", b.cfg.SuccessThreshold,
 		"admission", b.o.admission, "outage_policy", b.o.outage)
 	return nil
+}
+
+// forgetRegistration makes the next call store the config again: after an
+// outage or a reconnection, Redis may have restarted without it.
+func (b *Breaker) forgetRegistration() {
+	b.regMu.Lock()
+	b.registered = false
+	b.regMu.Unlock()
+}
+
+// configCheckEvery is how often a worker checks that its breaker's config
+// is still stored.
+const configCheckEvery = 2 * time.Second
+
+// keepConfig stores the config again when Redis has lost it (a restart
+// without persistence, or an operator's DEL), so the breaker does not fall
+// back to the protocol defaults. One HLEN per period; a config changed by
+// an operator (all fields present) is left alone.
+func (b *Breaker) keepConfig() {
+	defer b.wg.Done()
+	t := time.NewTicker(configCheckEvery)
+	defer t.Stop()
+	for {
+		select {
+		case <-b.ctx.Done():
+			return
+		case <-t.C:
+		}
+		if b.outage.active() {
+			continue
+		}
+		ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
+		n, err := b.rdb.HLen(ctx, breakerbox.Key(b.name, "config")).Result()
+		if err == nil && n < int64(len(b.cfg.fields())/2) {
+			b.log.Info("circuit breaker config missing from redis; storing it again")
+			b.forgetRegistration()
+			_ = b.start(ctx)
+		}
+		cancel()
+	}
 }
 
 // redisFailed handles a failed Redis call: the caller's own cancellation is

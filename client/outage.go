@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync"
@@ -18,6 +19,7 @@ type outage struct {
 	mu    sync.Mutex
 	on    bool
 	since time.Time
+	cause error // the error that started the outage
 	local *localBreaker
 }
 
@@ -42,12 +44,12 @@ func (o *outage) begin(b *Breaker, cause error) {
 	if o.on || b.ctx.Err() != nil {
 		return
 	}
-	o.on, o.since = true, time.Now()
+	o.on, o.since, o.cause = true, time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
 	if b.o.outage == LocalBreaker {
 		o.local = newLocalBreaker(b)
 	}
 	b.log.Error("circuit breaker cannot reach redis; following outage policy",
-		"policy", b.o.outage.String(), "err", cause)
+		"policy", b.o.outage.String(), "err", cause, "redis_timeout", b.o.redisTimeout)
 	b.live.Store(false)
 	b.wg.Add(1)
 	go o.recheck(b)
@@ -70,9 +72,10 @@ func (o *outage) recheck(b *Breaker) {
 		b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
 			retryAfterMs: st.RetryAfter.Milliseconds()}, true)
 		o.mu.Lock()
-		o.on, o.local = false, nil
+		o.on, o.local, o.cause = false, nil, nil
 		since := o.since
 		o.mu.Unlock()
+		b.forgetRegistration() // Redis may have restarted empty: store the config again
 		b.log.Info("circuit breaker reaches redis again", "outage", time.Since(since).Round(time.Millisecond))
 		return
 	}
@@ -84,7 +87,10 @@ func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 	case FailOpen:
 		return &Permit{b: b, via: viaNone}, nil
 	case FailClosed:
-		return nil, b.openError(Closed, ModeNormal, 0, ErrRedisUnavailable)
+		o.mu.Lock()
+		cause := o.cause
+		o.mu.Unlock()
+		return nil, b.openError(Closed, ModeNormal, 0, errors.Join(ErrRedisUnavailable, cause))
 	}
 	local := o.current()
 	if local == nil { // the outage ended a moment ago

@@ -23,6 +23,7 @@ func (b *Breaker) subscribe() {
 	stop := context.AfterFunc(b.ctx, func() { _ = ps.Close() }) // unblocks ReceiveTimeout
 	defer stop()
 	defer ps.Close()
+	subscribed := false
 	for {
 		msg, err := ps.ReceiveTimeout(b.ctx, time.Second)
 		if b.ctx.Err() != nil {
@@ -49,6 +50,10 @@ func (b *Breaker) subscribe() {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
 				b.live.Store(false)
+				if subscribed {
+					b.forgetRegistration() // a reconnection: Redis may have restarted empty
+				}
+				subscribed = true
 				b.refresh()
 			}
 		case *redis.Message:

@@ -4,11 +4,9 @@ import (
 	"bytes"
 	"context"
 	"errors"
-	"fmt"
 	"log/slog"
 	"math/rand/v2"
 	"net"
-	"os"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -309,23 +307,16 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	if st.TotalSuccesses == 0 {
 		t.Fatalf("the breaker did not work again after the restart\nlogs:\n%s", logs.String())
 	}
+	// The worker checks every 2s that its config is stored (client.keepConfig).
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
+			break
+		}
+	}
 	if st.FailureThreshold != 1 || st.RecoveryTimeout != 7*time.Second {
-		knownClientBug(t, "BUG-5 client/breaker.go registers the config once per handle (b.registered stays true): after Redis restarts empty, "+
-			"the breaker runs on the protocol defaults instead of the worker's config",
-			fmt.Sprintf("after the restart Redis has failure_threshold %d, recovery_timeout %s; the worker's config says 1 and 7s",
-				st.FailureThreshold, st.RecoveryTimeout))
+		t.Errorf("3s after the restart Redis has failure_threshold %d, recovery_timeout %s; the worker's config says 1 and 7s",
+			st.FailureThreshold, st.RecoveryTimeout)
 	}
-}
-
-// knownClientBug skips (or, with BREAKERBOX_CONFORMANCE_STRICT=1, fails) a
-// test that shows a known disagreement with the protocol or the issue.
-func knownClientBug(t *testing.T, bug, detail string) {
-	t.Helper()
-	if os.Getenv("BREAKERBOX_CONFORMANCE_STRICT") == "1" {
-		t.Fatalf("%s\n%s", bug, detail)
-	}
-	summary.note("known bug (skipped): %s", bug)
-	t.Skipf("KNOWN BUG %s\n%s", bug, detail)
 }
 
 // TestFaultBadCredentialsOrAddress: a client with a wrong password or an
@@ -392,10 +383,7 @@ func TestFaultBadCredentialsOrAddress(t *testing.T) {
 					t.Errorf("%s: first use logged no error naming %v:\n%s", policy, tc.cause, logged)
 				}
 				if policy == client.FailClosed && (err == nil || !mentions(err.Error())) {
-					knownClientBug(t, "BUG-6 client/outage.go: under FailClosed the first Allow's error (OpenError with Cause ErrRedisUnavailable) "+
-						"does not carry the Redis error, so a wrong password or address reads as a generic outage to the caller; "+
-						"wrap the cause (errors.Join(ErrRedisUnavailable, cause)) and keep it in the message",
-						fmt.Sprintf("%s: first Allow returned %v; want it to name %v", tc.name, err, tc.cause))
+					t.Errorf("%s: first Allow returned %v; want it to name %v", tc.name, err, tc.cause)
 				}
 			}
 		})
@@ -459,11 +447,7 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	}
 	p, err = b.Allow(ctx)
 	if err != nil {
-		knownClientBug(t, "BUG-7 configure in lua/breaker-8.lua PUBLISHes nothing, so a Fast worker (client) keeps refusing from its cached "+
-			"retry_after_ms after an operator shortened recovery_timeout_ms: its next call is refused locally although the breaker would admit "+
-			"a probe, and it learns the new deadline only from the reply to that refusal's batch. protocol.md (allow, retry_after_ms) promises "+
-			"that the breaker announces any earlier change on its channel; configure should PUBLISH STATE GENERATION MODE RETRY_AFTER_MS",
-			fmt.Sprintf("Allow 300ms after shortening the recovery timeout to 50ms: %v", err))
+		t.Fatalf("Allow 300ms after shortening the recovery timeout to 50ms: %v; the configure announcement should have moved the local deadline", err)
 	}
 	if !p.Probe() {
 		t.Errorf("admitted, but not as a half-open probe")

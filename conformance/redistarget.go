@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"strconv"
 	"sync/atomic"
 	"time"
@@ -177,8 +178,30 @@ func (t *redisTarget) Published(ctx context.Context) ([]string, error) {
 			}
 		case *redis.Pong:
 			if m.Payload == token {
+				if t.mr != nil {
+					return t.lateMessages(ctx, channel, out)
+				}
 				return out, nil
 			}
+		}
+	}
+}
+
+// lateMessages collects messages that miniredis delivers after the PONG:
+// it writes pub/sub messages from another goroutine, so a PONG can
+// overtake a message published before it. It reads until 50ms pass quietly.
+func (t *redisTarget) lateMessages(ctx context.Context, channel string, out []string) ([]string, error) {
+	for {
+		msg, err := t.ps.ReceiveTimeout(ctx, 50*time.Millisecond)
+		if err != nil {
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				return out, nil
+			}
+			return out, fmt.Errorf("read the subscription: %w", err)
+		}
+		if m, ok := msg.(*redis.Message); ok && m.Channel == channel {
+			out = append(out, m.Payload)
 		}
 	}
 }

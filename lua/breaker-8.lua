@@ -39,7 +39,9 @@ Events: every change of state or mode adds 1 to the generation and writes
 exactly one entry to KEYS[8] (XADD MAXLEN 1000), one JSON entry to KEYS[5]
 (capped at 100) and PUBLISHes "STATE GENERATION MODE RETRY_AFTER_MS" on the
 channel circuit_breaker:{NAME}:changed. Event names: opened, half_opened,
-closed, reset, forced_open, disabled, released, repaired.
+closed, reset, forced_open, disabled, released, repaired. A configure that
+changes something adds a config_changed history entry and PUBLISHes too,
+without a new generation or stream entry.
 ]]
 
 if #KEYS ~= 8 or string.sub(KEYS[1], -6) ~= ':state' then
@@ -163,6 +165,11 @@ local function save()
     'lease_seq', int(lease_seq), 'last_failure_error', last_error)
 end
 
+-- Tell subscribed workers what an allow would see now.
+local function announce()
+  redis.call('PUBLISH', CHANNEL, state .. ' ' .. int(gen) .. ' ' .. mode .. ' ' .. int(retry_after()))
+end
+
 -- The one place where a breaker changes state or mode.
 local function transition(event, to, actor)
   local from = state
@@ -170,6 +177,8 @@ local function transition(event, to, actor)
     outage_started_at, outage_refused = now, 0
   end
   if to == 'open' then opened_at = now end
+  -- The outage fields describe the time since the breaker left closed.
+  local in_outage = from ~= 'closed' and outage_started_at > 0
   if to == 'closed' then failures = 0 end
   state, gen, ho_successes = to, gen + 1, 0
   redis.call('DEL', K_PROBES)
@@ -177,14 +186,14 @@ local function transition(event, to, actor)
   local fields = {'event', event, 'from', from, 'to', to, 'mode', mode, 'generation', int(gen),
     'time_ms', int(now), 'failures', int(failures), 'failure_threshold', int(cfg.failure_threshold),
     'recovery_timeout_ms', int(cfg.recovery_timeout_ms), 'last_error', last_error,
-    'outage_ms', int(outage_started_at > 0 and now - outage_started_at or 0),
-    'refused', int(outage_refused), 'actor', actor}
+    'outage_ms', int(in_outage and now - outage_started_at or 0),
+    'refused', int(in_outage and outage_refused or 0), 'actor', actor}
   if failed(redis.pcall('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))) then
     redis.call('DEL', K_EVENTS)
     redis.call('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))
   end
   history(event, from, to, actor, last_error, '')
-  redis.call('PUBLISH', CHANNEL, state .. ' ' .. int(gen) .. ' ' .. mode .. ' ' .. int(retry_after()))
+  announce()
 end
 
 -- A state key holding something other than a state is repaired to closed.
@@ -314,7 +323,9 @@ elseif op == 'configure' then
   if #changes == 0 then return {0, 0} end
   if config_not_hash then redis.call('DEL', K_CONFIG) end
   redis.call('HSET', K_CONFIG, unpack(changes))
+  for i = 1, #changes, 2 do cfg[changes[i]] = tonumber(changes[i + 1]) end
   history('config_changed', state, state, actor, '', table.concat(changes, ' '))
+  announce() -- a new recovery timeout moves workers' local deadlines
   return {#changes / 2, overwritten}
 
 elseif op == 'status' then
