@@ -1,0 +1,244 @@
+package bench
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/sony/gobreaker/v2"
+
+	"github.com/breakerbox/breakerbox/client"
+)
+
+// instance is one process's handle on a case: call makes one protected
+// call (nil when it ended as the case expects: done for a closed breaker,
+// refused for an open one); flush waits until outcomes are recorded; local
+// returns what an in-process breaker counted (gobreaker without Redis).
+type instance struct {
+	call  func(ctx context.Context) error
+	flush func(ctx context.Context) error
+	local func() int64
+	close func()
+}
+
+// Case is one thing measured side by side.
+type Case struct {
+	Name string
+	Desc string
+	// prepare puts the shared state in place, once per cell, before any
+	// worker opens it (nil: nothing to do).
+	prepare func(ctx context.Context, ctl *redis.Client, name string) error
+	// open makes one process's handle, on that process's client.
+	open func(ctx context.Context, rdb *redis.Client, name string) (*instance, error)
+	// recorded reads how many of the case's expected outcomes the shared
+	// store has counted so far (nil: nothing shared to check).
+	recorded func(ctx context.Context, ctl *redis.Client, name string) (int64, error)
+}
+
+// Cases returns every case, in table order.
+func Cases() []*Case {
+	return []*Case{
+		{Name: "ping", Desc: "go-redis PING round trip (the floor)",
+			open: openPing},
+		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.Fast, closedCfg(), nil, false),
+		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.Strict, closedCfg(), nil, false),
+		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.Fast, openCfg(), prepareOpen, true),
+		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.Strict, openCfg(), prepareOpen, true),
+		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.Fast, halfOpenCfg(), prepareHalfOpen, false),
+		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.Strict, halfOpenCfg(), prepareHalfOpen, false),
+		{Name: "gobreaker-local", Desc: "sony/gobreaker/v2 Execute, in process (no Redis)",
+			open: openGobreakerLocal},
+		{Name: "gobreaker-redis", Desc: "sony/gobreaker/v2 DistributedCircuitBreaker, go-redis store",
+			open: openGobreakerRedis, recorded: gobreakerRequests},
+	}
+}
+
+// CaseByName returns the named case.
+func CaseByName(name string) (*Case, error) {
+	for _, c := range Cases() {
+		if c.Name == name {
+			return c, nil
+		}
+	}
+	return nil, fmt.Errorf("unknown case %q", name)
+}
+
+func noop(context.Context) error { return nil }
+
+var errProbe = errors.New("bench: injected failure")
+
+func openPing(_ context.Context, rdb *redis.Client, _ string) (*instance, error) {
+	return &instance{
+		call:  func(ctx context.Context) error { return rdb.Ping(OnCallerPath(ctx)).Err() },
+		flush: func(context.Context) error { return nil },
+		close: func() {},
+	}, nil
+}
+
+func closedCfg() client.Config { return client.DefaultConfig() }
+
+// openCfg trips on the first failure and stays open for an hour.
+func openCfg() client.Config {
+	c := client.DefaultConfig()
+	c.FailureThreshold = 1
+	c.RecoveryTimeout = time.Hour
+	return c
+}
+
+// halfOpenCfg keeps a half-open breaker half-open: every call is a probe
+// and no number of successes closes it within a benchmark.
+func halfOpenCfg() client.Config {
+	c := client.DefaultConfig()
+	c.SuccessThreshold = 1_000_000_000
+	c.HalfOpenMaxCalls = 1_000_000_000
+	return c
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func bbCase(name, desc string, adm client.Admission, cfg client.Config,
+	prepare func(context.Context, *redis.Client, string, client.Config) error, refused bool) *Case {
+	c := &Case{Name: name, Desc: desc}
+	if prepare != nil {
+		c.prepare = func(ctx context.Context, ctl *redis.Client, n string) error { return prepare(ctx, ctl, n, cfg) }
+	}
+	c.open = func(ctx context.Context, rdb *redis.Client, n string) (*instance, error) {
+		b, err := client.New(rdb, n, cfg, client.WithAdmission(adm), client.WithLogger(quiet))
+		if err != nil {
+			return nil, err
+		}
+		if err := b.Ready(ctx); err != nil {
+			return nil, fmt.Errorf("breaker %s ready: %w", n, err)
+		}
+		return &instance{
+			call: func(ctx context.Context) error {
+				err := b.Execute(OnCallerPath(ctx), noop)
+				if refused {
+					if errors.Is(err, client.ErrOpen) {
+						return nil
+					}
+					if err == nil {
+						return errors.New("admitted by an open breaker")
+					}
+				}
+				return err
+			},
+			flush: b.Flush,
+			close: func() { _ = b.Close(context.Background()) },
+		}, nil
+	}
+	c.recorded = func(ctx context.Context, ctl *redis.Client, n string) (int64, error) {
+		st, err := client.ReadStatus(ctx, ctl, n)
+		if err != nil {
+			return 0, err
+		}
+		if refused {
+			return st.TotalRefused, nil
+		}
+		return st.TotalSuccesses + st.TotalFailures, nil
+	}
+	return c
+}
+
+// prepareOpen trips the breaker with one recorded failure.
+func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
+	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	defer b.Close(ctx)
+	if err := b.Execute(ctx, func(context.Context) error { return errProbe }); !errors.Is(err, errProbe) {
+		return fmt.Errorf("trip %s: %v", name, err)
+	}
+	st, err := b.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State != client.Open {
+		return fmt.Errorf("trip %s: state %s, want open", name, st.State)
+	}
+	return nil
+}
+
+// prepareHalfOpen forces the breaker open and releases it: released from
+// forced_open, it goes to half-open.
+func prepareHalfOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
+	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	if err != nil {
+		return err
+	}
+	defer b.Close(ctx)
+	if err := b.ForceOpen(ctx); err != nil {
+		return err
+	}
+	if err := b.Release(ctx); err != nil {
+		return err
+	}
+	st, err := b.Status(ctx)
+	if err != nil {
+		return err
+	}
+	if st.State != client.HalfOpen {
+		return fmt.Errorf("half-open %s: state %s", name, st.State)
+	}
+	return nil
+}
+
+func openGobreakerLocal(_ context.Context, _ *redis.Client, name string) (*instance, error) {
+	cb := gobreaker.NewCircuitBreaker[struct{}](gobreaker.Settings{Name: name})
+	fn := func() (struct{}, error) { return struct{}{}, nil }
+	return &instance{
+		call: func(context.Context) error {
+			_, err := cb.Execute(fn)
+			return err
+		},
+		flush: func(context.Context) error { return nil },
+		local: func() int64 { return int64(cb.Counts().Requests) },
+		close: func() {},
+	}, nil
+}
+
+// gobreakerLockWait bounds how long the store retries a busy lock before
+// gobreaker's own 500ms sleep; its own mutex timeout is 5s.
+const gobreakerLockWait = 5 * time.Second
+
+func openGobreakerRedis(_ context.Context, rdb *redis.Client, name string) (*instance, error) {
+	store, err := NewGoRedisStore(rdb, 5*time.Second, gobreakerLockWait)
+	if err != nil {
+		return nil, err
+	}
+	dcb, err := gobreaker.NewDistributedCircuitBreaker[struct{}](store, gobreaker.Settings{Name: name})
+	if err != nil {
+		return nil, fmt.Errorf("gobreaker %s: %w", name, err)
+	}
+	fn := func() (struct{}, error) { return struct{}{}, nil }
+	return &instance{
+		call: func(context.Context) error {
+			_, err := dcb.Execute(fn)
+			return err
+		},
+		flush: func(context.Context) error { return nil },
+		close: func() {},
+	}, nil
+}
+
+// gobreakerRequests reads Counts.Requests from the shared JSON state.
+func gobreakerRequests(ctx context.Context, ctl *redis.Client, name string) (int64, error) {
+	data, err := ctl.Get(ctx, "gobreaker:state:"+name).Bytes()
+	if errors.Is(err, redis.Nil) {
+		return 0, nil
+	}
+	if err != nil {
+		return 0, err
+	}
+	var st gobreaker.SharedState
+	if err := json.Unmarshal(data, &st); err != nil {
+		return 0, fmt.Errorf("gobreaker state %s: %w", name, err)
+	}
+	return int64(st.Counts.Requests), nil
+}

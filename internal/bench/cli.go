@@ -1,0 +1,271 @@
+package bench
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"runtime"
+	"runtime/pprof"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// Options are the benchmark's flags.
+type Options struct {
+	Dur         time.Duration // per case, per mode, per repetition
+	Warm        time.Duration // warm-up before each measured run
+	Reps        int
+	Concs       []int // goroutines in this process
+	Procs       int   // worker processes (0: none)
+	ProcConc    int   // goroutines per worker process
+	Cases       []string
+	Trips       int // trips timed for propagation, per variant
+	Breakers    int // breakers for the scale test (0: skip)
+	Seed        int64
+	RedisServer string
+	Exe         string // this binary, re-executed as workers
+	CPUProfile  string
+	NoMemory    bool
+}
+
+// ParseOptions reads the command line.
+func ParseOptions(args []string, errOut io.Writer) (Options, error) {
+	fs := flag.NewFlagSet("bbbench", flag.ContinueOnError)
+	fs.SetOutput(errOut)
+	var o Options
+	var concs, procs, cases string
+	fs.DurationVar(&o.Dur, "dur", 700*time.Millisecond, "measured time per case, per concurrency, per repetition")
+	fs.DurationVar(&o.Warm, "warm", 100*time.Millisecond, "warm-up before each measured run (connections, script cache, subscription)")
+	fs.IntVar(&o.Reps, "reps", 3, "repetitions; the report quotes medians and median ratios to PING")
+	fs.StringVar(&concs, "conc", "1,8,64", "goroutines in one process, comma-separated")
+	fs.StringVar(&procs, "procs", "4x8", "worker processes × goroutines each (\"\" or 0 to skip)")
+	fs.StringVar(&cases, "cases", "", "comma-separated case names (default: all): "+strings.Join(caseNames(), ","))
+	fs.IntVar(&o.Trips, "trips", 200, "trips timed for propagation, per variant (0 to skip)")
+	fs.IntVar(&o.Breakers, "breakers", 10000, "breakers for the memory-growth and List test (0 to skip)")
+	fs.Int64Var(&o.Seed, "seed", 1, "seed for the case order")
+	fs.StringVar(&o.RedisServer, "redis-server", "redis-server", "redis-server binary to start")
+	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write this process's CPU profile to the file")
+	fs.BoolVar(&o.NoMemory, "no-memory", false, "skip the per-breaker memory measurement")
+	if err := fs.Parse(args); err != nil {
+		return o, err
+	}
+	if fs.NArg() > 0 {
+		return o, fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	var err error
+	if o.Concs, err = parseInts(concs); err != nil {
+		return o, fmt.Errorf("-conc: %w", err)
+	}
+	if o.Procs, o.ProcConc, err = parseProcs(procs); err != nil {
+		return o, fmt.Errorf("-procs: %w", err)
+	}
+	if cases != "" {
+		for _, c := range strings.Split(cases, ",") {
+			if _, err := CaseByName(strings.TrimSpace(c)); err != nil {
+				return o, err
+			}
+			o.Cases = append(o.Cases, strings.TrimSpace(c))
+		}
+	}
+	if o.Dur <= 0 || o.Warm < 0 || o.Reps < 1 || o.Trips < 0 || o.Breakers < 0 {
+		return o, errors.New("want -dur > 0, -warm >= 0, -reps >= 1, -trips >= 0, -breakers >= 0")
+	}
+	return o, nil
+}
+
+func caseNames() []string {
+	var out []string
+	for _, c := range Cases() {
+		out = append(out, c.Name)
+	}
+	return out
+}
+
+// parseInts reads "1,8,64".
+func parseInts(s string) ([]int, error) {
+	var out []int
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		n, err := strconv.Atoi(f)
+		if err != nil || n < 1 {
+			return nil, fmt.Errorf("%q is not a positive integer", f)
+		}
+		out = append(out, n)
+	}
+	return out, nil
+}
+
+// parseProcs reads "4x8" (4 processes of 8 goroutines); "" or "0" is none.
+func parseProcs(s string) (procs, conc int, err error) {
+	s = strings.TrimSpace(s)
+	if s == "" || s == "0" {
+		return 0, 0, nil
+	}
+	p, c, ok := strings.Cut(s, "x")
+	if !ok {
+		c = "1"
+	}
+	procs, err1 := strconv.Atoi(p)
+	conc, err2 := strconv.Atoi(c)
+	if err1 != nil || err2 != nil || procs < 1 || conc < 1 {
+		return 0, 0, fmt.Errorf("%q: want PROCSxGOROUTINES, e.g. 4x8", s)
+	}
+	return procs, conc, nil
+}
+
+// Main is the bbbench command: a worker when re-executed as one, else the
+// whole benchmark, with the report (markdown) on out and progress on errOut.
+func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Writer) int {
+	if os.Getenv(workerEnv) != "" {
+		return WorkerMain(ctx, in, out, errOut)
+	}
+	if os.Getenv(watchEnv) != "" {
+		return WatchMain(ctx, in, out, errOut)
+	}
+	opts, err := ParseOptions(args, errOut)
+	if errors.Is(err, flag.ErrHelp) {
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintln(errOut, "bbbench:", err)
+		return 2
+	}
+	if opts.Exe, err = os.Executable(); err != nil {
+		fmt.Fprintln(errOut, "bbbench:", err)
+		return 1
+	}
+	if opts.CPUProfile != "" {
+		f, err := os.Create(opts.CPUProfile)
+		if err != nil {
+			fmt.Fprintln(errOut, "bbbench:", err)
+			return 1
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(errOut, "bbbench:", err)
+			return 1
+		}
+		defer pprof.StopCPUProfile()
+	}
+	if err := Run(ctx, opts, args, out, errOut); err != nil {
+		fmt.Fprintln(errOut, "bbbench:", err)
+		return 1
+	}
+	return 0
+}
+
+// Run starts a redis-server, runs every measurement and writes the report.
+func Run(ctx context.Context, opts Options, args []string, out, progress io.Writer) error {
+	began := time.Now()
+	srv, err := StartServer(ctx, opts.RedisServer)
+	if err != nil {
+		return err
+	}
+	defer srv.Stop()
+	ctl := redis.NewClient(&redis.Options{Addr: srv.Addr})
+	defer ctl.Close()
+	fmt.Fprintf(progress, "bbbench: redis-server %s on %s\n", srv.Version, srv.Addr)
+
+	cases := Cases()
+	if len(opts.Cases) > 0 {
+		cases = nil
+		for _, n := range opts.Cases {
+			c, _ := CaseByName(n)
+			cases = append(cases, c)
+		}
+	}
+	var modes []Mode
+	for _, c := range opts.Concs {
+		modes = append(modes, Mode{Conc: c})
+	}
+	if opts.Procs > 0 {
+		modes = append(modes, Mode{Procs: opts.Procs, Conc: opts.ProcConc})
+	}
+	rep := &Report{Opts: opts, Args: args, Machine: ReadMachine(srv.Version), Cases: cases, Modes: modes}
+	e := &env{opts: opts, addr: srv.Addr, ctl: ctl, log: progress}
+
+	ms, err := e.runMatrix(ctx, cases, modes)
+	if err != nil {
+		return err
+	}
+	rep.Rows = Aggregate(ms, cases, modes)
+
+	if opts.Trips > 0 {
+		fmt.Fprintln(progress, "bbbench: trip propagation")
+		w, err := startLocalWatcher(ctx, srv.Addr, "prop-local")
+		if err != nil {
+			return err
+		}
+		p, err := measurePropagation(ctx, ctl, srv.Addr, "prop-local", opts.Trips, "same process, own client and connections", w)
+		if err != nil {
+			return fmt.Errorf("propagation: %w", err)
+		}
+		rep.Propagation = append(rep.Propagation, p)
+		if w, err = startProcessWatcher(ctx, opts.Exe, srv.Addr, "prop-process"); err != nil {
+			return err
+		}
+		if p, err = measurePropagation(ctx, ctl, srv.Addr, "prop-process", opts.Trips, "another process", w); err != nil {
+			return fmt.Errorf("propagation: %w", err)
+		}
+		rep.Propagation = append(rep.Propagation, p)
+	}
+	if !opts.NoMemory {
+		fmt.Fprintln(progress, "bbbench: memory per breaker")
+		if rep.Memory, err = MeasureMemory(ctx, ctl); err != nil {
+			return fmt.Errorf("memory: %w", err)
+		}
+	}
+	if opts.Breakers > 0 {
+		fmt.Fprintf(progress, "bbbench: %d breakers\n", opts.Breakers)
+		sc, err := MeasureScale(ctx, ctl, opts.Breakers, 5, 5)
+		if err != nil {
+			return fmt.Errorf("scale: %w", err)
+		}
+		rep.Scale = &sc
+	}
+	rep.Took = time.Since(began)
+	rep.Write(out)
+	return nil
+}
+
+// Machine describes where the benchmark ran.
+type Machine struct {
+	CPUs       int
+	CPUModel   string
+	GoVersion  string
+	Redis      string
+	GOMAXPROCS int
+	Kernel     string
+}
+
+// ReadMachine reads the machine's description.
+func ReadMachine(redisVersion string) Machine {
+	m := Machine{CPUs: runtime.NumCPU(), GoVersion: runtime.Version(), Redis: redisVersion,
+		GOMAXPROCS: runtime.GOMAXPROCS(0)}
+	if b, err := os.ReadFile("/proc/cpuinfo"); err == nil {
+		m.CPUModel = CPUModel(string(b))
+	}
+	if b, err := os.ReadFile("/proc/sys/kernel/osrelease"); err == nil {
+		m.Kernel = strings.TrimSpace(string(b))
+	}
+	return m
+}
+
+// CPUModel returns the first "model name" of /proc/cpuinfo text.
+func CPUModel(cpuinfo string) string {
+	for _, line := range strings.Split(cpuinfo, "\n") {
+		if k, v, ok := strings.Cut(line, ":"); ok && strings.TrimSpace(k) == "model name" {
+			return strings.TrimSpace(v)
+		}
+	}
+	return "unknown"
+}
