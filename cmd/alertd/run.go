@@ -13,8 +13,14 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/health"
+	"github.com/breakerbox/breakerbox/client/metrics"
 )
 
 const usageHead = `alertd posts breakerbox transitions to Slack.
@@ -93,7 +99,7 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	dur(&o.retryMax, "retry-max", "ALERTD_RETRY_MAX", alerts.DefaultRetryMax, "longest wait between attempts (a 429's Retry-After is honoured as given)")
 	dur(&o.discoveryInterval, "discovery-interval", "ALERTD_DISCOVERY_INTERVAL", alerts.DefaultDiscoveryInterval,
 		"how often breakers are listed and idle entries claimed")
-	str(&o.listen, "listen", "ALERTD_LISTEN", "", "HTTP address serving /healthz, e.g. :9465 (default: no HTTP server)")
+	str(&o.listen, "listen", "ALERTD_LISTEN", "", "HTTP address serving /healthz, /health and /metrics, e.g. :9465 (default: no HTTP server)")
 	str(&o.logLevel, "log-level", "ALERTD_LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -175,13 +181,18 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 			log.Error("cannot listen", "addr", o.listen, "err", err)
 			return 1
 		}
-		srv = &http.Server{Handler: newMux(d), ReadHeaderTimeout: 5 * time.Second}
+		mux, err := newMux(d, rdb, log)
+		if err != nil {
+			log.Error("cannot serve HTTP", "err", err)
+			return 1
+		}
+		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				log.Error("HTTP server stopped", "err", err)
 			}
 		}()
-		log.Info("serving health", "addr", ln.Addr().String(), "path", "/healthz")
+		log.Info("serving HTTP", "addr", ln.Addr().String(), "paths", "/healthz /health /metrics")
 	}
 
 	err = d.Run(ctx)
@@ -197,11 +208,28 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	return 0
 }
 
-// newMux routes alertd's HTTP endpoints. Add endpoints here.
-func newMux(d *alerts.Daemon) *http.ServeMux {
+// newMux routes alertd's HTTP endpoints: /healthz (the daemon's own
+// health: Redis reachable, consumer-group backlog), /health (the breakers',
+// as in the seed: 503 while one is open) and /metrics (Prometheus, every
+// breaker read from Redis at scrape time).
+func newMux(d *alerts.Daemon, rdb redis.UniversalClient, log *slog.Logger) (*http.ServeMux, error) {
+	breakers, err := health.New(rdb, health.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	collector, err := metrics.NewCollector(rdb, metrics.WithLogger(log))
+	if err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(collector); err != nil {
+		return nil, err
+	}
 	mux := http.NewServeMux()
 	mux.Handle("GET /healthz", d.HealthHandler())
-	return mux
+	mux.Handle("GET /health", breakers)
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelError)}))
+	return mux, nil
 }
 
 // syncWriter serialises writes to a writer shared with other code.

@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -142,8 +143,9 @@ func TestHealthzReportsRedisAndLag(t *testing.T) {
 	}
 	held := make(chan struct{})
 	release := make(chan struct{})
+	var holdOnce sync.Once
 	sink := alerts.SinkFunc(func(ctx context.Context, a alerts.Alert) (bool, error) {
-		close(held)
+		holdOnce.Do(func() { close(held) })
 		<-release
 		return false, nil
 	})
@@ -159,7 +161,11 @@ func TestHealthzReportsRedisAndLag(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- d.Run(ctx) }()
 	defer cancel()
-	web := httptest.NewServer(newMux(d))
+	mux, err := newMux(d, drdb, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	web := httptest.NewServer(mux)
 	defer web.Close()
 
 	get := func() (int, alerts.Health) {
@@ -191,6 +197,38 @@ func TestHealthzReportsRedisAndLag(t *testing.T) {
 		t.Errorf("/healthz = %d %+v, want ok with alpha's 2 entries pending or lagging", code, h)
 	}
 	close(release)
+
+	// The breakers' health (alpha was reset: healthy) and their metrics.
+	resp, err := http.Get(web.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"healthy"`) {
+		t.Errorf("/health = %d %s, want 200 healthy", resp.StatusCode, body)
+	}
+	if _, err := client.Control(ctx, rdb, "alpha", client.ActionForceOpen, "test"); err != nil {
+		t.Fatal(err)
+	}
+	resp, err = http.Get(web.URL + "/health")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || !strings.Contains(string(body), `"open_circuits":["alpha"]`) {
+		t.Errorf("/health with alpha forced open = %d %s, want 503 naming alpha", resp.StatusCode, body)
+	}
+	resp, err = http.Get(web.URL + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ = io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if !strings.Contains(string(body), `circuit_breaker_state{service="alpha"} 1`) {
+		t.Errorf("/metrics lacks alpha's open state:\n%s", body)
+	}
 
 	srv.Stop(t)
 	if code, h := get(); code != http.StatusServiceUnavailable || h.OK || h.Redis == "ok" {
