@@ -370,10 +370,14 @@ func (a Alert) renderFlapping(l *lines, esc func(string) string) {
 	first, last := a.First(), a.Last()
 	l.field("Service", esc(a.Breaker))
 	l.field("State", stateText(last.To, last.Mode)+" (after the last of them)")
-	l.field("Flaps", fmt.Sprintf("opened %d more times in %s after the opening alert (flap window %s)",
-		a.Count("opened"), human(last.Time.Sub(first.Time)), human(a.FlapWindow)))
+	times := "times"
+	if a.Count("opened") == 1 {
+		times = "time"
+	}
+	l.field("Flaps", fmt.Sprintf("opened %d more %s in %s after the opening alert (flap window %s)",
+		a.Count("opened"), times, human(last.Time.Sub(first.Time)), human(a.FlapWindow)))
 	l.field("Transitions", a.eventCounts(esc))
-	l.field("Between", first.Time.UTC().Format("15:04:05")+" and "+last.Time.UTC().Format(TimeLayout))
+	l.field("Between", first.Time.UTC().Format("15:04:05")+" and "+last.Time.UTC().Format("15:04:05")+" UTC")
 	l.line("")
 	l.codeBlock("Last Error", esc(last.LastError))
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -29,9 +30,9 @@ type Options struct {
 	Down     time.Duration // then failing, default 2s
 	After    time.Duration // then healthy again until the end, default 2s
 	Out      io.Writer
-	// Alerts, when set, runs alongside the workers until the demo ends,
-	// reading the breaker's transitions (the alert daemon in process).
-	Alerts func(ctx context.Context, rdb redis.UniversalClient) error
+	// NoAlerts leaves out the alert daemon, which otherwise runs in process
+	// and prints its alerts (standard-output sink) among the demo's lines.
+	NoAlerts bool
 }
 
 // Breaker is the name of the demo's breaker.
@@ -110,15 +111,19 @@ func Run(ctx context.Context, o Options) int {
 
 	runCtx, stop := context.WithCancel(ctx)
 	defer stop()
+	alertsCtx, stopAlerts := context.WithCancel(ctx) // outlives the workers to post the recovery
+	defer stopAlerts()
 	var bg sync.WaitGroup
-	if o.Alerts != nil {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	if !o.NoAlerts {
+		d, err := newAlertDaemon(admin, out, quiet)
+		if err != nil {
+			fmt.Fprintln(out, "demo: alerts:", err)
+			return 1
+		}
+		say("the alert daemon reads the breaker's transition stream (no SLACK_WEBHOOK_URL: alerts go to stdout)")
 		bg.Add(1)
-		go func() {
-			defer bg.Done()
-			if err := o.Alerts(runCtx, admin); err != nil && runCtx.Err() == nil {
-				say("alerts: %v", err)
-			}
-		}()
+		go func() { defer bg.Done(); _ = d.Run(alertsCtx) }()
 	}
 	bg.Add(1)
 	go func() { defer bg.Done(); watch(runCtx, admin, say) }()
@@ -126,7 +131,6 @@ func Run(ctx context.Context, o Options) int {
 	up := &upstream{}
 	var ran, refused, failed atomic.Int64
 	var workers sync.WaitGroup
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	for i := 0; i < o.Workers; i++ {
 		rdb, err := newRedis() // each worker has its own connections, as a process would
 		if err != nil {
@@ -182,6 +186,7 @@ func Run(ctx context.Context, o Options) int {
 	phase("recovered", o.After)
 	stop()
 	workers.Wait()
+	stopAlerts()
 	bg.Wait()
 
 	st, err := client.ReadStatus(ctx, admin, Breaker)
@@ -201,6 +206,7 @@ func Run(ctx context.Context, o Options) int {
 
 // watch prints every transition of the breaker as the script announces it.
 func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...any)) {
+	printed := "0" // a fresh breaker: closed in generation 0
 	ps := rdb.Subscribe(ctx, breakerbox.Channel(Breaker))
 	defer ps.Close()
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // unblocks ReceiveMessage
@@ -209,10 +215,11 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 		if err != nil {
 			return
 		}
-		f := strings.Fields(msg.Payload) // STATE GENERATION MODE RETRY_AFTER_MS
-		if len(f) != 4 {
+		f := strings.Fields(msg.Payload)    // STATE GENERATION MODE RETRY_AFTER_MS
+		if len(f) != 4 || f[1] == printed { // a config change announces the same generation
 			continue
 		}
+		printed = f[1]
 		switch f[0] {
 		case "open":
 			say("breaker OPEN (generation %s): the fleet stops calling the upstream; probing in %sms", f[1], f[3])
@@ -222,6 +229,30 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 			say("breaker CLOSED (generation %s): normal operation", f[1])
 		}
 	}
+}
+
+// newAlertDaemon returns the alert daemon with a standard-output sink,
+// tuned for a demo that lasts seconds: it notices the breaker at once and
+// folds flapping over one second instead of five minutes.
+func newAlertDaemon(rdb redis.UniversalClient, out io.Writer, log *slog.Logger) (*alerts.Daemon, error) {
+	sink, err := alerts.NewWriterSink(&indent{w: out})
+	if err != nil {
+		return nil, err
+	}
+	return alerts.New(rdb, alerts.Config{Consumer: "demo", FlapWindow: time.Second,
+		DiscoveryInterval: 50 * time.Millisecond, Block: 100 * time.Millisecond, Logger: log}, sink)
+}
+
+// indent sets the alerts apart from the demo's own lines.
+type indent struct{ w io.Writer }
+
+func (i *indent) Write(p []byte) (int, error) {
+	text := strings.TrimRight(string(p), "\n")
+	if text == "" {
+		return len(p), nil
+	}
+	_, err := io.WriteString(i.w, "        | "+strings.ReplaceAll(text, "\n", "\n        | ")+"\n")
+	return len(p), err
 }
 
 // syncWriter serialises writes from the workers, the watcher and alerts.
