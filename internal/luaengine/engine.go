@@ -243,11 +243,15 @@ func (e *Engine) command(args []string) (any, error) {
 		}
 		return nil
 	}
-	if err := need(map[string]int{"TIME": 0, "PUBLISH": 2, "DEL": 1}[cmd]); err != nil {
-		return nil, err
+	minArgs, known := map[string]int{"TIME": 0, "DEL": 1, "PUBLISH": 2, "GET": 1, "SET": 2,
+		"HGET": 2, "HMGET": 2, "HGETALL": 1, "HSET": 3, "HINCRBY": 3, "ZADD": 3, "ZREM": 2,
+		"ZSCORE": 2, "ZCARD": 1, "ZRANGE": 3, "ZREMRANGEBYSCORE": 3, "LPUSH": 2, "LTRIM": 3,
+		"LRANGE": 3, "XADD": 4}[cmd]
+	if !known {
+		return nil, ScriptError("ERR unknown command '" + args[0] + "' (luaengine implements only what the scripts use)")
 	}
-	if cmd != "TIME" && cmd != "DEL" && cmd != "PUBLISH" && len(a) < 1 {
-		return nil, wrongArgs(cmd)
+	if err := need(minArgs); err != nil {
+		return nil, err
 	}
 	switch cmd {
 	case "TIME":
@@ -272,9 +276,6 @@ func (e *Engine) command(args []string) (any, error) {
 		}
 		return s, nil
 	case "SET":
-		if err := need(2); err != nil {
-			return nil, err
-		}
 		e.data[a[0]] = a[1]
 		return "OK", nil
 	}
@@ -285,10 +286,8 @@ func (e *Engine) command(args []string) (any, error) {
 		return e.zset(cmd, a)
 	case "LPUSH", "LTRIM", "LRANGE":
 		return e.list(cmd, a)
-	case "XADD":
-		return e.xadd(a)
 	}
-	return nil, ScriptError("ERR unknown command '" + args[0] + "' (luaengine implements only what the scripts use)")
+	return e.xadd(a) // XADD
 }
 
 // get returns the value at key if it has type T; ok is false when the key is
