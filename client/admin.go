@@ -264,8 +264,9 @@ func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
 	if _, err := Configure(ctx, b.rdb, b.name, cfg, b.o.actor); err != nil {
 		return err
 	}
+	b.cfg.Store(&cfg)
 	b.regMu.Lock()
-	b.cfg, b.registered = cfg, true
+	b.registered = true
 	b.regMu.Unlock()
 	return nil
 }

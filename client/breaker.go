@@ -57,7 +57,7 @@ func (e *OpenError) Unwrap() []error { return []error{ErrOpen, e.Cause} }
 type Breaker struct {
 	rdb  redis.UniversalClient
 	name string
-	cfg  Config
+	cfg  atomic.Pointer[Config] // replaced by SetConfig
 	keys []string
 	o    options
 	log  *slog.Logger
@@ -117,8 +117,9 @@ func New(rdb redis.UniversalClient, name string, cfg Config, opts ...Option) (*B
 		return nil, fmt.Errorf("breaker %q: unknown outage policy %d or admission %d", name, o.outage, o.admission)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	b := &Breaker{rdb: rdb, name: name, cfg: cfg, keys: breakerbox.Keys(name), o: o,
+	b := &Breaker{rdb: rdb, name: name, keys: breakerbox.Keys(name), o: o,
 		log: o.logger.With("breaker", name), ctx: ctx, cancel: cancel}
+	b.cfg.Store(&cfg)
 	b.batch = newBatcher(b)
 	return b, nil
 }
@@ -127,7 +128,7 @@ func New(rdb redis.UniversalClient, name string, cfg Config, opts ...Option) (*B
 func (b *Breaker) Name() string { return b.name }
 
 // Config returns the config this handle registers.
-func (b *Breaker) Config() Config { return b.cfg }
+func (b *Breaker) Config() Config { return *b.cfg.Load() }
 
 // Close flushes outcomes not yet sent (bounded by ctx) and stops the
 // handle's background work. Calls after Close return ErrClosed.
@@ -187,7 +188,8 @@ func (b *Breaker) start(ctx context.Context) error {
 	if b.registered {
 		return nil
 	}
-	arr, err := b.eval(ctx, append([]any{"configure", b.o.actor}, b.cfg.fields()...)...)
+	cfg := b.Config()
+	arr, err := b.eval(ctx, append([]any{"configure", b.o.actor}, cfg.fields()...)...)
 	if err == nil && len(arr) != 2 {
 		err = fmt.Errorf("configure reply has %d elements, want 2", len(arr))
 	}
@@ -195,15 +197,15 @@ func (b *Breaker) start(ctx context.Context) error {
 		return b.redisFailed(ctx, "register", err)
 	}
 	if overwritten, _ := asInt(arr[1]); overwritten > 0 {
-		b.log.Warn("circuit breaker overwrote the shared config", "config", b.cfg.fields())
+		b.log.Warn("circuit breaker overwrote the shared config", "config", cfg.fields())
 	}
 	// The registry only helps listing (SCAN finds every breaker anyway).
 	if err := b.rdb.SAdd(ctx, breakerbox.RegistryKey, b.name).Err(); err != nil {
 		b.log.Debug("circuit breaker registry not updated", "err", err)
 	}
 	b.registered = true
-	b.log.Info("circuit breaker initialised", "failure_threshold", b.cfg.FailureThreshold,
-		"recovery_timeout", b.cfg.RecoveryTimeout, "success_threshold", b.cfg.SuccessThreshold,
+	b.log.Info("circuit breaker initialised", "failure_threshold", cfg.FailureThreshold,
+		"recovery_timeout", cfg.RecoveryTimeout, "success_threshold", cfg.SuccessThreshold,
 		"admission", b.o.admission, "outage_policy", b.o.outage)
 	return nil
 }
@@ -239,7 +241,7 @@ func (b *Breaker) keepConfig() {
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
 		n, err := b.rdb.HLen(ctx, breakerbox.Key(b.name, "config")).Result()
-		if err == nil && n < int64(len(b.cfg.fields())/2) {
+		if err == nil && n < int64(len(b.Config().fields())/2) {
 			b.log.Info("circuit breaker config missing from redis; storing it again")
 			b.forgetRegistration()
 			_ = b.start(ctx)
@@ -360,7 +362,8 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 		return err
 	}
 	start := time.Now()
-	callCtx, cancel := context.WithTimeout(ctx, b.cfg.RequestTimeout)
+	timeout := b.Config().RequestTimeout
+	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	defer func() {
 		if r := recover(); r != nil {
@@ -369,8 +372,8 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 		}
 	}()
 	err = fn(callCtx)
-	if err == nil && time.Since(start) >= b.cfg.RequestTimeout {
-		err = fmt.Errorf("call outlived request timeout %s: %w", b.cfg.RequestTimeout, context.DeadlineExceeded)
+	if err == nil && time.Since(start) >= timeout {
+		err = fmt.Errorf("call outlived request timeout %s: %w", timeout, context.DeadlineExceeded)
 		_ = p.Done(ctx, err)
 		return nil // fn succeeded for its caller; the breaker counts the overrun
 	}

@@ -169,3 +169,38 @@ func TestListReadsEveryBreaker(t *testing.T) {
 		})
 	}
 }
+
+func TestSetConfigChangesItForEveryWorker(t *testing.T) {
+	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
+		ctx := context.Background()
+		one := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a))
+		other := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a))
+		_ = run(t, other, ok)
+		done := make(chan struct{})
+		go func() { // calls while the config changes: the race detector watches
+			defer close(done)
+			for i := 0; i < 20; i++ {
+				_ = one.Execute(ctx, ok)
+			}
+		}()
+		cfg := quickConfig()
+		cfg.FailureThreshold = 1
+		if err := one.SetConfig(ctx, cfg); err != nil {
+			t.Fatal(err)
+		}
+		<-done
+		_ = one.Flush(ctx)
+		if got := one.Config().FailureThreshold; got != 1 {
+			t.Errorf("Config() after SetConfig: threshold %d", got)
+		}
+		if err := run(t, other, fail); !errors.Is(err, errBoom) {
+			t.Fatal(err)
+		}
+		if st := status(t, other); st.State != client.Open || st.FailureThreshold != 1 {
+			t.Errorf("another worker's breaker after one failure: %+v, want open on the shared threshold 1", st)
+		}
+		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, client.ErrInvalidConfig) {
+			t.Errorf("SetConfig with a zero config: %v, want ErrInvalidConfig", err)
+		}
+	})
+}

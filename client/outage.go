@@ -117,7 +117,7 @@ type localBreaker struct {
 func newLocalBreaker(b *Breaker) *localBreaker {
 	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
 	args := []string{"configure", b.o.actor}
-	for _, f := range b.cfg.fields() {
+	for _, f := range b.Config().fields() {
 		args = append(args, fmt.Sprint(f))
 	}
 	if _, err := l.eval(args...); err != nil {
