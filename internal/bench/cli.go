@@ -26,6 +26,7 @@ type Options struct {
 	ProcConc    int   // goroutines per worker process
 	Cases       []string
 	Trips       int // trips timed for propagation, per variant
+	LoadTrips   int // trips timed while worker A is saturated with successes
 	Breakers    int // breakers for the scale test (0: skip)
 	Seed        int64
 	RedisServer string
@@ -33,6 +34,12 @@ type Options struct {
 	CPUProfile  string
 	NoMemory    bool
 }
+
+// The load of the trip-under-load measurement.
+const (
+	loadGoroutines = 8
+	loadFor        = 300 * time.Millisecond
+)
 
 // ParseOptions reads the command line.
 func ParseOptions(args []string, errOut io.Writer) (Options, error) {
@@ -47,6 +54,7 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	fs.StringVar(&procs, "procs", "4x8", "worker processes × goroutines each (\"\" or 0 to skip)")
 	fs.StringVar(&cases, "cases", "", "comma-separated case names (default: all): "+strings.Join(caseNames(), ","))
 	fs.IntVar(&o.Trips, "trips", 200, "trips timed for propagation, per variant (0 to skip)")
+	fs.IntVar(&o.LoadTrips, "load-trips", 5, "trips timed while worker A runs 8 goroutines of no-op successes (0 to skip)")
 	fs.IntVar(&o.Breakers, "breakers", 10000, "breakers for the memory-growth and List test (0 to skip)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for the case order")
 	fs.StringVar(&o.RedisServer, "redis-server", "redis-server", "redis-server binary to start")
@@ -73,8 +81,8 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 			o.Cases = append(o.Cases, strings.TrimSpace(c))
 		}
 	}
-	if o.Dur <= 0 || o.Warm < 0 || o.Reps < 1 || o.Trips < 0 || o.Breakers < 0 {
-		return o, errors.New("want -dur > 0, -warm >= 0, -reps >= 1, -trips >= 0, -breakers >= 0")
+	if o.Dur <= 0 || o.Warm < 0 || o.Reps < 1 || o.Trips < 0 || o.LoadTrips < 0 || o.Breakers < 0 {
+		return o, errors.New("want -dur > 0, -warm >= 0, -reps >= 1, -trips >= 0, -load-trips >= 0, -breakers >= 0")
 	}
 	return o, nil
 }
@@ -216,6 +224,20 @@ func Run(ctx context.Context, opts Options, args []string, out, progress io.Writ
 		if p, err = measurePropagation(ctx, ctl, srv.Addr, "prop-process", opts.Trips, "another process", w); err != nil {
 			return fmt.Errorf("propagation: %w", err)
 		}
+		rep.Propagation = append(rep.Propagation, p)
+	}
+	if opts.LoadTrips > 0 {
+		fmt.Fprintln(progress, "bbbench: trip propagation under load")
+		w, err := startProcessWatcher(ctx, opts.Exe, srv.Addr, "prop-load")
+		if err != nil {
+			return err
+		}
+		p, err := measureTripUnderLoad(ctx, ctl, srv.Addr, "prop-load", opts.LoadTrips, loadGoroutines, loadFor,
+			fmt.Sprintf("another process, while A runs %d goroutines of no-op successes (%s, then every call fails)", loadGoroutines, loadFor), w)
+		if err != nil {
+			return fmt.Errorf("propagation under load: %w", err)
+		}
+		p.Loaded = true
 		rep.Propagation = append(rep.Propagation, p)
 	}
 	if !opts.NoMemory {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"math"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -317,14 +316,4 @@ func LinearFit(pts [][2]float64) (slope, r2 float64) {
 	}
 	r := (n*sxy - sx*sy) / math.Sqrt(den*vy)
 	return slope, r * r
-}
-
-// sortedKeys is used by tests and reports for stable output.
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	ks := make([]string, 0, len(m))
-	for k := range m {
-		ks = append(ks, k)
-	}
-	sort.Strings(ks)
-	return ks
 }

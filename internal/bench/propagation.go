@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"time"
 
@@ -69,6 +71,7 @@ type Propagation struct {
 	Max        time.Duration
 	ASelfP50   time.Duration // A's own Failure call (its batch's round trip)
 	LocalRefus int           // trips after which B's next Allow refused with no round trip
+	Loaded     bool          // A was saturated with successes when the outage began
 }
 
 // watcher is worker B: it reports view changes and, after each opening,
@@ -316,4 +319,109 @@ func measurePropagation(ctx context.Context, ctl *redis.Client, addr, name strin
 	res.P50, res.P99, res.Max = Quantile(lag, 0.5), Quantile(lag, 0.99), Quantile(lag, 1)
 	res.ASelfP50 = Quantile(self, 0.5)
 	return res, nil
+}
+
+// measureTripUnderLoad times a trip that happens while worker A is busy:
+// goroutines of A call Execute around a no-op as fast as they can (every
+// call a success) for loadFor, then the upstream "fails" and every call
+// fails; the time is from that switch until watcher B's view says open.
+// Fast admission sends successes without waiting, so whatever A has queued
+// but not yet sent is recorded before the first failure: this shows how
+// far the queue lets a trip lag behind the outage.
+func measureTripUnderLoad(ctx context.Context, ctl *redis.Client, addr, name string, trips, goroutines int,
+	loadFor time.Duration, where string, w *watcher) (Propagation, error) {
+	defer w.stop()
+	rdb, _ := newClient(addr)
+	defer rdb.Close()
+	a, err := client.New(rdb, name, propagationConfig(), client.WithLogger(quiet))
+	if err != nil {
+		return Propagation{}, err
+	}
+	defer a.Close(context.Background())
+	if err := a.Ready(ctx); err != nil {
+		return Propagation{}, err
+	}
+	outage := errors.New("upstream: connection refused")
+	res := Propagation{Where: where, Trips: trips}
+	var lag []time.Duration
+	for i := 0; i < trips; i++ {
+		if i > 0 {
+			if _, err := client.Control(ctx, ctl, name, client.ActionReset, "bbbench"); err != nil {
+				return res, err
+			}
+			if err := waitView(w, false, 10*time.Second); err != nil {
+				return res, err
+			}
+			if err := a.Ready(ctx); err != nil {
+				return res, err
+			}
+		}
+		var failing, stop atomic.Bool
+		var wg sync.WaitGroup
+		for g := 0; g < goroutines; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for !stop.Load() {
+					_ = a.Execute(ctx, func(context.Context) error {
+						if failing.Load() {
+							return outage
+						}
+						return nil
+					})
+				}
+			}()
+		}
+		time.Sleep(loadFor)
+		t0 := time.Now()
+		failing.Store(true)
+		var t1 time.Time
+		timeout := time.After(30 * time.Second)
+	wait:
+		for {
+			select {
+			case e := <-w.events:
+				if e.opened {
+					t1 = e.at
+					break wait
+				}
+			case <-timeout:
+				break wait
+			}
+		}
+		stop.Store(true)
+		wg.Wait()
+		if t1.IsZero() {
+			return res, errors.New("worker B saw no trip within 30s of the outage")
+		}
+		lag = append(lag, t1.Sub(t0))
+		select {
+		case l := <-w.local:
+			if l {
+				res.LocalRefus++
+			}
+		case <-time.After(2 * time.Second):
+			return res, errors.New("worker B did not report its next Allow")
+		}
+		if err := a.Flush(ctx); err != nil {
+			return res, err
+		}
+	}
+	res.P50, res.P99, res.Max = Quantile(lag, 0.5), Quantile(lag, 0.99), Quantile(lag, 1)
+	return res, nil
+}
+
+// waitView waits for watcher w's view to open (or close).
+func waitView(w *watcher, opened bool, timeout time.Duration) error {
+	deadline := time.After(timeout)
+	for {
+		select {
+		case e := <-w.events:
+			if e.opened == opened {
+				return nil
+			}
+		case <-deadline:
+			return fmt.Errorf("worker B's view did not change (opened=%v) within %s", opened, timeout)
+		}
+	}
 }
