@@ -239,8 +239,18 @@ func (r *Report) Write(w io.Writer) {
 		}
 		fmt.Fprintf(w, "| %s | %s | %s |\n", t.Goal, t.Measured, met)
 	}
-	if row, ok := r.row("bb-fast-closed", Mode{Conc: 1}); ok && !math.IsNaN(row.P50Ratio) {
-		fmt.Fprintf(w, "\nHeadline: a protected call in the closed state (default Fast admission) costs %s of a Redis PING round trip at the median, sequentially (p50 %s vs PING's).\n",
-			ratioText(row.P50Ratio), FormatDuration(row.P50))
+	row, ok := r.row("bb-fast-closed", Mode{Conc: 1})
+	ping, okp := r.row("ping", Mode{Conc: 1})
+	if ok && okp && !math.IsNaN(row.P50Ratio) {
+		fmt.Fprintf(w, "\nHeadline: sequentially, a protected call in the closed state (default Fast admission) takes %s at the median, %s a PING round trip (%s); with Strict admission it takes %s.\n",
+			FormatDuration(row.P50), ratioText(row.P50Ratio), FormatDuration(ping.P50), strictHeadline(r))
 	}
+}
+
+func strictHeadline(r *Report) string {
+	row, ok := r.row("bb-strict-closed", Mode{Conc: 1})
+	if !ok {
+		return "(not measured)"
+	}
+	return fmt.Sprintf("%s, %s PING, in 2 round trips", FormatDuration(row.P50), ratioText(row.P50Ratio))
 }
