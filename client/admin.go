@@ -261,13 +261,15 @@ func (b *Breaker) Release(ctx context.Context) error { return b.control(ctx, Act
 
 // SetConfig changes the shared config for every worker (this handle too).
 func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
+	// Under regMu, so a first-use registration of the old config cannot
+	// land after this one.
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
 	if _, err := Configure(ctx, b.rdb, b.name, cfg, b.o.actor); err != nil {
 		return err
 	}
 	b.cfg.Store(&cfg)
-	b.regMu.Lock()
 	b.registered = true
-	b.regMu.Unlock()
 	return nil
 }
 
