@@ -29,6 +29,7 @@ type batcher struct {
 	mu         sync.Mutex
 	cond       *sync.Cond // signalled when work arrives, work is done, or on close
 	pending    []outcome
+	spare      []outcome // the last drained buffer, reused by add
 	refused    int64
 	queued     uint64 // outcomes and refusals ever queued
 	done       uint64 // of those, sent (or given up on)
@@ -45,8 +46,17 @@ func newBatcher(b *Breaker) *batcher {
 	return q
 }
 
+// maxPending bounds the outcomes waiting to be sent: past it add waits, so
+// a worker that reports faster than Redis applies outcomes is held to
+// Redis's pace instead of queueing without bound, and a failure never waits
+// behind more than a few batches of successes.
+const maxPending = 4 * maxBatch
+
 func (q *batcher) add(o outcome) {
 	q.mu.Lock()
+	for len(q.pending) >= maxPending && q.running && !q.closed {
+		q.cond.Wait()
+	}
 	q.pending = append(q.pending, o)
 	q.queued++
 	q.wakeLocked()
@@ -96,23 +106,35 @@ func (q *batcher) loop() {
 			}
 			q.cond.Wait()
 		}
-		n := min(len(q.pending), maxBatch)
-		batch := q.pending[:n:n]
-		q.pending = q.pending[n:]
+		// Take the whole queue and give add the spare buffer (taking
+		// batches off the front of one slice made append copy the rest of
+		// a long queue again and again).
+		work, buf := q.pending, q.pending
+		q.pending, q.spare = q.spare[:0], nil
 		refused := q.refused
 		q.refused = 0
+		q.cond.Broadcast() // room for producers waiting in add
 		q.mu.Unlock()
 
-		q.send(batch, refused)
-		for _, o := range batch {
-			if o.sent != nil {
-				close(o.sent)
+		for len(work) > 0 || refused > 0 {
+			n := min(len(work), maxBatch)
+			batch := work[:n:n]
+			work = work[n:]
+			q.send(batch, refused)
+			for _, o := range batch {
+				if o.sent != nil {
+					close(o.sent)
+				}
 			}
+			q.mu.Lock()
+			q.done += uint64(n) + uint64(refused)
+			q.cond.Broadcast()
+			q.mu.Unlock()
+			refused = 0
 		}
-
+		clear(buf) // drop the strings and channels it holds
 		q.mu.Lock()
-		q.done += uint64(n) + uint64(refused)
-		q.cond.Broadcast()
+		q.spare = buf[:0]
 	}
 }
 

@@ -476,6 +476,9 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 	}
 	switch p.via {
 	case viaBatch:
+		if kind == "r" && p.lease == "" {
+			return nil // a release without a probe lease changes nothing in Redis
+		}
 		if kind == "f" {
 			o.sent = make(chan struct{})
 		}
