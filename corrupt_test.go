@@ -143,21 +143,40 @@ func TestBadInputGetsACodedErrorAndChangesNothing(t *testing.T) {
 	}
 }
 
-func TestHistoryIsCappedAt100AndStreamAt1000(t *testing.T) {
+func TestHistoryAndStreamAreCappedAt100(t *testing.T) {
 	b := newBB(t)
-	for i := 0; i < 1005; i++ {
+	for i := 0; i < 205; i++ {
 		b.run("control", "reset", "loop")
 	}
 	if n := len(b.e.LRange(b.keys[4])); n != 100 {
 		t.Errorf("history length %d, want 100", n)
 	}
 	ev := b.events()
-	if len(ev) != 1000 || ev[0]["generation"] != "6" || ev[999]["generation"] != "1005" {
-		t.Errorf("stream has %d entries from generation %s, want 1000 from 6", len(ev), ev[0]["generation"])
+	if len(ev) != 100 || ev[0]["generation"] != "106" || ev[99]["generation"] != "205" {
+		t.Errorf("stream has %d entries from generation %s, want 100 from 106", len(ev), ev[0]["generation"])
 	}
-	if h := b.history(); h[0].Generation != 1005 || h[99].Generation != 906 {
-		t.Errorf("history spans generations %d..%d, want 1005..906", h[0].Generation, h[99].Generation)
+	if h := b.history(); h[0].Generation != 205 || h[99].Generation != 106 {
+		t.Errorf("history spans generations %d..%d, want 205..106", h[0].Generation, h[99].Generation)
 	}
+}
+
+func TestOnlyTheOpeningCarriesTheErrorText(t *testing.T) {
+	b := newBB(t, "recovery_timeout_ms", "10")
+	b.trip(3)
+	b.advance(10 * time.Millisecond)
+	b.success(b.allow())
+	b.success(b.allow())
+	for _, e := range b.events() {
+		if want := map[bool]string{true: "boom 3", false: ""}[e["event"] == "opened"]; e["last_error"] != want {
+			t.Errorf("%s entry last_error %q, want %q", e["event"], e["last_error"], want)
+		}
+	}
+	for _, h := range b.history() {
+		if (h.Event == "opened") != (h.Error == "boom 3") {
+			t.Errorf("%s history entry error %q", h.Event, h.Error)
+		}
+	}
+	b.want("last_failure_error", "boom 3")
 }
 
 func TestCorruptedCountersReadAsZero(t *testing.T) {

@@ -30,7 +30,8 @@ type Transition struct {
 	FailureThreshold int64
 	// RecoveryTimeout: see FailureThreshold.
 	RecoveryTimeout time.Duration
-	// LastError is the text of the breaker's last recorded failure.
+	// LastError is the failure that tripped the breaker, on openings only
+	// (the script leaves it empty on other transitions).
 	LastError string
 	// Outage is how long the breaker had been away from closed (0 on the
 	// opening itself). Meaningful only when From is not closed.
@@ -379,7 +380,7 @@ func (a Alert) renderFlapping(l *lines, esc func(string) string) {
 	l.field("Transitions", a.eventCounts(esc))
 	l.field("Between", first.Time.UTC().Format("15:04:05")+" and "+last.Time.UTC().Format("15:04:05")+" UTC")
 	l.line("")
-	l.codeBlock("Last Error", esc(last.LastError))
+	l.codeBlock("Last Error", esc(a.lastError()))
 }
 
 func (a Alert) renderSummary(l *lines, esc func(string) string) {
@@ -398,7 +399,17 @@ func (a Alert) renderSummary(l *lines, esc func(string) string) {
 		l.field("By", strings.Join(actors, ", "))
 	}
 	l.line("")
-	l.codeBlock("Last Error", esc(last.LastError))
+	l.codeBlock("Last Error", esc(a.lastError()))
+}
+
+// lastError is the error of the latest opening the alert covers.
+func (a Alert) lastError() string {
+	for i := len(a.Transitions) - 1; i >= 0; i-- {
+		if e := a.Transitions[i].LastError; e != "" {
+			return e
+		}
+	}
+	return ""
 }
 
 // human prints a duration the way people write it: 30s, 1m30s, 2h, 250ms.

@@ -269,7 +269,7 @@ func (r *modelRun) compareState(t *rapid.T) {
 		if err != nil {
 			r.fail(t, "%s: stream: %v", r.names[i], err)
 		}
-		if wantLen := min(len(r.m.Events), 1000); len(xs) != wantLen {
+		if wantLen := min(len(r.m.Events), 100); len(xs) != wantLen {
 			r.fail(t, "%s: stream has %d entries, model %d", r.names[i], len(xs), wantLen)
 		}
 		if len(xs) > 0 {

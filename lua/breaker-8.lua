@@ -36,7 +36,7 @@ Errors
   BADCONFIG  the stored config hash holds a value that is not valid
 
 Events: every change of state or mode adds 1 to the generation and writes
-exactly one entry to KEYS[8] (XADD MAXLEN 1000), one JSON entry to KEYS[5]
+exactly one entry to KEYS[8] (XADD MAXLEN 100), one JSON entry to KEYS[5]
 (capped at 100) and PUBLISHes "STATE GENERATION MODE RETRY_AFTER_MS" on the
 channel circuit_breaker:{NAME}:changed. Event names: opened, half_opened,
 closed, reset, forced_open, disabled, released, repaired. A configure that
@@ -50,7 +50,7 @@ end
 local K_STATE, K_FAILURES, K_LAST_FAILURE, K_METRICS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_HISTORY, K_CONFIG, K_PROBES, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 local CHANNEL = string.sub(KEYS[1], 1, -6) .. 'changed'
-local HISTORY_MAX, STREAM_MAX = 100, 1000
+local HISTORY_MAX, STREAM_MAX = 100, 100
 
 local op = ARGV[1]
 local t = redis.call('TIME')
@@ -179,20 +179,23 @@ local function transition(event, to, actor)
   if to == 'open' then opened_at = now end
   -- The outage fields describe the time since the breaker left closed.
   local in_outage = from ~= 'closed' and outage_started_at > 0
+  -- The error that tripped the breaker goes with the opening only: the
+  -- metrics hash keeps the last one, and repeating it costs memory.
+  local err = event == 'opened' and last_error or ''
   if to == 'closed' then failures = 0 end
   state, gen, ho_successes = to, gen + 1, 0
   redis.call('DEL', K_PROBES)
   save()
   local fields = {'event', event, 'from', from, 'to', to, 'mode', mode, 'generation', int(gen),
     'time_ms', int(now), 'failures', int(failures), 'failure_threshold', int(cfg.failure_threshold),
-    'recovery_timeout_ms', int(cfg.recovery_timeout_ms), 'last_error', last_error,
+    'recovery_timeout_ms', int(cfg.recovery_timeout_ms), 'last_error', err,
     'outage_ms', int(in_outage and now - outage_started_at or 0),
     'refused', int(in_outage and outage_refused or 0), 'actor', actor}
   if failed(redis.pcall('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))) then
     redis.call('DEL', K_EVENTS)
     redis.call('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))
   end
-  history(event, from, to, actor, last_error, '')
+  history(event, from, to, actor, err, '')
   announce()
 end
 
