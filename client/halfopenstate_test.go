@@ -49,7 +49,8 @@ func TestHalfOpenAdmitsLimitedProbesThenCloses(t *testing.T) {
 		}
 		eventually(t, "an admission after closing", func() bool { return run(t, b, ok) == nil })
 		h, err := b.History(ctx, 10)
-		// Newest first; the oldest entry is the config this handle registered.
+		// Newest first; the oldest is the registration of quickConfig, whose
+		// timeouts differ from the defaults in force before it.
 		if err != nil || len(h) != 4 || h[0].Event != "closed" || h[1].Event != "half_opened" ||
 			h[2].Event != "opened" || h[3].Event != "config_changed" {
 			t.Errorf("history %+v, %v", h, err)

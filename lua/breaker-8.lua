@@ -40,8 +40,8 @@ exactly one entry to KEYS[8] (XADD MAXLEN 100), one JSON entry to KEYS[5]
 (capped at 100) and PUBLISHes "STATE GENERATION MODE RETRY_AFTER_MS" on the
 channel circuit_breaker:{NAME}:changed. Event names: opened, half_opened,
 closed, reset, forced_open, disabled, released, repaired. A configure that
-changes something adds a config_changed history entry and PUBLISHes too,
-without a new generation or stream entry.
+stores something PUBLISHes too, and adds a config_changed history entry if
+a value in force changed; neither makes a generation or stream entry.
 ]]
 
 if #KEYS ~= 8 or string.sub(KEYS[1], -6) ~= ':state' then
@@ -326,8 +326,16 @@ elseif op == 'configure' then
   if #changes == 0 then return {0, 0} end
   if config_not_hash then redis.call('DEL', K_CONFIG) end
   redis.call('HSET', K_CONFIG, unpack(changes))
-  for i = 1, #changes, 2 do cfg[changes[i]] = tonumber(changes[i + 1]) end
-  history('config_changed', state, state, actor, '', table.concat(changes, ' '))
+  local effective = {} -- what differs from the values in force (defaults included)
+  for i = 1, #changes, 2 do
+    if cfg[changes[i]] ~= tonumber(changes[i + 1]) then
+      effective[#effective + 1] = changes[i] .. ' ' .. changes[i + 1]
+    end
+    cfg[changes[i]] = tonumber(changes[i + 1])
+  end
+  if #effective > 0 then
+    history('config_changed', state, state, actor, '', table.concat(effective, ' '))
+  end
   announce() -- a new recovery timeout moves workers' local deadlines
   return {#changes / 2, overwritten}
 
