@@ -167,9 +167,9 @@ func TestMeasureMemoryBuildsTheNamedKeys(t *testing.T) {
 	}
 	want := []string{
 		"state, failures, last_failure_time, metrics (hash, 11)",
-		"state, failures, last_failure_time, metrics (hash, 11), history (list, 1), config (hash, 5)",
+		"state, failures, last_failure_time, metrics (hash, 11), config (hash, 5)",
 		"state, failures, last_failure_time, metrics (hash, 11), history (list, 100), config (hash, 5), events (stream, 100)",
-		"state, failures, last_failure_time, metrics (hash, 11), history (list, 100), config (hash, 5), events (stream, 1000)",
+		"state, failures, last_failure_time, metrics (hash, 11), history (list, 100), config (hash, 5), events (stream, 100)",
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d scenarios, want %d", len(ms), len(want))
