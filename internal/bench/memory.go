@@ -141,7 +141,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 	}
 	out = append(out, m)
 
-	// 2. The Go client: registering the config writes one history entry.
+	// 2. The Go client: its config is stored (the defaults: no history entry).
 	name = "mem-go-closed"
 	b, err := newB(name)
 	if err != nil {
