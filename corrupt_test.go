@@ -243,3 +243,19 @@ func TestBadRecordGroupAfterAValidOneChangesNothing(t *testing.T) {
 	}
 	b.want("state", "closed", "total_failures", "0")
 }
+
+func TestBadArgumentsRepairNothing(t *testing.T) {
+	for _, args := range [][]string{{"explode"}, {"control", "explode", "me"},
+		{"record", "0", "x", "0", "", ""}, {"configure", "me", "colour", "3"}} {
+		b := newBB(t)
+		b.e.Set(b.keys[0], "banana")
+		b.e.Set(b.keys[1], "abc")
+		scriptErr(t, b.e, b.keys, args...)
+		if got, _ := b.e.Get(b.keys[0]); got != "banana" {
+			t.Errorf("%v: state repaired to %q before the error", args, got)
+		}
+		if n := len(b.events()); n != 0 {
+			t.Errorf("%v: %d stream entries written before the error", args, n)
+		}
+	}
+}

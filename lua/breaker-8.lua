@@ -68,6 +68,42 @@ end
 -- True when redis.pcall returned an error reply.
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
 
+-- Arguments are checked before anything is read, repaired or written, so
+-- that bad input changes nothing.
+local FIELDS = {
+  failure_threshold = true, success_threshold = true, half_open_max_calls = true,
+  recovery_timeout_ms = true, request_timeout_ms = true,
+}
+local ACTIONS = {reset = true, force_open = true, disable = true, release = true}
+if op == 'record' then
+  if natural(ARGV[2]) == nil or (#ARGV - 2) % 4 ~= 0 then
+    return redis.error_reply('BADARGS record takes REFUSED then groups of OUTCOME GEN LEASE ERROR')
+  end
+  for i = 3, #ARGV, 4 do
+    local outcome = ARGV[i]
+    if (outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r') or natural(ARGV[i + 1]) == nil then
+      return redis.error_reply('BADARGS outcome ' .. ((i - 3) / 4 + 1) .. ' is "' .. outcome ..
+        '" for generation "' .. ARGV[i + 1] .. '", want s|f|r and an integer')
+    end
+  end
+elseif op == 'control' then
+  if not ACTIONS[ARGV[2] or ''] then
+    return redis.error_reply('BADARGS control takes reset, force_open, disable or release, not "' ..
+      tostring(ARGV[2]) .. '"')
+  end
+elseif op == 'configure' then
+  for i = 3, #ARGV, 2 do
+    local n = natural(ARGV[i + 1])
+    if not FIELDS[ARGV[i]] or n == nil or n < 1 then
+      return redis.error_reply('BADARGS config field "' .. tostring(ARGV[i]) .. '" = "' ..
+        tostring(ARGV[i + 1]) .. '": want a known field and an integer >= 1')
+    end
+  end
+elseif op ~= 'allow' and op ~= 'status' then
+  return redis.error_reply('BADARGS unknown operation "' .. tostring(op) ..
+    '": want allow, record, control, configure or status')
+end
+
 -- Read a key; a key of the wrong type is corrupt: read it as absent and,
 -- unless this is the read-only status operation, delete it.
 local function read(...)
@@ -80,10 +116,6 @@ local function read(...)
 end
 
 -- Config: seed defaults, overridden by the stored hash, every field checked.
-local FIELDS = {
-  failure_threshold = true, success_threshold = true, half_open_max_calls = true,
-  recovery_timeout_ms = true, request_timeout_ms = true,
-}
 local cfg = {
   failure_threshold = 3, recovery_timeout_ms = 30000, success_threshold = 2,
   request_timeout_ms = 45000,
@@ -228,16 +260,6 @@ if op == 'allow' then
 
 elseif op == 'record' then
   local refused = natural(ARGV[2])
-  if refused == nil or (#ARGV - 2) % 4 ~= 0 then
-    return redis.error_reply('BADARGS record takes REFUSED then groups of OUTCOME GEN LEASE ERROR')
-  end
-  for i = 3, #ARGV, 4 do -- all groups are checked before any is applied
-    local outcome = ARGV[i]
-    if (outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r') or natural(ARGV[i + 1]) == nil then
-      return redis.error_reply('BADARGS outcome ' .. ((i - 3) / 4 + 1) .. ' is "' .. outcome ..
-        '" for generation "' .. ARGV[i + 1] .. '", want s|f|r and an integer')
-    end
-  end
   local counted, stale = 0, 0
   local last_failure_time = nil
   for i = 3, #ARGV, 4 do
@@ -293,7 +315,7 @@ elseif op == 'control' then
   elseif action == 'disable' then
     mode = 'disabled'
     transition('disabled', 'closed', actor)
-  elseif action == 'release' then
+  else -- release (the actions were checked above)
     if mode == 'forced_open' then
       mode = 'normal'
       transition('released', 'half_open', actor)
@@ -301,9 +323,6 @@ elseif op == 'control' then
       mode, failures = 'normal', 0
       transition('released', 'closed', actor)
     end
-  else
-    return redis.error_reply('BADARGS control takes reset, force_open, disable or release, not "' ..
-      tostring(action) .. '"')
   end
   return {state, gen, mode, retry_after()}
 
@@ -312,10 +331,6 @@ elseif op == 'configure' then
   local changes, overwritten = {}, 0
   for i = 3, #ARGV, 2 do
     local field, n = ARGV[i], natural(ARGV[i + 1])
-    if not FIELDS[field] or n == nil or n < 1 then
-      return redis.error_reply('BADARGS config field "' .. tostring(field) .. '" = "' ..
-        tostring(ARGV[i + 1]) .. '": want a known field and an integer >= 1')
-    end
     local stored = stored_config[field]
     if stored ~= int(n) then
       if stored then overwritten = overwritten + 1 end
@@ -353,6 +368,3 @@ elseif op == 'status' then
     'last_failure_time', natural(read('GET', K_LAST_FAILURE)) or 0,
     'last_failure_error', last_error, 'time_ms', now}
 end
-
-return redis.error_reply('BADARGS unknown operation "' .. tostring(op) ..
-  '": want allow, record, control, configure or status')
