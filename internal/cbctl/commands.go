@@ -33,6 +33,20 @@ func oneName(cmd string, args []string) (string, error) {
 
 // requireKnown fails with ExitUnknownBreaker when no key of breaker name
 // exists and the registry does not hold it, naming the breakers there are.
+// openBreaker connects, bounds ctx by the command timeout and checks that
+// breaker name exists; the caller defers cancel.
+func (e *env) openBreaker(ctx context.Context, name string) (context.Context, context.CancelFunc, error) {
+	if err := e.connect(); err != nil {
+		return ctx, func() {}, err
+	}
+	ctx, cancel := e.withTimeout(ctx)
+	if err := e.requireKnown(ctx, name); err != nil {
+		cancel()
+		return ctx, func() {}, err
+	}
+	return ctx, cancel, nil
+}
+
 func (e *env) requireKnown(ctx context.Context, name string) error {
 	inRegistry, err := e.rdb.SIsMember(ctx, breakerbox.RegistryKey, name).Result()
 	if err != nil {
@@ -171,14 +185,11 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := e.connect(); err != nil {
+	ctx, cancel, err := e.openBreaker(ctx, name)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	if err := e.requireKnown(ctx, name); err != nil {
-		return err
-	}
 	st, err := client.ReadStatus(ctx, e.rdb, name)
 	if err != nil {
 		return err
@@ -233,14 +244,11 @@ func runHistory(ctx context.Context, e *env, args []string, n int) error {
 	if n < 1 || n > 100 {
 		return usageErrorf("history -n %d: want 1 to 100 (the list keeps the last 100 events)", n)
 	}
-	if err := e.connect(); err != nil {
+	ctx, cancel, err := e.openBreaker(ctx, name)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	if err := e.requireKnown(ctx, name); err != nil {
-		return err
-	}
 	evs, err := client.ReadHistory(ctx, e.rdb, name, n)
 	if err != nil {
 		return err
@@ -282,14 +290,11 @@ func runAction(cmd string, a client.Action) runFunc {
 		if err != nil {
 			return err
 		}
-		if err := e.connect(); err != nil {
+		ctx, cancel, err := e.openBreaker(ctx, name)
+		if err != nil {
 			return err
 		}
-		ctx, cancel := e.withTimeout(ctx)
 		defer cancel()
-		if err := e.requireKnown(ctx, name); err != nil {
-			return err
-		}
 		before, err := client.ReadStatus(ctx, e.rdb, name)
 		if err != nil {
 			return err
@@ -372,14 +377,11 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 	if err != nil {
 		return err
 	}
-	if err := e.connect(); err != nil {
+	ctx, cancel, err := e.openBreaker(ctx, name)
+	if err != nil {
 		return err
 	}
-	ctx, cancel := e.withTimeout(ctx)
 	defer cancel()
-	if err := e.requireKnown(ctx, name); err != nil {
-		return err
-	}
 	changing := set["failure-threshold"] || set["recovery-timeout"] || set["success-threshold"] ||
 		set["half-open-max-calls"] || set["request-timeout"]
 	st, err := client.ReadStatus(ctx, e.rdb, name)
