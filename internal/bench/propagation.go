@@ -9,12 +9,10 @@ import (
 	"io"
 	"log/slog"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -170,19 +168,8 @@ func WatchMain(ctx context.Context, in io.Reader, out, errOut io.Writer) int {
 // startProcessWatcher runs worker B in a re-executed process.
 func startProcessWatcher(ctx context.Context, exe, addr, name string) (*watcher, error) {
 	spec, _ := json.Marshal(watchSpec{Addr: addr, Name: name})
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), watchEnv+"="+string(spec))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
+	cmd, stdin, stdout, err := startChild(ctx, exe, watchEnv+"="+string(spec))
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start watcher: %w", err)
 	}
 	ev := make(chan viewEvent, 16)

@@ -213,19 +213,8 @@ func startProcessWorker(ctx context.Context, exe string, spec cellSpec) (*worker
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.CommandContext(ctx, exe)
-	cmd.Env = append(os.Environ(), workerEnv+"="+string(b))
-	cmd.Stderr = os.Stderr
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	stdin, err := cmd.StdinPipe()
+	cmd, stdin, stdout, err := startChild(ctx, exe, workerEnv+"="+string(b))
 	if err != nil {
-		return nil, err
-	}
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start worker: %w", err)
 	}
 	w := &worker{ready: make(chan error, 1), start: make(chan struct{}), result: make(chan workerOutcome, 1),
@@ -267,4 +256,25 @@ func startProcessWorker(ctx context.Context, exe string, spec cellSpec) (*worker
 		_, _ = io.WriteString(stdin, "go\n")
 	}()
 	return w, nil
+}
+
+// startChild re-executes the benchmark binary with env added, its stdin
+// and stdout piped to the caller; it dies with the parent.
+func startChild(ctx context.Context, exe, env string) (*exec.Cmd, io.WriteCloser, io.ReadCloser, error) {
+	cmd := exec.CommandContext(ctx, exe)
+	cmd.Env = append(os.Environ(), env)
+	cmd.Stderr = os.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	stdin, err := cmd.StdinPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, nil, err
+	}
+	return cmd, stdin, stdout, nil
 }
