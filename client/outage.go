@@ -65,7 +65,7 @@ func (o *outage) recheck(b *Breaker) {
 			return
 		case <-t.C:
 		}
-		st, err := ReadStatus(b.ctx, b.rdb, b.name)
+		st, err := b.readStatus()
 		if err != nil {
 			continue
 		}

@@ -74,7 +74,7 @@ func (b *Breaker) heard() { b.lastHeard.Store(time.Now().UnixNano()) }
 // refresh reads the breaker's state after (re)subscribing; only then is
 // the view trusted, since announcements made before were missed.
 func (b *Breaker) refresh() {
-	st, err := ReadStatus(b.ctx, b.rdb, b.name)
+	st, err := b.readStatus()
 	if err != nil {
 		return
 	}
@@ -82,6 +82,14 @@ func (b *Breaker) refresh() {
 		retryAfterMs: st.RetryAfter.Milliseconds()}, true)
 	b.heard()
 	b.live.Store(true)
+}
+
+// readStatus reads the breaker's snapshot for the background goroutines,
+// bounded by the Redis timeout like every call on a caller's path.
+func (b *Breaker) readStatus() (Status, error) {
+	ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
+	defer cancel()
+	return ReadStatus(ctx, b.rdb, b.name)
 }
 
 // parseAnnouncement reads "STATE GENERATION MODE RETRY_AFTER_MS".
