@@ -117,9 +117,9 @@ func TestClosingPostsOneRecoveryMessage(t *testing.T) {
 
 	trip(t, b, "timeout")
 	refused := recoverBreaker(t, b)
-	got := waitAlerts(t, rec, 3)
+	waitAlerts(t, rec, 3)
 	waitDrained(t, d, 1)
-	got = rec.Alerts()
+	got := rec.Alerts()
 
 	var events []string
 	for _, a := range got {
@@ -406,9 +406,9 @@ func TestFlappingBreakerYieldsOneMessageWithACount(t *testing.T) {
 		trip(t, b, fmt.Sprintf("failure %d", i))
 		recoverBreaker(t, b)
 	}
-	got := waitAlerts(t, rec, 4)
+	waitAlerts(t, rec, 4)
 	waitDrained(t, d, 1)
-	got = rec.Alerts()
+	got := rec.Alerts()
 	if len(got) != 4 {
 		t.Fatalf("got %d alerts, want the first outage's 3 and one flapping message:\n%s", len(got), titles(got))
 	}
@@ -440,10 +440,10 @@ func TestFlapFoldingIsSharedBetweenDaemons(t *testing.T) {
 		trip(t, b, "down")
 		recoverBreaker(t, b)
 	}
-	got := waitAlerts(t, rec, 4)
+	waitAlerts(t, rec, 4)
 	cfg, _ := testConfig(t, "observer")
 	waitDrained(t, startDaemon(t, rdb, cfg, rec), 1)
-	got = rec.Alerts()
+	got := rec.Alerts()
 	if len(got) != 4 || got[3].Kind != KindFlapping || got[3].Count("opened") != 4 {
 		t.Fatalf("got, from two daemons:\n%s\nwant opened, half_opened, closed and one flapping alert with 4 openings", titles(got))
 	}

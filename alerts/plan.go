@@ -2,7 +2,6 @@ package alerts
 
 import (
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -25,21 +24,6 @@ func parseRecord(h map[string]string) record {
 		r.WindowStart = time.UnixMilli(ms).UTC()
 	}
 	return r
-}
-
-// sendingCovers reports whether the in-flight mark names an attempt to post
-// an alert that ended at one of the given entries.
-func (r record) sendingCovers(entries []Transition) bool {
-	last, _, _ := strings.Cut(r.Sending, " ")
-	if last == "" {
-		return false
-	}
-	for _, e := range entries {
-		if e.ID == last {
-			return true
-		}
-	}
-	return false
 }
 
 // step is one alert to post, the entries it covers (acknowledged together

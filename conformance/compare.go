@@ -11,7 +11,6 @@ import (
 // Field kinds that depend on time. Instants are written "@T" or "@T+D";
 // durations are plain numbers; duration config values are scaled exactly.
 var (
-	instantFields  = map[string]bool{"ts": true, "time_ms": true, "opened_at": true, "last_failure_time": true, "outage_started_at": true}
 	durationFields = map[string]bool{"retry_after_ms": true, "outage_ms": true}
 )
 
