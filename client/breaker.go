@@ -68,10 +68,11 @@ type Breaker struct {
 
 	regMu      sync.Mutex
 	registered bool
+	ready      atomic.Bool // started and registered: the per-call check takes no lock
 
 	mu      sync.Mutex
 	started bool
-	closed  bool
+	closed  atomic.Bool     // written under mu, read without it on the fast path
 	ctx     context.Context // cancelled by Close; ends background work
 	cancel  context.CancelFunc
 	wg      sync.WaitGroup
@@ -134,8 +135,8 @@ func (b *Breaker) Config() Config { return *b.cfg.Load() }
 // handle's background work. Calls after Close return ErrClosed.
 func (b *Breaker) Close(ctx context.Context) error {
 	err := b.batch.flush(ctx)
-	b.mu.Lock()
-	b.closed = true
+	b.mu.Lock() // start checks closed and adds to wg under mu
+	b.closed.Store(true)
 	b.mu.Unlock()
 	b.cancel()
 	b.batch.close()
@@ -165,8 +166,11 @@ func (b *Breaker) Stats() Stats {
 // start registers the config and, for Fast admission, starts the
 // subscription, once; it is called on the first operation.
 func (b *Breaker) start(ctx context.Context) error {
+	if b.ready.Load() && !b.closed.Load() {
+		return nil
+	}
 	b.mu.Lock()
-	if b.closed {
+	if b.closed.Load() {
 		b.mu.Unlock()
 		return fmt.Errorf("breaker %q: %w", b.name, ErrClosed)
 	}
@@ -186,6 +190,7 @@ func (b *Breaker) start(ctx context.Context) error {
 	b.regMu.Lock()
 	defer b.regMu.Unlock()
 	if b.registered {
+		b.ready.Store(true)
 		return nil
 	}
 	cfg := b.Config()
@@ -204,6 +209,7 @@ func (b *Breaker) start(ctx context.Context) error {
 		b.log.Debug("circuit breaker registry not updated", "err", err)
 	}
 	b.registered = true
+	b.ready.Store(true)
 	b.log.Info("circuit breaker initialised", "failure_threshold", cfg.FailureThreshold,
 		"recovery_timeout", cfg.RecoveryTimeout, "success_threshold", cfg.SuccessThreshold,
 		"admission", b.o.admission, "outage_policy", b.o.outage)
@@ -215,6 +221,7 @@ func (b *Breaker) start(ctx context.Context) error {
 func (b *Breaker) forgetRegistration() {
 	b.regMu.Lock()
 	b.registered = false
+	b.ready.Store(false)
 	b.regMu.Unlock()
 }
 

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
@@ -16,8 +17,8 @@ import (
 // the outage policy without touching Redis, so none waits for a timeout, and
 // one background goroutine asks Redis every recheckEvery until it answers.
 type outage struct {
-	mu    sync.Mutex
-	on    bool
+	on    atomic.Bool // read on every call, so without the lock
+	mu    sync.Mutex  // guards the rest
 	since time.Time
 	cause error // the error that started the outage
 	local *localBreaker
@@ -25,11 +26,7 @@ type outage struct {
 
 const recheckEvery = 200 * time.Millisecond
 
-func (o *outage) active() bool {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.on
-}
+func (o *outage) active() bool { return o.on.Load() }
 
 func (o *outage) current() *localBreaker {
 	o.mu.Lock()
@@ -41,13 +38,14 @@ func (o *outage) current() *localBreaker {
 func (o *outage) begin(b *Breaker, cause error) {
 	o.mu.Lock()
 	defer o.mu.Unlock()
-	if o.on || b.ctx.Err() != nil {
+	if o.on.Load() || b.ctx.Err() != nil {
 		return
 	}
-	o.on, o.since, o.cause = true, time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
+	o.since, o.cause = time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
 	if b.o.outage == LocalBreaker {
 		o.local = newLocalBreaker(b)
 	}
+	o.on.Store(true) // after local is set: allow reads it once on is seen
 	b.log.Error("circuit breaker cannot reach redis; following outage policy",
 		"policy", b.o.outage.String(), "err", cause, "redis_timeout", b.o.redisTimeout)
 	b.live.Store(false)
@@ -72,7 +70,8 @@ func (o *outage) recheck(b *Breaker) {
 		b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
 			retryAfterMs: st.RetryAfter.Milliseconds()}, true)
 		o.mu.Lock()
-		o.on, o.local, o.cause = false, nil, nil
+		o.on.Store(false)
+		o.local, o.cause = nil, nil
 		since := o.since
 		o.mu.Unlock()
 		b.forgetRegistration() // Redis may have restarted empty: store the config again
