@@ -184,7 +184,7 @@ func TestScriptErrorMapsCodes(t *testing.T) {
 		"BADKEYS x": breakerbox.ErrBadKeys, "BADARGS y": breakerbox.ErrBadArgs, "BADCONFIG z": breakerbox.ErrBadConfig,
 	} {
 		err := breakerbox.ScriptError(replyErr(code))
-		if !errors.Is(err, want) || !strings.Contains(err.Error(), code[len(code)-1:]) {
+		if msg := strings.Replace(code, " ", ": ", 1); !errors.Is(err, want) || err.Error() != msg {
 			t.Errorf("ScriptError(%q) = %v, want %v with the message", code, err, want)
 		}
 	}
