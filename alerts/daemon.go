@@ -14,6 +14,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Daemon reads every breaker's transition stream through a consumer group
@@ -45,6 +46,7 @@ func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 	if sink == nil {
 		return nil, errors.New("alerts: nil sink")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Response is the JSON body the handler writes.
@@ -74,6 +75,7 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Handler, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("health: nil redis client")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	h := &Handler{rdb: rdb, timeout: 2 * time.Second, log: slog.Default()}
 	for _, o := range opts {
 		o(h)

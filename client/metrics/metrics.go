@@ -46,6 +46,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Collector is a prometheus.Collector reading breakers from Redis at every
@@ -82,6 +83,7 @@ func NewCollector(rdb redis.UniversalClient, opts ...Option) (*Collector, error)
 	if rdb == nil {
 		return nil, fmt.Errorf("metrics: nil redis client")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	c := &Collector{rdb: rdb, timeout: 5 * time.Second, log: slog.Default()}
 	for _, o := range opts {
 		o(c)

@@ -26,6 +26,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redisurl"
 )
 
 // Exit codes of cbctl.
@@ -86,8 +87,9 @@ type env struct {
 	getenv func(string) string
 
 	rdb      redis.UniversalClient
-	shownURL string // the URL with any password replaced
-	password string // to scrub from messages
+	shownURL string   // the URL with any password replaced
+	password string   // to scrub from messages
+	secrets  []string // more passwords to scrub (a Sentinel URL has two)
 }
 
 // Run runs cbctl with args (without the program name) and returns the exit
@@ -249,10 +251,10 @@ func (e *env) connect() error {
 		}
 		return usageErrorf("redis url (not shown: it may hold a password): %v", err)
 	}
-	if pw, ok := u.User.Password(); ok {
-		e.password = pw
+	e.shownURL, e.secrets = redisurl.Redact(u)
+	if len(e.secrets) > 0 {
+		e.password, e.secrets = e.secrets[0], e.secrets[1:]
 	}
-	e.shownURL = u.Redacted()
 	rdb, err := client.RedisFromURL(raw)
 	if err != nil {
 		return usageErrorf("redis url %s: %v", e.shownURL, err)
@@ -265,7 +267,14 @@ func (e *env) connect() error {
 // wherever it stands as a word of its own (not inside a longer word, so a
 // short password does not garble the message).
 func (e *env) scrub(msg string) string {
-	pw := e.password
+	for _, pw := range append([]string{e.password}, e.secrets...) {
+		msg = scrubWord(msg, pw)
+	}
+	return msg
+}
+
+// scrubWord replaces pw in msg where it stands as a word of its own.
+func scrubWord(msg, pw string) string {
 	if pw == "" {
 		return msg
 	}
@@ -361,7 +370,8 @@ func (e *env) explain(code int, err error) string {
 				"(see the ACL section of docs/operations.md)", where, err)
 		}
 		return fmt.Sprintf("Redis at %s refused the credentials or permission: %v "+
-			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB)", where, err)
+			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB, or for Sentinel "+
+			"the master's in username= and password= parameters, see docs/operations.md)", where, err)
 	}
 	if errors.Is(err, breakerbox.ErrBadConfig) {
 		return err.Error() + "\n(a stored config value is invalid and the script refuses to run that breaker: " +

@@ -1,6 +1,7 @@
 package redistest
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"sync"
@@ -193,5 +194,25 @@ func (o *owner) close() {
 	}
 	if dir != "" {
 		_ = os.RemoveAll(dir)
+	}
+}
+
+// FirstSuccess calls probe every interval until it returns nil or ctx
+// ends, and returns when the first successful call began. Failover tests
+// use it to time how soon a component works again: each call should bound
+// itself (its own timeout), so that a stalled call does not hide a later
+// success.
+func FirstSuccess(ctx context.Context, interval time.Duration, probe func(context.Context) error) (time.Time, error) {
+	var lastErr error
+	for {
+		began := time.Now()
+		if lastErr = probe(ctx); lastErr == nil {
+			return began, nil
+		}
+		select {
+		case <-ctx.Done():
+			return time.Time{}, fmt.Errorf("%w; last error: %v", ctx.Err(), lastErr)
+		case <-time.After(time.Until(began.Add(interval))):
+		}
 	}
 }
