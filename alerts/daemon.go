@@ -32,8 +32,11 @@ type Daemon struct {
 	running bool
 	changed chan struct{} // signalled when known grows
 
-	readerID atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
-	q        *queue
+	readerID  atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
+	noUnblock atomic.Bool  // CLIENT UNBLOCK was refused (an ACL): keep blocks short
+	q         *queue
+
+	mem memory // what this daemon posted and is retrying (memory.go)
 }
 
 // New returns a daemon reading breakers from rdb (a *redis.Client for a
@@ -56,6 +59,7 @@ func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 		known:   map[string]bool{},
 		changed: make(chan struct{}, 1),
 		q:       newQueue(),
+		mem:     newMemory(),
 	}
 	switch rdb.(type) {
 	case *redis.Client:
@@ -198,9 +202,11 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 	added := 0
 	for i, n := range names {
 		if err := cmds[i].Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
+			d.mem.report("create group", n, err)
 			d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
 			continue
 		}
+		d.mem.report("create group", n, nil)
 		d.mu.Lock()
 		if !d.known[n] {
 			d.known[n] = true
@@ -222,6 +228,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 // cluster) and sets up the group on the new ones.
 func (d *Daemon) discover(ctx context.Context) {
 	names, err := client.Names(ctx, d.rdb)
+	d.mem.report("discover", "", err)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("breaker discovery failed", "err", err)
@@ -290,9 +297,11 @@ func (d *Daemon) sweep(ctx context.Context) {
 			regroup = append(regroup, n)
 		case cerr != nil || rerr != nil:
 			if ctx.Err() == nil {
+				d.mem.report("sweep", n, errors.Join(cerr, rerr))
 				d.log.Warn("sweep failed", "breaker", n, "err", errors.Join(cerr, rerr))
 			}
 		default:
+			d.mem.report("sweep", n, nil)
 			if len(ids) > 0 {
 				d.log.Info("took over entries of an idle consumer", "breaker", n, "entries", len(ids))
 			}
@@ -323,7 +332,27 @@ func (d *Daemon) regroup(ctx context.Context, names []string) {
 // first). On a cluster this is what wakes delivery; the sweep catches
 // announcements lost while the subscription reconnected.
 func (d *Daemon) subscribe(ctx context.Context) {
-	ps := d.rdb.PSubscribe(ctx, changedPattern)
+	var ps *redis.PubSub
+	for {
+		ps = d.rdb.PSubscribe(ctx, changedPattern)
+		// The first reply says whether Redis took the subscription (an
+		// ACL may refuse the pattern); go-redis renews it on reconnects.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		_, err := ps.Receive(rctx)
+		cancel()
+		d.mem.report("subscribe", "", err)
+		if err == nil {
+			break
+		}
+		_ = ps.Close()
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("cannot subscribe to the breakers' announcements; the sweep still finds new entries", "pattern", changedPattern, "err", err)
+		if sleep(ctx, d.cfg.DiscoveryInterval) != nil {
+			return
+		}
+	}
 	defer ps.Close()
 	ch := ps.Channel()
 	for {
@@ -365,8 +394,15 @@ func (d *Daemon) read(ctx context.Context) {
 	if !ok {
 		return
 	}
-	conn := c.Conn()
-	defer conn.Close()
+	// A redis.Conn whose connection failed answers every later command
+	// with "Conn is in a bad state", for good: after a connection error
+	// (a restart, a failover, a timeout) the reader takes a fresh one.
+	var conn *redis.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
 	done := make(chan struct{})
 	defer close(done)
 	stop := context.AfterFunc(ctx, func() {
@@ -386,6 +422,9 @@ func (d *Daemon) read(ctx context.Context) {
 	defer stop()
 
 	for ctx.Err() == nil {
+		if conn == nil {
+			conn = c.Conn()
+		}
 		if d.readerID.Load() == 0 {
 			// Without CLIENT ID (denied by an ACL, or a server such as
 			// miniredis that lacks it) the read still works; only the
@@ -395,7 +434,7 @@ func (d *Daemon) read(ctx context.Context) {
 			}
 		}
 		block := d.cfg.Block
-		if d.readerID.Load() == 0 {
+		if d.readerID.Load() == 0 || d.noUnblock.Load() {
 			block = min(block, noUnblockBlock)
 		}
 		names := d.knownNames()
@@ -418,14 +457,24 @@ func (d *Daemon) read(ctx context.Context) {
 			Streams: streams, Count: readCount, Block: block}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
+			d.mem.report("read", "", nil)
 			continue // timed out or unblocked
 		case redis.HasErrorPrefix(err, "NOGROUP"):
 			d.regroupAll(ctx, names)
 			continue
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			d.readFailed(ctx, err)
+			d.dropBroken(ctx, names)
+			continue
 		case err != nil:
+			if !isReply(err) {
+				_ = conn.Close()
+				conn = nil
+			}
 			d.readFailed(ctx, err)
 			continue
 		}
+		d.mem.report("read", "", nil)
 		for _, s := range res {
 			if name, ok := breakerbox.NameFromKey(s.Stream); ok && len(s.Messages) > 0 {
 				d.q.push(name)
@@ -458,6 +507,27 @@ func (d *Daemon) regroupAll(ctx context.Context, names []string) {
 	d.regroup(ctx, lost)
 }
 
+// dropBroken stops reading the breakers whose stream key holds another
+// type (a hand-made key: one WRONGTYPE fails the whole multi-stream read);
+// discovery takes them back once the key is repaired.
+func (d *Daemon) dropBroken(ctx context.Context, names []string) {
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Type(ctx, streamKey(n))
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, n := range names {
+		if typ, err := cmds[i].Result(); err == nil && typ != "stream" && typ != "none" {
+			d.mu.Lock()
+			delete(d.known, n)
+			d.mu.Unlock()
+			d.mem.report("read", n, fmt.Errorf("WRONGTYPE: %s holds a %s, not a stream", streamKey(n), typ))
+			d.log.Warn("the breaker's stream key holds another type; not reading it", "breaker", n, "type", typ)
+		}
+	}
+}
+
 // readFailed logs a reader error and waits RetryMin before the next read
 // (on a fresh CLIENT ID: the connection may have been replaced).
 func (d *Daemon) readFailed(ctx context.Context, err error) {
@@ -465,17 +535,32 @@ func (d *Daemon) readFailed(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return
 	}
+	d.mem.report("read", "", err)
 	d.log.Warn("blocking read failed", "err", err)
 	_ = sleep(ctx, d.cfg.RetryMin)
 }
 
-// unblockReader ends the reader's current blocking read, if any.
+// unblockReader ends the reader's current blocking read, if any. Where
+// CLIENT UNBLOCK is refused (the documented ACL rule for alertd leaves it
+// out: it could unblock anyone's connection), the reader keeps its blocks
+// short instead.
 func (d *Daemon) unblockReader(ctx context.Context) {
-	if id := d.readerID.Load(); id != 0 && !d.cluster {
+	if id := d.readerID.Load(); id != 0 && !d.cluster && !d.noUnblock.Load() {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_ = d.rdb.ClientUnblock(ctx, id).Err()
+		if err := d.rdb.ClientUnblock(ctx, id).Err(); isReply(err) {
+			d.noUnblock.Store(true)
+			d.log.Debug("CLIENT UNBLOCK refused; blocking reads are capped instead", "cap", noUnblockBlock, "err", err)
+		}
 	}
+}
+
+// isReply reports whether err is an error reply of the server (NOPERM,
+// NOGROUP, WRONGTYPE...), after which the connection is still usable,
+// rather than a failure of the connection itself.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }
 
 // queue is the set of breakers with work, delivered one at a time in the
