@@ -226,14 +226,14 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 
 // discover lists every breaker (registry and SCAN, on every master of a
 // cluster) and sets up the group on the new ones.
-func (d *Daemon) discover(ctx context.Context) {
+func (d *Daemon) discover(ctx context.Context) (ok bool) {
 	names, err := client.Names(ctx, d.rdb)
 	d.mem.report("discover", "", err)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("breaker discovery failed", "err", err)
 		}
-		return
+		return false
 	}
 	var fresh []string
 	for _, n := range names {
@@ -245,22 +245,41 @@ func (d *Daemon) discover(ctx context.Context) {
 		d.log.Info("breakers discovered", "count", len(fresh))
 		d.ensureGroups(ctx, fresh)
 	}
+	return true
 }
 
-// maintain runs discovery and the sweep every DiscoveryInterval.
+// maintain runs discovery and the sweep every DiscoveryInterval. After a
+// round with a Redis error it comes back sooner (RetryMin, doubling up to
+// redisRetryCap): a failover is over in seconds, and /healthz reports the
+// error until a round succeeds.
 func (d *Daemon) maintain(ctx context.Context) {
-	t := time.NewTicker(d.cfg.DiscoveryInterval)
-	defer t.Stop()
+	wait, retry := d.cfg.DiscoveryInterval, time.Duration(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			d.discover(ctx)
-			d.sweep(ctx)
+		case <-time.After(wait):
+		}
+		ok := d.discover(ctx)
+		ok = d.sweep(ctx) && ok
+		switch {
+		case ok:
+			wait, retry = d.cfg.DiscoveryInterval, 0
+		case retry == 0:
+			retry = min(d.cfg.RetryMin, redisRetryCap)
+		default:
+			retry = min(2*retry, redisRetryCap)
+		}
+		if !ok {
+			wait = min(max(retry, time.Millisecond), d.cfg.DiscoveryInterval)
 		}
 	}
 }
+
+// redisRetryCap bounds the wait before retrying a Redis operation that
+// failed (discovery, sweep, a breaker's delivery round): Redis comes back
+// from a restart or a failover within seconds, and the daemon with it.
+const redisRetryCap = time.Second
 
 // sweepCount bounds the entries one sweep command looks at per stream.
 const sweepCount = 100
@@ -270,11 +289,12 @@ const sweepCount = 100
 // consumer's pending list, taken over with XAUTOCLAIM (their consumer is
 // presumed dead), and entries not yet delivered to the group (a missed
 // pub/sub message on a cluster). Breakers with either are queued.
-func (d *Daemon) sweep(ctx context.Context) {
+func (d *Daemon) sweep(ctx context.Context) (ok bool) {
 	names := d.knownNames()
 	if len(names) == 0 {
-		return
+		return true
 	}
+	ok = true
 	pipe := d.rdb.Pipeline()
 	claims := make([]*redis.XAutoClaimJustIDCmd, len(names))
 	reads := make([]*redis.XStreamSliceCmd, len(names))
@@ -296,6 +316,7 @@ func (d *Daemon) sweep(ctx context.Context) {
 		case redis.HasErrorPrefix(cerr, "NOGROUP") || redis.HasErrorPrefix(rerr, "NOGROUP"):
 			regroup = append(regroup, n)
 		case cerr != nil || rerr != nil:
+			ok = false
 			if ctx.Err() == nil {
 				d.mem.report("sweep", n, errors.Join(cerr, rerr))
 				d.log.Warn("sweep failed", "breaker", n, "err", errors.Join(cerr, rerr))
@@ -311,6 +332,7 @@ func (d *Daemon) sweep(ctx context.Context) {
 		}
 	}
 	d.regroup(ctx, regroup)
+	return ok
 }
 
 // regroup handles streams whose group vanished (the stream was deleted):

@@ -34,7 +34,7 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		if ctx.Err() == nil {
 			d.mem.report("lock", name, err)
 			d.log.Warn("cannot take delivery lock", "breaker", name, "err", err)
-			d.q.pushAfter(name, d.mem.nextBackoff(name, d.cfg.RetryMin, d.cfg.RetryMax))
+			d.q.pushAfter(name, d.mem.nextBackoff(name, min(d.cfg.RetryMin, redisRetryCap), redisRetryCap))
 		}
 		return
 	}
@@ -65,7 +65,7 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		d.mem.report(oe.op, name, oe.err)
 		fallthrough
 	case err != nil:
-		wait := d.mem.nextBackoff(name, d.cfg.RetryMin, d.cfg.RetryMax)
+		wait := d.mem.nextBackoff(name, min(d.cfg.RetryMin, redisRetryCap), redisRetryCap)
 		d.log.Warn("delivery failed; will retry", "breaker", name, "wait", wait, "err", err)
 		d.q.pushAfter(name, wait)
 		return
@@ -312,13 +312,18 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error 
 }
 
 // ackAttempts bounds the attempts of one acknowledgement before the
-// breaker is set aside (and the others delivered) until its next round.
-const ackAttempts = 3
+// breaker is set aside (and the others delivered) until its next round;
+// ackRetryWait is the wait between them (a stale pooled connection after a
+// restart fails once; a failover takes seconds and is not waited out here).
+const (
+	ackAttempts  = 3
+	ackRetryWait = 100 * time.Millisecond
+)
 
 // ack acknowledges the step's entries and, while the lock is ours, records
 // the delivery (last entry, its generation, the flap window) and clears the
-// in-flight mark, all in one MULTI. A failure is retried a few times with
-// backoff; then ack gives up, and the caller remembers the alert as
+// in-flight mark, all in one MULTI. A failure is retried twice, shortly;
+// then ack gives up, and the caller remembers the alert as
 // posted, to acknowledge it in a later round without posting it again.
 func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 	ts := st.alert.Transitions
@@ -328,7 +333,6 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 	}
 	last := ts[len(ts)-1]
 	stream, dkey := streamKey(name), deliveryKey(name, d.cfg.Group)
-	backoff := d.cfg.RetryMin
 	for attempt := 1; ; attempt++ {
 		_, err := l.tx(ctx, func(p redis.Pipeliner, owned bool) {
 			p.XAck(ctx, stream, d.cfg.Group, ids...)
@@ -357,10 +361,9 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 			continue // the lock changed under WATCH: decide again
 		}
 		d.log.Warn("acknowledgement failed; retrying", "breaker", name, "attempt", attempt, "err", err)
-		if d.cfg.Sleep(ctx, backoff) != nil {
+		if d.cfg.Sleep(ctx, min(d.cfg.RetryMin, ackRetryWait)) != nil {
 			return err
 		}
-		backoff = min(2*backoff, d.cfg.RetryMax)
 	}
 }
 
