@@ -1,0 +1,128 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"net/http"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+)
+
+// documentedRule returns the ACL SETUSER line docs/operations.md gives for
+// user, its password replaced by password: the docs are what is tested.
+func documentedRule(t *testing.T, user, password string) []any {
+	t.Helper()
+	f, err := os.Open("../../docs/operations.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
+	for sc.Scan() {
+		fields := strings.Fields(sc.Text())
+		if len(fields) > 3 && fields[0] == "ACL" && fields[1] == "SETUSER" && fields[2] == user {
+			out := make([]any, 0, len(fields))
+			for _, f := range fields {
+				if f == ">PASSWORD" {
+					f = ">" + password
+				}
+				out = append(out, f)
+			}
+			return out
+		}
+	}
+	t.Fatalf("docs/operations.md has no ACL SETUSER %s line", user)
+	return nil
+}
+
+func TestAlertdUnderItsDocumentedACL(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	if err := admin.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
+		"--discovery-interval", "200ms", "--consumer", "acl", "--retry-min", "50ms", "--claim-min-idle", "1s")
+
+	// Workers use the administrator's connection; alertd only its own.
+	b := tripBreaker(t, admin, "alpha", "upstream down")
+	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: alpha") == 1 })
+	if _, err := client.Control(ctx, admin, "alpha", client.ActionReset, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	waitUntil(t, "the reset", 10*time.Second, func() bool { return a.count("🛠️ Circuit Breaker Reset: alpha") == 1 })
+	_ = b
+
+	// Acknowledged (WATCH/MULTI/EXEC under the lock) and healthy.
+	waitUntil(t, "/healthz ok with nothing pending", 10*time.Second, func() bool {
+		code, h, err := a.healthz()
+		return err == nil && code == http.StatusOK && h.OK && h.Pending == 0 && h.Lag == 0 && len(h.Problems) == 0
+	})
+	if code, body, err := a.get("/health"); err != nil || code != http.StatusOK || !strings.Contains(body, `"healthy"`) {
+		t.Errorf("/health = %d %s %v", code, body, err)
+	}
+	if code, body, err := a.get("/metrics"); err != nil || code != http.StatusOK ||
+		!strings.Contains(body, "circuit_breaker_scrape_error 0") || !strings.Contains(body, `circuit_breaker_state{service="alpha"} 0`) {
+		t.Errorf("/metrics = %d %v:\n%s", code, err, body)
+	}
+	for _, line := range strings.Split(a.stderr.String(), "\n") {
+		// CLIENT UNBLOCK is left out on purpose: the reader keeps its blocks short.
+		if strings.Contains(line, "NOPERM") && !strings.Contains(line, "client|unblock") {
+			t.Errorf("alertd met NOPERM under its rule: %s", line)
+		}
+	}
+
+	// The same daemon under a rule without WATCH/MULTI (the workers' rule
+	// of the docs) posts, but cannot acknowledge: /healthz says so.
+	workers := []any{"ACL", "SETUSER", "alertd", "reset", "on", ">alertd-pw", "~circuit_breaker:*", "&circuit_breaker:*",
+		"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}
+	if err := admin.Do(ctx, workers...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	tripBreaker(t, admin, "beta", "also down")
+	var h = struct{ problems string }{}
+	waitUntil(t, "/healthz 503 naming the refused WATCH", 15*time.Second, func() bool {
+		code, hz, err := a.healthz()
+		if err != nil || code != http.StatusServiceUnavailable || hz.OK {
+			return false
+		}
+		for _, p := range hz.Problems {
+			if strings.Contains(p.Error, "NOPERM") && strings.Contains(strings.ToLower(p.Error), "watch") {
+				h.problems = p.Op + " " + p.Breaker
+				return true
+			}
+		}
+		return false
+	})
+	t.Logf("under the workers' rule: %s", h.problems)
+}
+
+// TestAlertdSubscriptionUnderTheChannelRule: PSUBSCRIBE of alertd's
+// pattern is allowed by &circuit_breaker:* (a new breaker's first opening
+// is delivered at once, from its announcement, with discovery far off).
+func TestAlertdSubscriptionUnderTheChannelRule(t *testing.T) {
+	srv := redistest.Start(t)
+	admin := srv.Client(t)
+	ctx := context.Background()
+	if err := admin.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
+		t.Fatal(err)
+	}
+	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
+		"--discovery-interval", "1h", "--consumer", "acl")
+	waitUntil(t, "alertd's pattern subscription", 10*time.Second, func() bool {
+		n, err := admin.PubSubNumPat(ctx).Result()
+		return err == nil && n == 1
+	})
+	tripBreaker(t, admin, "fresh", "down")
+	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: fresh") == 1 })
+	if _, h, err := a.healthz(); err != nil || !h.OK {
+		t.Errorf("/healthz %+v %v", h, err)
+	}
+}
