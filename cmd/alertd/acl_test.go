@@ -52,13 +52,12 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 		"--discovery-interval", "200ms", "--consumer", "acl", "--retry-min", "50ms", "--claim-min-idle", "1s")
 
 	// Workers use the administrator's connection; alertd only its own.
-	b := tripBreaker(t, admin, "alpha", "upstream down")
+	tripBreaker(t, admin, "alpha", "upstream down")
 	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: alpha") == 1 })
 	if _, err := client.Control(ctx, admin, "alpha", client.ActionReset, "ops"); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the reset", 10*time.Second, func() bool { return a.count("🛠️ Circuit Breaker Reset: alpha") == 1 })
-	_ = b
 
 	// Acknowledged (WATCH/MULTI/EXEC under the lock) and healthy.
 	waitUntil(t, "/healthz ok with nothing pending", 10*time.Second, func() bool {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"net/http"
@@ -146,21 +147,36 @@ func waitUntil(t *testing.T, what string, timeout time.Duration, cond func() boo
 
 // tripBreaker makes a Strict-admission worker and records failures until
 // the breaker opens (FailureThreshold 1), with the error text given.
-func tripBreaker(t *testing.T, rdb redis.UniversalClient, name, errText string) *client.Breaker {
+func tripBreaker(t *testing.T, rdb redis.UniversalClient, name, errText string) {
 	t.Helper()
+	if err := tryTrip(rdb, name, errText); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// tryTrip is tripBreaker returning its error.
+func tryTrip(rdb redis.UniversalClient, name, errText string) error {
 	b, err := client.New(rdb, name, client.Config{FailureThreshold: 1, SuccessThreshold: 1,
 		RecoveryTimeout: time.Hour, RequestTimeout: 5 * time.Second}, client.WithAdmission(client.Strict))
 	if err != nil {
-		t.Fatal(err)
+		return err
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	ctx := context.Background()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	defer b.Close(ctx)
 	p, err := b.Allow(ctx)
 	if err != nil {
-		t.Fatalf("Allow %s: %v", name, err)
+		return fmt.Errorf("allow %s: %w", name, err)
 	}
 	if err := p.Failure(ctx, errors.New(errText)); err != nil {
-		t.Fatalf("Failure %s: %v", name, err)
+		return fmt.Errorf("failure %s: %w", name, err)
 	}
-	return b
+	st, err := b.Status(ctx)
+	if err != nil {
+		return fmt.Errorf("status %s: %w", name, err)
+	}
+	if st.State != client.Open {
+		return fmt.Errorf("%s is %s after a failure", name, st.State)
+	}
+	return nil
 }
