@@ -335,7 +335,7 @@ func (e *env) classify(err error) int {
 	if isAuthError(err) {
 		return ExitAuth
 	}
-	if isUnreachable(err) {
+	if isUnreachable(err) || isUnknownMaster(err) {
 		return ExitUnreachable
 	}
 	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, client.ErrInvalidConfig) {
@@ -349,6 +349,10 @@ func (e *env) explain(code int, err error) string {
 	where := e.shownURL
 	switch code {
 	case ExitUnreachable:
+		if isUnknownMaster(err) {
+			return fmt.Sprintf("no sentinel knows a master named %q at %s (check master_name in --redis-url or REDIS_URL: "+
+				"redis-cli -p 26379 SENTINEL MASTERS lists the names)", e.masterName(), where)
+		}
 		if isNotRedis(err) {
 			return fmt.Sprintf("the server at %s does not answer like Redis: %v (check host and port in --redis-url or REDIS_URL)", where, err)
 		}
@@ -378,6 +382,21 @@ func (e *env) explain(code int, err error) string {
 			"repair it with cbctl config NAME --FIELD VALUE, or redis-cli HSET 'circuit_breaker:{NAME}:config' FIELD VALUE)"
 	}
 	return err.Error()
+}
+
+// isUnknownMaster reports sentinels that answered but know no master of
+// the URL's master_name (go-redis: every sentinel replied nil).
+func isUnknownMaster(err error) bool {
+	return errors.Is(err, redis.Nil) && strings.Contains(err.Error(), "sentinels")
+}
+
+// masterName is the master_name of a Sentinel URL.
+func (e *env) masterName() string {
+	u, err := url.Parse(e.shownURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("master_name")
 }
 
 // isPermissionError reports an ACL refusal of a command, key or channel.
