@@ -105,3 +105,55 @@ func TestCbctlSentinelURLs(t *testing.T) {
 		})
 	}
 }
+
+// cluster is the replicated cluster this package's tests share.
+var cluster = redistest.NewShared("cluster", func(t redistest.TB) *redistest.Cluster {
+	return redistest.StartReplicatedCluster(t)
+})
+
+func TestCbctlAcrossAClusterFailover(t *testing.T) {
+	c := cluster.Get(t)
+	c.Use(t)
+	ctx := context.Background()
+	breaker(t, c.Client(t), "svc", quickConfig(), "f")
+	env := map[string]string{"REDIS_URL": c.URL(), "USER": "alice"}
+	if r := cbctl(t, env, "status", "svc"); r.code != ExitOK {
+		t.Fatalf("status on the cluster: exit %d: %s", r.code, r.stderr)
+	}
+	m, err := c.MasterOf(ctx, "circuit_breaker:{svc}:state")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n, err := m.Client(t).Wait(ctx, 1, 2*time.Second).Result(); err != nil || n != 1 {
+		t.Fatalf("WAIT = %d, %v", n, err)
+	}
+	m.Kill(t)
+	type success struct {
+		at  time.Time
+		err error
+	}
+	done := make(chan success, 1)
+	go func() {
+		pctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+		defer cancel()
+		at, err := redistest.FirstSuccess(pctx, 20*time.Millisecond, func(context.Context) error {
+			if r := cbctl(t, env, "reset", "svc", "--timeout", "500ms"); r.code != ExitOK {
+				return fmt.Errorf("exit %d: %s", r.code, r.stderr)
+			}
+			return nil
+		})
+		done <- success{at, err}
+	}()
+	_, served, err := c.WaitServing(ctx, "circuit_breaker:{svc}:state", m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := <-done
+	if s.err != nil {
+		t.Fatalf("cbctl never worked again: %v", s.err)
+	}
+	t.Logf("cbctl reset worked %v after the cluster served the slot", s.at.Sub(served).Round(time.Millisecond))
+	if lag := s.at.Sub(served); lag > 2*time.Second {
+		t.Errorf("cbctl worked %v after the cluster served the slot, want <= 2s", lag)
+	}
+}

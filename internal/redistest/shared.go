@@ -198,16 +198,17 @@ func (o *owner) close() {
 }
 
 // FirstSuccess calls probe every interval until it returns nil or ctx
-// ends, and returns when the first successful call began. Failover tests
-// use it to time how soon a component works again: each call should bound
-// itself (its own timeout), so that a stalled call does not hide a later
-// success.
+// ends, and returns when the first successful call returned (a call that
+// began before the failover may succeed after it, having retried inside:
+// its end is what counts). Failover tests use it to time how soon a
+// component works again: each call should bound itself (its own timeout),
+// so that a stalled call does not hide a later success.
 func FirstSuccess(ctx context.Context, interval time.Duration, probe func(context.Context) error) (time.Time, error) {
 	var lastErr error
 	for {
 		began := time.Now()
 		if lastErr = probe(ctx); lastErr == nil {
-			return began, nil
+			return time.Now(), nil
 		}
 		select {
 		case <-ctx.Done():
