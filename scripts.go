@@ -51,8 +51,8 @@ func (s *Script) Load(ctx context.Context, c redis.Scripter) (string, error) {
 
 var scripts = mustLoadScripts()
 
-// Breaker is lua/breaker-8.lua: the state machine. Its header is its contract.
-var Breaker = scripts["breaker"]
+// BreakerScript is lua/breaker-8.lua: the state machine. Its header is its contract.
+var BreakerScript = scripts["breaker"]
 
 // Scripts returns every embedded script, sorted by name.
 func Scripts() []*Script {

@@ -129,7 +129,7 @@ func evalOp(ctx context.Context, rdb redis.UniversalClient, name string, args ..
 	if err := breakerbox.ValidateName(name); err != nil {
 		return nil, err
 	}
-	res, err := breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
+	res, err := breakerbox.BreakerScript.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: %s: %w", name, args[0], breakerbox.ScriptError(err))
 	}
@@ -368,7 +368,7 @@ func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []stri
 		cmds := make([]*redis.Cmd, len(names))
 		pipe := rdb.Pipeline()
 		for i, n := range names {
-			cmds[i] = pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, breakerbox.Keys(n), "status")
+			cmds[i] = pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, breakerbox.Keys(n), "status")
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
 		out := make([]result, len(cmds))
@@ -393,7 +393,7 @@ func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []stri
 		if attempt > 0 {
 			return nil, fmt.Errorf("read breakers: script still missing after SCRIPT LOAD")
 		}
-		if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+		if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 			return nil, fmt.Errorf("read breakers: load script: %w", err)
 		}
 	}

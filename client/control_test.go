@@ -152,7 +152,7 @@ func TestListReadsEveryBreaker(t *testing.T) {
 				_ = run(t, b, fail)
 			}
 			// A breaker used by another language without registering is found by SCAN.
-			if _, err := breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys("python-only"), "control", "force_open", "py").Result(); err != nil {
+			if _, err := breakerbox.BreakerScript.Run(ctx, rdb, breakerbox.Keys("python-only"), "control", "force_open", "py").Result(); err != nil {
 				t.Fatal(err)
 			}
 			all, err := client.List(ctx, rdb)

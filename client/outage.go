@@ -126,7 +126,7 @@ func newLocalBreaker(b *Breaker) *localBreaker {
 }
 
 func (l *localBreaker) eval(args ...string) ([]any, error) {
-	res, err := l.engine.Eval(breakerbox.Breaker.Source, l.b.keys, args...)
+	res, err := l.engine.Eval(breakerbox.BreakerScript.Source, l.b.keys, args...)
 	if err != nil {
 		return nil, err
 	}

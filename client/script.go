@@ -24,7 +24,7 @@ type reply struct {
 func (b *Breaker) eval(ctx context.Context, args ...any) ([]any, error) {
 	ctx, cancel := context.WithTimeout(ctx, b.o.redisTimeout)
 	defer cancel()
-	res, err := breakerbox.Breaker.Run(ctx, b.rdb, b.keys, args...).Result()
+	res, err := breakerbox.BreakerScript.Run(ctx, b.rdb, b.keys, args...).Result()
 	if err != nil {
 		return nil, breakerbox.ScriptError(err)
 	}

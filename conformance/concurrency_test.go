@@ -226,7 +226,7 @@ func runWorkers(t *testing.T, spec workerSpec, goWorkers int, py string, seed ui
 		cmds = append(cmds, exec.CommandContext(ctx, py, filepath.Join(pythonDir, "conformance.py"), "worker",
 			"--addr", spec.Addr, "--name", spec.Name, "--calls", strconv.Itoa(spec.Calls),
 			"--seed", strconv.FormatUint(seed, 10), "--window-ms", strconv.FormatInt(spec.WindowMs, 10),
-			"--script", filepath.Join("..", "lua", breakerbox.Breaker.File)))
+			"--script", filepath.Join("..", "lua", breakerbox.BreakerScript.File)))
 	}
 	// The Go workers register the config on first use; the Python worker
 	// does not, so store it first.

@@ -292,7 +292,7 @@ func TestAScrapeOfAThousandBreakersIsAFewRoundTrips(t *testing.T) {
 	}
 	// Workers have loaded the script. (On a server that lost it, the first
 	// scrape sends the pipeline again after one SCRIPT LOAD.)
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
 	rt := &roundTrips{}

@@ -301,11 +301,11 @@ func TestScriptsPrintsAndLoads(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 1 || infos[0].Name != "breaker" || infos[0].Keys != 8 || infos[0].SHA1 != breakerbox.Breaker.SHA1 ||
+	if len(infos) != 1 || infos[0].Name != "breaker" || infos[0].Keys != 8 || infos[0].SHA1 != breakerbox.BreakerScript.SHA1 ||
 		!infos[0].Loaded || infos[0].Servers != 1 {
 		t.Errorf("scripts = %+v", infos)
 	}
-	ok, err := rdb.ScriptExists(context.Background(), breakerbox.Breaker.SHA1).Result()
+	ok, err := rdb.ScriptExists(context.Background(), breakerbox.BreakerScript.SHA1).Result()
 	if err != nil || !ok[0] {
 		t.Errorf("SCRIPT EXISTS after cbctl scripts = %v, %v", ok, err)
 	}
@@ -313,7 +313,7 @@ func TestScriptsPrintsAndLoads(t *testing.T) {
 
 func TestScriptsNoLoadNeedsNoRedis(t *testing.T) {
 	r := cbctl(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "scripts", "--no-load")
-	if r.code != ExitOK || !strings.Contains(r.stdout, breakerbox.Breaker.SHA1) || !strings.Contains(r.stdout, "breaker-8.lua") {
+	if r.code != ExitOK || !strings.Contains(r.stdout, breakerbox.BreakerScript.SHA1) || !strings.Contains(r.stdout, "breaker-8.lua") {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
