@@ -13,6 +13,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -171,7 +172,7 @@ func trip(t *testing.T, b *client.Breaker, errText string) {
 		if err != nil {
 			t.Fatalf("Status: %v", err)
 		}
-		if st.State == client.Open {
+		if st.State == breakerbox.StateOpen {
 			return
 		}
 	}
@@ -203,7 +204,7 @@ func recoverBreaker(t *testing.T, b *client.Breaker) int {
 		if err != nil {
 			t.Fatalf("Status: %v", err)
 		}
-		if st.State == client.Closed {
+		if st.State == breakerbox.StateClosed {
 			return refused
 		}
 	}

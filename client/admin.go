@@ -2,128 +2,18 @@ package client
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"sync"
-	"time"
 
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
 )
 
-// Status is a snapshot of one breaker, read atomically by the script's
-// status operation. JSON names follow the seed's get_all_circuit_breakers.
-type Status struct {
-	Name              string        `json:"name"`
-	State             State         `json:"state"`
-	Mode              Mode          `json:"mode"`
-	Generation        int64         `json:"generation"`
-	CurrentFailures   int64         `json:"current_failures"`
-	FailureThreshold  int64         `json:"failure_threshold"`
-	SuccessThreshold  int64         `json:"success_threshold"`
-	HalfOpenMaxCalls  int64         `json:"half_open_max_calls"`
-	RecoveryTimeout   time.Duration `json:"recovery_timeout_ns"`
-	RequestTimeout    time.Duration `json:"request_timeout_ns"`
-	TotalSuccesses    int64         `json:"total_successes"`
-	TotalFailures     int64         `json:"total_failures"`
-	TotalRefused      int64         `json:"total_refused"`
-	TotalRequests     int64         `json:"total_requests"`
-	SuccessRate       float64       `json:"success_rate"` // percent of recorded outcomes
-	HalfOpenSuccesses int64         `json:"half_open_successes"`
-	Probes            int64         `json:"probes"` // probe leases held, including expired ones not yet swept
-	OpenedAt          time.Time     `json:"opened_at,omitzero"`
-	RetryAfter        time.Duration `json:"retry_after_ns"` // -1 while forced open
-	LastFailureTime   time.Time     `json:"last_failure_time,omitzero"`
-	LastFailureError  string        `json:"last_failure_error"`
-	Time              time.Time     `json:"time"` // Redis's clock when read
-}
-
-// MarshalText writes the wire name, so JSON shows "open", not 1.
-func (s State) MarshalText() ([]byte, error) { return []byte(s.String()), nil }
-
-// UnmarshalText reads a wire name.
-func (s *State) UnmarshalText(b []byte) error {
-	st, err := ParseState(string(b))
-	*s = st
-	return err
-}
-
-func msTime(ms int64) time.Time {
-	if ms <= 0 {
-		return time.Time{}
-	}
-	return time.UnixMilli(ms).UTC()
-}
-
-// parseStatus reads the status operation's field/value list. Unknown fields
-// are ignored so that older clients read newer scripts.
-func parseStatus(name string, res any) (Status, error) {
-	arr, ok := res.([]any)
-	if !ok || len(arr)%2 != 0 {
-		return Status{}, fmt.Errorf("status reply is %T of odd length or not an array", res)
-	}
-	st := Status{Name: name}
-	ints := map[string]*int64{
-		"generation": &st.Generation, "current_failures": &st.CurrentFailures,
-		"failure_threshold": &st.FailureThreshold, "success_threshold": &st.SuccessThreshold,
-		"half_open_max_calls": &st.HalfOpenMaxCalls, "total_successes": &st.TotalSuccesses,
-		"total_failures": &st.TotalFailures, "total_refused": &st.TotalRefused,
-		"total_requests": &st.TotalRequests, "half_open_successes": &st.HalfOpenSuccesses,
-		"probes": &st.Probes,
-	}
-	var ms = map[string]int64{}
-	for i := 0; i < len(arr); i += 2 {
-		field, err := asString(arr[i])
-		if err != nil {
-			return st, err
-		}
-		if p, ok := ints[field]; ok {
-			if *p, err = asInt(arr[i+1]); err != nil {
-				return st, fmt.Errorf("status field %s: %w", field, err)
-			}
-			continue
-		}
-		switch field {
-		case "state", "mode", "success_rate", "last_failure_error":
-			s, err := asString(arr[i+1])
-			if err != nil {
-				return st, fmt.Errorf("status field %s: %w", field, err)
-			}
-			switch field {
-			case "state":
-				st.State, err = ParseState(s)
-			case "mode":
-				st.Mode = Mode(s)
-			case "success_rate":
-				st.SuccessRate, err = strconv.ParseFloat(s, 64)
-			default:
-				st.LastFailureError = s
-			}
-			if err != nil {
-				return st, fmt.Errorf("status field %s: %w", field, err)
-			}
-		case "recovery_timeout_ms", "request_timeout_ms", "opened_at", "retry_after_ms",
-			"last_failure_time", "time_ms":
-			if ms[field], err = asInt(arr[i+1]); err != nil {
-				return st, fmt.Errorf("status field %s: %w", field, err)
-			}
-		}
-	}
-	st.RecoveryTimeout = time.Duration(ms["recovery_timeout_ms"]) * time.Millisecond
-	st.RequestTimeout = time.Duration(ms["request_timeout_ms"]) * time.Millisecond
-	st.RetryAfter = time.Duration(ms["retry_after_ms"]) * time.Millisecond
-	if ms["retry_after_ms"] < 0 {
-		st.RetryAfter = -1
-	}
-	st.OpenedAt = msTime(ms["opened_at"])
-	st.LastFailureTime = msTime(ms["last_failure_time"])
-	st.Time = msTime(ms["time_ms"])
-	return st, nil
-}
+// Status is a snapshot of one breaker: see [breakerbox.Status].
+type Status = breakerbox.Status
 
 func evalOp(ctx context.Context, rdb redis.UniversalClient, name string, args ...any) (any, error) {
 	if err := breakerbox.ValidateName(name); err != nil {
@@ -143,21 +33,11 @@ func ReadStatus(ctx context.Context, rdb redis.UniversalClient, name string) (St
 	if err != nil {
 		return Status{}, err
 	}
-	return parseStatus(name, res)
+	return breakerbox.ParseStatus(name, res)
 }
 
-// Event is one entry of a breaker's history (circuit_breaker:{NAME}:history).
-type Event struct {
-	Time       time.Time `json:"-"`
-	TS         int64     `json:"ts"` // unix ms, Redis's clock
-	Event      string    `json:"event"`
-	From       string    `json:"from"`
-	To         string    `json:"to"`
-	Generation int64     `json:"generation"`
-	Actor      string    `json:"actor"`
-	Error      string    `json:"error"`
-	Detail     string    `json:"detail"`
-}
+// Event is one entry of a breaker's history: see [breakerbox.Event].
+type Event = breakerbox.Event
 
 // ReadHistory returns up to limit of the breaker's latest events, newest
 // first. An entry that is not valid JSON (a hand-edited list) is returned
@@ -175,25 +55,20 @@ func ReadHistory(ctx context.Context, rdb redis.UniversalClient, name string, li
 	}
 	out := make([]Event, 0, len(raw))
 	for _, r := range raw {
-		var e Event
-		if err := json.Unmarshal([]byte(r), &e); err != nil {
-			e = Event{Event: "unreadable", Detail: r}
-		}
-		e.Time = msTime(e.TS)
-		out = append(out, e)
+		out = append(out, breakerbox.ParseEvent(r))
 	}
 	return out, nil
 }
 
-// Action is an operator control.
-type Action string
+// Action is an operator control: see [breakerbox.Action].
+type Action = breakerbox.Action
 
 // The operator controls.
 const (
-	ActionReset     Action = "reset"      // to closed, consecutive counts cleared, overrides lifted
-	ActionForceOpen Action = "force_open" // refuse everything until released
-	ActionDisable   Action = "disable"    // admit everything, still count, never open
-	ActionRelease   Action = "release"    // end force_open (to half-open) or disable (to closed)
+	ActionReset     = breakerbox.ActionReset
+	ActionForceOpen = breakerbox.ActionForceOpen
+	ActionDisable   = breakerbox.ActionDisable
+	ActionRelease   = breakerbox.ActionRelease
 )
 
 // Control applies an operator action to breaker name; actor says who did it
@@ -211,16 +86,15 @@ func Configure(ctx context.Context, rdb redis.UniversalClient, name string, cfg 
 	if err := cfg.Validate(); err != nil {
 		return 0, fmt.Errorf("breaker %q: %w", name, err)
 	}
-	res, err := evalOp(ctx, rdb, name, append([]any{"configure", actor}, cfg.fields()...)...)
+	res, err := evalOp(ctx, rdb, name, configureArgs(actor, cfg)...)
 	if err != nil {
 		return 0, err
 	}
-	arr, ok := res.([]any)
-	if !ok || len(arr) != 2 {
-		return 0, fmt.Errorf("breaker %q: configure reply %v, want 2 integers", name, res)
+	r, err := breakerbox.ParseConfigureReply(res)
+	if err != nil {
+		return 0, fmt.Errorf("breaker %q: %w", name, err)
 	}
-	n, err := asInt(arr[0])
-	return int(n), err
+	return r.Written, nil
 }
 
 // Status reads the breaker's snapshot.
@@ -236,8 +110,7 @@ func (b *Breaker) control(ctx context.Context, a Action) error {
 	if err != nil {
 		return err
 	}
-	arr, _ := res.([]any)
-	r, err := parseView(arr, 0)
+	r, err := breakerbox.ParseControlReply(res)
 	if err != nil {
 		return fmt.Errorf("breaker %q: control: %w", b.name, err)
 	}
@@ -341,7 +214,7 @@ func ReadStatuses(ctx context.Context, rdb redis.UniversalClient, names []string
 			return nil, err
 		}
 		for i, res := range results {
-			st, err := parseStatus(chunk[i], res.val)
+			st, err := breakerbox.ParseStatus(chunk[i], res.val)
 			if res.err != nil {
 				err = res.err
 			}

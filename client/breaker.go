@@ -30,8 +30,8 @@ var (
 // OpenError is the error of a refused call. It matches ErrOpen.
 type OpenError struct {
 	Name       string
-	State      State
-	Mode       Mode
+	State      breakerbox.State
+	Mode       breakerbox.Mode
 	RetryAfter time.Duration // -1 while forced open; 0 when unknown
 	Cause      error         // under the FailClosed policy: ErrRedisUnavailable joined with Redis's error; else nil
 }
@@ -83,9 +83,9 @@ type Breaker struct {
 
 // view is the worker's copy of what the script last said.
 type view struct {
-	state State
+	state breakerbox.State
 	gen   int64
-	mode  Mode
+	mode  breakerbox.Mode
 	until time.Time // while the breaker refuses, the local time before which asking again is pointless
 }
 
@@ -194,15 +194,16 @@ func (b *Breaker) start(ctx context.Context) error {
 		return nil
 	}
 	cfg := b.Config()
-	arr, err := b.eval(ctx, append([]any{"configure", b.o.actor}, cfg.fields()...)...)
-	if err == nil && len(arr) != 2 {
-		err = fmt.Errorf("configure reply has %d elements, want 2", len(arr))
-	}
+	res, err := b.eval(ctx, configureArgs(b.o.actor, cfg)...)
 	if err != nil {
 		return b.redisFailed(ctx, "register", err)
 	}
-	if overwritten, _ := asInt(arr[1]); overwritten > 0 {
-		b.log.Warn("circuit breaker overwrote the shared config", "config", cfg.fields())
+	r, err := breakerbox.ParseConfigureReply(res)
+	if err != nil {
+		return fmt.Errorf("breaker %q: register: %w", b.name, err)
+	}
+	if r.Overwritten > 0 {
+		b.log.Warn("circuit breaker overwrote the shared config", "config", cfg.Fields())
 	}
 	// The registry only helps listing (SCAN finds every breaker anyway).
 	if err := b.rdb.SAdd(ctx, breakerbox.RegistryKey, b.name).Err(); err != nil {
@@ -248,7 +249,7 @@ func (b *Breaker) keepConfig() {
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
 		n, err := b.rdb.HLen(ctx, breakerbox.Key(b.name, "config")).Result()
-		if err == nil && n < int64(len(b.Config().fields())/2) {
+		if err == nil && n < int64(len(breakerbox.ConfigFields())) {
 			b.log.Info("circuit breaker config missing from redis; storing it again")
 			b.forgetRegistration()
 			_ = b.start(ctx)
@@ -276,17 +277,17 @@ func (b *Breaker) fresh() bool {
 // observe replaces the view with what the script said. Replies older than
 // the view (by generation) are ignored unless authoritative (a pub/sub
 // message or a full refresh, which arrive in order).
-func (b *Breaker) observe(r reply, authoritative bool) {
-	nv := &view{state: r.state, gen: r.gen, mode: r.mode}
+func (b *Breaker) observe(a breakerbox.Announcement, authoritative bool) {
+	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode}
 	switch {
-	case r.mode == ModeForcedOpen:
+	case a.Mode == breakerbox.ModeForcedOpen:
 		nv.until = time.Now().Add(24 * time.Hour)
-	case r.retryAfterMs > 0 && r.state != Closed:
-		nv.until = time.Now().Add(time.Duration(r.retryAfterMs) * time.Millisecond)
+	case a.RetryAfter > 0 && a.State != breakerbox.StateClosed:
+		nv.until = time.Now().Add(a.RetryAfter)
 	}
 	for {
 		old := b.view.Load()
-		if old != nil && !authoritative && r.gen < old.gen {
+		if old != nil && !authoritative && a.Generation < old.gen {
 			return
 		}
 		if b.view.CompareAndSwap(old, nv) {
@@ -301,16 +302,16 @@ func (b *Breaker) observe(r reply, authoritative bool) {
 func (b *Breaker) logTransition(old, nv *view) {
 	attrs := []any{"from", old.state.String(), "to", nv.state.String(), "mode", string(nv.mode), "generation", nv.gen}
 	switch {
-	case nv.state == Open:
+	case nv.state == breakerbox.StateOpen:
 		b.log.Warn("circuit breaker opened", attrs...)
-	case nv.state == HalfOpen:
+	case nv.state == breakerbox.StateHalfOpen:
 		b.log.Info("circuit breaker timeout expired, entering half-open", attrs...)
 	default:
 		b.log.Info("circuit breaker closed", attrs...)
 	}
 }
 
-func (b *Breaker) openError(state State, mode Mode, retryAfter time.Duration, cause error) error {
+func (b *Breaker) openError(state breakerbox.State, mode breakerbox.Mode, retryAfter time.Duration, cause error) error {
 	b.log.Debug("circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
 	return &OpenError{Name: b.name, State: state, Mode: mode, RetryAfter: retryAfter, Cause: cause}
 }
@@ -328,34 +329,34 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if b.o.admission == Fast && b.fresh() {
 		if v := b.view.Load(); v != nil {
 			switch {
-			case v.mode == ModeDisabled || (v.mode == ModeNormal && v.state == Closed):
+			case v.mode == breakerbox.ModeDisabled || (v.mode == breakerbox.ModeNormal && v.state == breakerbox.StateClosed):
 				return &Permit{b: b, gen: v.gen, via: viaBatch}, nil
-			case v.mode == ModeForcedOpen || time.Now().Before(v.until):
+			case v.mode == breakerbox.ModeForcedOpen || time.Now().Before(v.until):
 				b.batch.refuse()
 				return nil, b.openError(v.state, v.mode, time.Until(v.until), nil)
 			}
 		}
 	}
-	arr, err := b.eval(ctx, "allow")
+	res, err := b.eval(ctx, "allow")
 	if err != nil {
 		if err := b.redisFailed(ctx, "allow", err); err != nil {
 			return nil, err
 		}
 		return b.outage.allow(ctx, b)
 	}
-	r, err := parseAllow(arr)
+	r, err := breakerbox.ParseAllowReply(res)
 	if err != nil {
-		return nil, fmt.Errorf("breaker %q: allow: %w", b.name, err)
+		return nil, fmt.Errorf("breaker %q: %w", b.name, err)
 	}
-	b.observe(r, false)
-	if !r.admitted {
-		return nil, b.openError(r.state, r.mode, time.Duration(r.retryAfterMs)*time.Millisecond, nil)
+	b.observe(r.Announcement, false)
+	if !r.Admitted {
+		return nil, b.openError(r.State, r.Mode, r.RetryAfter, nil)
 	}
 	via := viaBatch
 	if b.o.admission == Strict {
 		via = viaRedis
 	}
-	return &Permit{b: b, gen: r.gen, lease: r.lease, via: via}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via}, nil
 }
 
 // Execute runs fn if the breaker admits it and records its outcome. When
@@ -506,16 +507,16 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 
 // recordNow sends one outcome and waits for the script's answer.
 func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
-	arr, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err)
+	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err)
 	if err != nil {
 		b.batch.unrecorded.Add(1)
 		b.outage.begin(b, err)
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
-	r, err := parseView(arr, 0)
+	r, err := breakerbox.ParseRecordReply(res)
 	if err != nil {
-		return fmt.Errorf("breaker %q: record: %w", b.name, err)
+		return fmt.Errorf("breaker %q: %w", b.name, err)
 	}
-	b.observe(r, false)
+	b.observe(r.Announcement, false)
 	return nil
 }

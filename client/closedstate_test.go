@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -24,11 +25,11 @@ func TestExecuteTripsAfterThresholdAndRefusesWithoutRunning(t *testing.T) {
 			t.Fatalf("after 3 failures: ran=%v err=%v, want ErrOpen without running", ran, err)
 		}
 		var oe *client.OpenError
-		if !errors.As(err, &oe) || oe.State != client.Open || oe.RetryAfter <= 0 || oe.RetryAfter > 200*time.Millisecond {
+		if !errors.As(err, &oe) || oe.State != breakerbox.StateOpen || oe.RetryAfter <= 0 || oe.RetryAfter > 200*time.Millisecond {
 			t.Errorf("open error %#v, want state open with a retry within the recovery timeout", oe)
 		}
 		st := status(t, b)
-		if st.State != client.Open || st.CurrentFailures != 3 || st.TotalFailures != 3 ||
+		if st.State != breakerbox.StateOpen || st.CurrentFailures != 3 || st.TotalFailures != 3 ||
 			st.TotalRefused != 1 || st.LastFailureError != errBoom.Error() || st.OpenedAt.IsZero() {
 			t.Errorf("status %+v", st)
 		}
@@ -41,7 +42,7 @@ func TestSuccessBetweenFailuresKeepsItClosed(t *testing.T) {
 		for _, fn := range []func(context.Context) error{fail, fail, ok, fail, fail} {
 			_ = run(t, b, fn)
 		}
-		if st := status(t, b); st.State != client.Closed || st.CurrentFailures != 2 || st.SuccessRate != 20 {
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.CurrentFailures != 2 || st.SuccessRate != 20 {
 			t.Errorf("status %+v, want closed with 2 consecutive failures and 20%% success", st)
 		}
 	})
@@ -113,7 +114,7 @@ func TestClassifierDecidesWhatCountsAsFailure(t *testing.T) {
 		for i := 0; i < 5; i++ {
 			_ = run(t, b, func(context.Context) error { return fmt.Errorf("lookup: %w", notFound) })
 		}
-		if st := status(t, b); st.State != client.Closed || st.TotalSuccesses != 5 {
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalSuccesses != 5 {
 			t.Errorf("status %+v, want 5 successes", st)
 		}
 	})
@@ -180,7 +181,7 @@ func TestStaleOutcomeCountsInTotalsOnly(t *testing.T) {
 		_ = late.Success(ctx) // admitted before the trip
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if late.Generation() != 0 || st.Generation != 1 || st.State != client.Open || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
+		if late.Generation() != 0 || st.Generation != 1 || st.State != breakerbox.StateOpen || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
 			t.Errorf("late generation %d, status %+v: want open, 1 success in totals, 3 consecutive failures",
 				late.Generation(), st)
 		}

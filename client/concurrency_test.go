@@ -41,7 +41,7 @@ func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 			admin := srv.Client(t)
 			closedAgain := func() bool {
 				st, err := client.ReadStatus(ctx, admin, name)
-				return err == nil && st.State == client.Closed && st.Generation >= 3
+				return err == nil && st.State == breakerbox.StateClosed && st.Generation >= 3
 			}
 			for _, b := range breakers {
 				wg.Add(1)

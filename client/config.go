@@ -1,80 +1,20 @@
 package client
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
-// Config is a breaker's shared configuration. It is stored in Redis with
-// the breaker (circuit_breaker:{NAME}:config) so every worker, in any
-// language, uses the same values; New registers it on first use.
-type Config struct {
-	// FailureThreshold is how many consecutive failures open the breaker.
-	// Seed default 3; must be at least 1.
-	FailureThreshold int
-	// RecoveryTimeout is how long the breaker stays open before it admits
-	// probes, on Redis's clock. Seed default 30s; must be at least 1ms.
-	RecoveryTimeout time.Duration
-	// SuccessThreshold is how many probe successes close a half-open
-	// breaker. Seed default 2; must be at least 1.
-	SuccessThreshold int
-	// HalfOpenMaxCalls is how many probes a half-open breaker admits at once
-	// across the fleet. Zero means SuccessThreshold.
-	HalfOpenMaxCalls int
-	// RequestTimeout bounds a protected call: Execute cancels the call's
-	// context after it (a timeout is a failure), and a probe's lease expires
-	// after it. Seed default 45s; must be at least 1ms.
-	RequestTimeout time.Duration
-}
+// Config is the breaker's shared configuration, defined in the root
+// package (see [breakerbox.Config] for each field's bounds and default).
+type Config = breakerbox.Config
 
-// DefaultConfig returns the seed's defaults: 3 failures open the breaker,
-// 30s recovery timeout, 2 successes close it, 45s request timeout.
-func DefaultConfig() Config {
-	return Config{FailureThreshold: 3, RecoveryTimeout: 30 * time.Second,
-		SuccessThreshold: 2, RequestTimeout: 45 * time.Second}
-}
-
-// ErrInvalidConfig is returned by New and SetConfig for a config that cannot be used.
-var ErrInvalidConfig = errors.New("invalid breaker config")
-
-// Validate reports whether c can be used, naming the first bad field.
-func (c Config) Validate() error {
-	bad := func(field string, v any, want string) error {
-		return fmt.Errorf("%w: %s is %v, want %s", ErrInvalidConfig, field, v, want)
-	}
-	switch {
-	case c.FailureThreshold < 1:
-		return bad("FailureThreshold", c.FailureThreshold, "at least 1")
-	case c.SuccessThreshold < 1:
-		return bad("SuccessThreshold", c.SuccessThreshold, "at least 1")
-	case c.HalfOpenMaxCalls < 0:
-		return bad("HalfOpenMaxCalls", c.HalfOpenMaxCalls, "0 (same as SuccessThreshold) or more")
-	case c.RecoveryTimeout < time.Millisecond:
-		return bad("RecoveryTimeout", c.RecoveryTimeout, "at least 1ms")
-	case c.RequestTimeout < time.Millisecond:
-		return bad("RequestTimeout", c.RequestTimeout, "at least 1ms")
-	}
-	return nil
-}
-
-// fields returns the config as the script's configure arguments.
-func (c Config) fields() []any {
-	hoMax := c.HalfOpenMaxCalls
-	if hoMax == 0 {
-		hoMax = c.SuccessThreshold
-	}
-	return []any{
-		"failure_threshold", c.FailureThreshold,
-		"recovery_timeout_ms", c.RecoveryTimeout.Milliseconds(),
-		"success_threshold", c.SuccessThreshold,
-		"half_open_max_calls", hoMax,
-		"request_timeout_ms", c.RequestTimeout.Milliseconds(),
-	}
-}
+// DefaultConfig returns the protocol's defaults: see [breakerbox.DefaultConfig].
+func DefaultConfig() Config { return breakerbox.DefaultConfig() }
 
 // OutagePolicy says what a breaker does while Redis cannot be reached.
 type OutagePolicy int

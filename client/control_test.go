@@ -30,7 +30,7 @@ func TestOperatorControlsFromGo(t *testing.T) {
 			t.Fatalf("forced open: %v", err)
 		}
 		must(b.Release(ctx))
-		if st := status(t, b); st.State != client.HalfOpen || st.Mode != client.ModeNormal {
+		if st := status(t, b); st.State != breakerbox.StateHalfOpen || st.Mode != breakerbox.ModeNormal {
 			t.Fatalf("after release: %+v", st)
 		}
 		must(b.Disable(ctx))
@@ -39,12 +39,12 @@ func TestOperatorControlsFromGo(t *testing.T) {
 				t.Fatalf("disabled breaker refused: %v", err)
 			}
 		}
-		if st := status(t, b); st.State != client.Closed || st.Mode != client.ModeDisabled || st.CurrentFailures != 5 {
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.Mode != breakerbox.ModeDisabled || st.CurrentFailures != 5 {
 			t.Fatalf("disabled: %+v", st)
 		}
 		must(b.Reset(ctx))
 		st := status(t, b)
-		if st.State != client.Closed || st.Mode != client.ModeNormal || st.CurrentFailures != 0 || st.TotalFailures != 5 {
+		if st.State != breakerbox.StateClosed || st.Mode != breakerbox.ModeNormal || st.CurrentFailures != 0 || st.TotalFailures != 5 {
 			t.Fatalf("after reset: %+v", st)
 		}
 		h, err := b.History(ctx, 100)
@@ -87,7 +87,7 @@ func TestRegisteringADifferentConfigOverwritesAndLogs(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		_ = run(t, first, fail)
 	}
-	if st := status(t, first); st.State != client.Closed || st.FailureThreshold != 5 {
+	if st := status(t, first); st.State != breakerbox.StateClosed || st.FailureThreshold != 5 {
 		t.Errorf("after 4 failures with a shared threshold of 5: %+v", st)
 	}
 	if names, err := client.Names(ctx, rdb); err != nil || len(names) != 1 || names[0] != "shared" {
@@ -109,12 +109,12 @@ func TestNewRefusesBadInputWithoutTouchingRedis(t *testing.T) {
 		{strings.Repeat("x", 201), good, breakerbox.ErrInvalidName},
 		{"a{b}", good, breakerbox.ErrInvalidName},
 		{"tab\there", good, breakerbox.ErrInvalidName},
-		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), client.ErrInvalidConfig},
-		{"ok", client.Config{}, client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), breakerbox.ErrInvalidConfig},
+		{"ok", client.Config{}, breakerbox.ErrInvalidConfig},
 	}
 	for _, c := range cases {
 		if _, err := client.New(rdb, c.name, c.cfg); !errors.Is(err, c.want) {
@@ -196,10 +196,10 @@ func TestSetConfigChangesItForEveryWorker(t *testing.T) {
 		if err := run(t, other, fail); !errors.Is(err, errBoom) {
 			t.Fatal(err)
 		}
-		if st := status(t, other); st.State != client.Open || st.FailureThreshold != 1 {
+		if st := status(t, other); st.State != breakerbox.StateOpen || st.FailureThreshold != 1 {
 			t.Errorf("another worker's breaker after one failure: %+v, want open on the shared threshold 1", st)
 		}
-		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, client.ErrInvalidConfig) {
+		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, breakerbox.ErrInvalidConfig) {
 			t.Errorf("SetConfig with a zero config: %v, want ErrInvalidConfig", err)
 		}
 	})

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -15,7 +16,7 @@ func tripAndWait(t *testing.T, e engine, b *client.Breaker) {
 	for i := 0; i < b.Config().FailureThreshold; i++ {
 		_ = run(t, b, fail)
 	}
-	if st := status(t, b); st.State != client.Open {
+	if st := status(t, b); st.State != breakerbox.StateOpen {
 		t.Fatalf("not open after %d failures: %+v", b.Config().FailureThreshold, st)
 	}
 	e.wait(b.Config().RecoveryTimeout + 5*time.Millisecond)
@@ -37,14 +38,14 @@ func TestHalfOpenAdmitsLimitedProbesThenCloses(t *testing.T) {
 		if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {
 			t.Fatalf("third call while 2 probes run: %v, want ErrOpen", err)
 		}
-		if st := status(t, b); st.State != client.HalfOpen || st.Probes != 2 {
+		if st := status(t, b); st.State != breakerbox.StateHalfOpen || st.Probes != 2 {
 			t.Fatalf("status %+v, want half-open with 2 probes", st)
 		}
 		_ = p1.Success(ctx)
 		_ = p2.Success(ctx)
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if st.State != client.Closed || st.Generation != 3 || st.CurrentFailures != 0 {
+		if st.State != breakerbox.StateClosed || st.Generation != 3 || st.CurrentFailures != 0 {
 			t.Fatalf("status %+v, want closed in generation 3", st)
 		}
 		eventually(t, "an admission after closing", func() bool { return run(t, b, ok) == nil })
@@ -67,7 +68,7 @@ func TestHalfOpenProbeFailureReopens(t *testing.T) {
 			t.Fatalf("probe: %v", err)
 		}
 		st := status(t, b)
-		if st.State != client.Open || st.Generation != 3 || st.RetryAfter <= 100*time.Millisecond {
+		if st.State != breakerbox.StateOpen || st.Generation != 3 || st.RetryAfter <= 100*time.Millisecond {
 			t.Errorf("status %+v, want re-opened with a fresh timer", st)
 		}
 		if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {
@@ -89,7 +90,7 @@ func TestReleasedProbeFreesItsSlot(t *testing.T) {
 		}
 		_ = p.Release(ctx)
 		_ = b.Flush(ctx)
-		if st := status(t, b); st.Probes != 0 || st.State != client.HalfOpen {
+		if st := status(t, b); st.Probes != 0 || st.State != breakerbox.StateHalfOpen {
 			t.Fatalf("status %+v, want half-open with the slot free", st)
 		}
 		if _, err := b.Allow(ctx); err != nil {

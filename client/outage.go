@@ -67,8 +67,7 @@ func (o *outage) recheck(b *Breaker) {
 		if err != nil {
 			continue
 		}
-		b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
-			retryAfterMs: st.RetryAfter.Milliseconds()}, true)
+		b.observe(st.Announcement(), true)
 		o.mu.Lock()
 		o.on.Store(false)
 		o.local, o.cause = nil, nil
@@ -89,7 +88,7 @@ func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 		o.mu.Lock()
 		cause := o.cause
 		o.mu.Unlock()
-		return nil, b.openError(Closed, ModeNormal, 0, errors.Join(ErrRedisUnavailable, cause))
+		return nil, b.openError(breakerbox.StateClosed, breakerbox.ModeNormal, 0, errors.Join(ErrRedisUnavailable, cause))
 	}
 	local := o.current()
 	if local == nil { // the outage ended a moment ago
@@ -99,10 +98,10 @@ func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: local breaker: %w", b.name, err)
 	}
-	if !r.admitted {
-		return nil, b.openError(r.state, r.mode, time.Duration(r.retryAfterMs)*time.Millisecond, nil)
+	if !r.Admitted {
+		return nil, b.openError(r.State, r.Mode, r.RetryAfter, nil)
 	}
-	return &Permit{b: b, gen: r.gen, lease: r.lease, via: viaLocal, local: local}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local}, nil
 }
 
 // localBreaker runs lua/breaker-8.lua in process, on this worker's calls
@@ -115,34 +114,23 @@ type localBreaker struct {
 
 func newLocalBreaker(b *Breaker) *localBreaker {
 	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
-	args := []string{"configure", b.o.actor}
-	for _, f := range b.Config().fields() {
-		args = append(args, fmt.Sprint(f))
-	}
+	args := append([]string{"configure", b.o.actor}, b.Config().Fields()...)
 	if _, err := l.eval(args...); err != nil {
 		b.log.Error("circuit breaker local fallback not configured", "err", err)
 	}
 	return l
 }
 
-func (l *localBreaker) eval(args ...string) ([]any, error) {
-	res, err := l.engine.Eval(breakerbox.BreakerScript.Source, l.b.keys, args...)
-	if err != nil {
-		return nil, err
-	}
-	arr, ok := res.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%s reply is %T, want an array", args[0], res)
-	}
-	return arr, nil
+func (l *localBreaker) eval(args ...string) (any, error) {
+	return l.engine.Eval(breakerbox.BreakerScript.Source, l.b.keys, args...)
 }
 
-func (l *localBreaker) allow() (reply, error) {
-	arr, err := l.eval("allow")
+func (l *localBreaker) allow() (breakerbox.AllowReply, error) {
+	res, err := l.eval("allow")
 	if err != nil {
-		return reply{}, err
+		return breakerbox.AllowReply{}, err
 	}
-	return parseAllow(arr)
+	return breakerbox.ParseAllowReply(res)
 }
 
 // record applies one outcome. A generation below 0 stands for an outcome
@@ -150,15 +138,16 @@ func (l *localBreaker) allow() (reply, error) {
 // failures that came with the outage still count locally.
 func (l *localBreaker) record(o outcome) {
 	if o.gen < 0 {
-		arr, err := l.eval("status")
+		res, err := l.eval("status")
 		if err != nil {
 			return
 		}
-		for i := 0; i+1 < len(arr); i += 2 {
-			if arr[i] == "generation" {
-				o.gen, _ = asInt(arr[i+1])
-			}
+		st, err := breakerbox.ParseStatus(l.b.name, res)
+		if err != nil {
+			l.b.log.Error("circuit breaker local fallback status unreadable", "err", err)
+			return
 		}
+		o.gen = st.Generation
 	}
 	if _, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err); err != nil {
 		l.b.log.Error("circuit breaker local fallback record failed", "err", err)

@@ -10,6 +10,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -104,7 +105,7 @@ func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		_ = run(t, b, fail)
 	}
-	if st := status(t, b); st.State != client.Open || st.TotalFailures != 3 {
+	if st := status(t, b); st.State != breakerbox.StateOpen || st.TotalFailures != 3 {
 		t.Errorf("status after recovery %+v, want the failures in Redis", st)
 	}
 	if n := logs.count("circuit breaker reaches redis again"); n != 1 {

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -57,8 +55,8 @@ func (b *Breaker) subscribe() {
 				b.refresh()
 			}
 		case *redis.Message:
-			if r, err := parseAnnouncement(m.Payload); err == nil {
-				b.observe(r, true)
+			if a, err := breakerbox.ParseAnnouncement(m.Payload); err == nil {
+				b.observe(a, true)
 				b.heard()
 			} else {
 				b.log.Warn("circuit breaker ignored a malformed announcement", "payload", m.Payload)
@@ -78,8 +76,7 @@ func (b *Breaker) refresh() {
 	if err != nil {
 		return
 	}
-	b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
-		retryAfterMs: st.RetryAfter.Milliseconds()}, true)
+	b.observe(st.Announcement(), true)
 	b.heard()
 	b.live.Store(true)
 }
@@ -90,25 +87,6 @@ func (b *Breaker) readStatus() (Status, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
 	defer cancel()
 	return ReadStatus(ctx, b.rdb, b.name)
-}
-
-// parseAnnouncement reads "STATE GENERATION MODE RETRY_AFTER_MS".
-func parseAnnouncement(payload string) (reply, error) {
-	f := strings.Fields(payload)
-	if len(f) != 4 {
-		return reply{}, errors.New("want 4 fields")
-	}
-	var r reply
-	var err error
-	if r.state, err = ParseState(f[0]); err != nil {
-		return r, err
-	}
-	if r.gen, err = strconv.ParseInt(f[1], 10, 64); err != nil {
-		return r, err
-	}
-	r.mode = Mode(f[2])
-	r.retryAfterMs, err = strconv.ParseInt(f[3], 10, 64)
-	return r, err
 }
 
 // Ready registers the breaker and, with Fast admission, waits until its

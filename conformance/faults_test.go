@@ -15,6 +15,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
@@ -422,7 +423,7 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.ReadStatus(ctx, rdb, "shorter"); err != nil || st.State != client.Open {
+	if st, err := client.ReadStatus(ctx, rdb, "shorter"); err != nil || st.State != breakerbox.StateOpen {
 		t.Fatalf("the breaker did not open: %+v %v", st, err)
 	}
 	time.Sleep(50 * time.Millisecond) // the announcement reaches the view

@@ -376,7 +376,7 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 			args[i] = fmt.Sprint(a)
 		}
 		kind := ""
-		if _, named := ReplyFields[args[0]]; named || args[0] == "status" {
+		if breakerbox.ReplyFields(args[0]) != nil || args[0] == "status" {
 			kind = args[0]
 		}
 		reply, err := r.eval(ctx, keys, args...)

@@ -114,7 +114,7 @@ func (h *Handler) Check(ctx context.Context) (Response, int) {
 	}
 	var open []string
 	for _, st := range sts {
-		if st.State == client.Open {
+		if st.State == breakerbox.StateOpen {
 			open = append(open, st.Name)
 		}
 	}

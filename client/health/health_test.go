@@ -13,6 +13,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/health"
 )
@@ -106,7 +107,7 @@ func TestHalfOpenIsNotDegraded(t *testing.T) {
 	if _, err := b.Allow(context.Background()); err != nil {    // becomes the half-open probe
 		t.Fatal(err)
 	}
-	if st, _ := b.Status(context.Background()); st.State != client.HalfOpen {
+	if st, _ := b.Status(context.Background()); st.State != breakerbox.StateHalfOpen {
 		t.Fatalf("state %s, want half_open", st.State)
 	}
 	if code, body, _ := get(t, mustNew(t, rdb), "GET"); code != 200 {

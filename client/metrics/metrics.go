@@ -179,11 +179,11 @@ func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
 	return client.ReadStatuses(ctx, c.rdb, names)
 }
 
-func modeValue(m client.Mode) float64 {
+func modeValue(m breakerbox.Mode) float64 {
 	switch m {
-	case client.ModeForcedOpen:
+	case breakerbox.ModeForcedOpen:
 		return 1
-	case client.ModeDisabled:
+	case breakerbox.ModeDisabled:
 		return 2
 	}
 	return 0

@@ -16,6 +16,7 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/transport"
 )
@@ -142,7 +143,7 @@ func TestServerErrorsOpenTheBreakerAndThenNoRequestIsSent(t *testing.T) {
 		}
 	}
 	st := f.status(t)
-	if st.State != client.Open || st.TotalFailures != 3 {
+	if st.State != breakerbox.StateOpen || st.TotalFailures != 3 {
 		t.Fatalf("after 3 x 500: %s with %d failures", st.State, st.TotalFailures)
 	}
 	if !strings.Contains(st.LastFailureError, "500 Internal Server Error") || strings.Contains(st.LastFailureError, "secret") {
@@ -334,7 +335,7 @@ func TestHalfOpenProbesThroughStreamingBodiesCloseTheBreaker(t *testing.T) {
 			t.Fatalf("probe %d: %d %v", i, code, err)
 		}
 	}
-	if st := f.status(t); st.State != client.Closed {
+	if st := f.status(t); st.State != breakerbox.StateClosed {
 		t.Errorf("after two streamed probe successes: %s", st.State)
 	}
 }

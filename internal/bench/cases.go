@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -159,7 +160,7 @@ func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client
 	if err != nil {
 		return err
 	}
-	if st.State != client.Open {
+	if st.State != breakerbox.StateOpen {
 		return fmt.Errorf("trip %s: state %s, want open", name, st.State)
 	}
 	return nil
@@ -183,7 +184,7 @@ func prepareHalfOpen(ctx context.Context, ctl *redis.Client, name string, cfg cl
 	if err != nil {
 		return err
 	}
-	if st.State != client.HalfOpen {
+	if st.State != breakerbox.StateHalfOpen {
 		return fmt.Errorf("half-open %s: state %s", name, st.State)
 	}
 	return nil

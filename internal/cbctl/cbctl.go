@@ -329,7 +329,7 @@ func (e *env) classify(err error) int {
 	if isUnreachable(err) {
 		return ExitUnreachable
 	}
-	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, client.ErrInvalidConfig) {
+	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, breakerbox.ErrInvalidConfig) {
 		return ExitUsage
 	}
 	return ExitError

@@ -89,7 +89,7 @@ func TestListShowsEveryBreakerInTextAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
 		t.Fatalf("list -o json: %v\n%s", err, r.stdout)
 	}
-	if len(sts) != 2 || sts[1].Name != "openai_transcription" || sts[1].State != client.Open || sts[1].TotalFailures != 3 {
+	if len(sts) != 2 || sts[1].Name != "openai_transcription" || sts[1].State != breakerbox.StateOpen || sts[1].TotalFailures != 3 {
 		t.Errorf("list -o json = %+v", sts)
 	}
 }
@@ -151,7 +151,7 @@ func TestStatusTextAndJSON(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.State != client.Open || st.CurrentFailures != 3 || st.RetryAfter <= 0 {
+	if st.State != breakerbox.StateOpen || st.CurrentFailures != 3 || st.RetryAfter <= 0 {
 		t.Errorf("status json = %+v", st)
 	}
 }
@@ -162,14 +162,14 @@ func TestActionsMoveTheBreakerAndNameTheActor(t *testing.T) {
 	ctx := context.Background()
 	steps := []struct {
 		cmd, event string
-		state      client.State
-		mode       client.Mode
+		state      breakerbox.State
+		mode       breakerbox.Mode
 	}{
-		{"open", "forced_open", client.Open, client.ModeForcedOpen},
-		{"release", "released", client.HalfOpen, client.ModeNormal},
-		{"disable", "disabled", client.Closed, client.ModeDisabled},
-		{"release", "released", client.Closed, client.ModeNormal},
-		{"reset", "reset", client.Closed, client.ModeNormal},
+		{"open", "forced_open", breakerbox.StateOpen, breakerbox.ModeForcedOpen},
+		{"release", "released", breakerbox.StateHalfOpen, breakerbox.ModeNormal},
+		{"disable", "disabled", breakerbox.StateClosed, breakerbox.ModeDisabled},
+		{"release", "released", breakerbox.StateClosed, breakerbox.ModeNormal},
+		{"reset", "reset", breakerbox.StateClosed, breakerbox.ModeNormal},
 	}
 	for i, s := range steps {
 		r := cbctl(t, env, s.cmd, "svc")

@@ -215,7 +215,7 @@ func writeStatus(w io.Writer, st client.Status) {
 	case st.RetryAfter > 0:
 		row("retry after", "%s", st.RetryAfter)
 	}
-	if st.State == client.HalfOpen {
+	if st.State == breakerbox.StateHalfOpen {
 		row("probes", "%d held of %d, %d/%d successes", st.Probes, st.HalfOpenMaxCalls,
 			st.HalfOpenSuccesses, st.SuccessThreshold)
 	}
@@ -306,7 +306,7 @@ func runAction(cmd string, a client.Action) runFunc {
 		if e.g.output == "json" {
 			return e.json(st)
 		}
-		if a == client.ActionRelease && before.Mode == client.ModeNormal {
+		if a == client.ActionRelease && before.Mode == breakerbox.ModeNormal {
 			fmt.Fprintf(e.stdout, "breaker %q: nothing to release (not forced open or disabled); still %s\n", name, st.State)
 			return nil
 		}

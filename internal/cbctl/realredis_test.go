@@ -59,7 +59,7 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	var got []string
 	for _, st := range sts {
 		got = append(got, st.Name)
-		if (st.Name == "svc-07") != (st.Mode == client.ModeForcedOpen) {
+		if (st.Name == "svc-07") != (st.Mode == breakerbox.ModeForcedOpen) {
 			t.Errorf("%s: mode %s", st.Name, st.Mode)
 		}
 	}

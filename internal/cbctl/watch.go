@@ -191,13 +191,13 @@ const (
 	ansiDim     = "\x1b[2m"
 )
 
-func stateColor(s client.State, m client.Mode) string {
+func stateColor(s breakerbox.State, m breakerbox.Mode) string {
 	switch {
-	case s == client.Open:
+	case s == breakerbox.StateOpen:
 		return ansiRed
-	case s == client.HalfOpen:
+	case s == breakerbox.StateHalfOpen:
 		return ansiYellow
-	case m == client.ModeDisabled:
+	case m == breakerbox.ModeDisabled:
 		return ansiDim
 	}
 	return ansiGreen

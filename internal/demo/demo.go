@@ -197,7 +197,7 @@ func Run(ctx context.Context, o Options) int {
 	fmt.Fprintf(out, "\n%s: %s\n  Failures: %d/%d\n  Success Rate: %.1f%%\n  Requests: %d (%d refused)\n  Last Error: %s\n",
 		st.Name, st.State, st.CurrentFailures, st.FailureThreshold, st.SuccessRate,
 		st.TotalRequests, st.TotalRefused, st.LastFailureError)
-	if st.State != client.Closed || st.Generation < 3 {
+	if st.State != breakerbox.StateClosed || st.Generation < 3 {
 		fmt.Fprintln(out, "demo: the breaker did not go through open and back to closed")
 		return 1
 	}
