@@ -15,6 +15,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // logBuffer collects a test's daemon logs; they are printed when the test
@@ -168,11 +169,7 @@ func trip(t *testing.T, b *client.Breaker, errText string) {
 		if err := p.Failure(ctx, errors.New(errText)); err != nil {
 			t.Fatalf("Failure: %v", err)
 		}
-		st, err := b.Status(ctx)
-		if err != nil {
-			t.Fatalf("Status: %v", err)
-		}
-		if st.State == breakerbox.StateOpen {
+		if b.State() == breakerbox.StateOpen { // a Strict worker's view: the record reply's state
 			return
 		}
 	}
@@ -200,11 +197,7 @@ func recoverBreaker(t *testing.T, b *client.Breaker) int {
 		if err := p.Success(ctx); err != nil {
 			t.Fatalf("Success: %v", err)
 		}
-		st, err := b.Status(ctx)
-		if err != nil {
-			t.Fatalf("Status: %v", err)
-		}
-		if st.State == breakerbox.StateClosed {
+		if b.State() == breakerbox.StateClosed {
 			return refused
 		}
 	}
@@ -213,9 +206,9 @@ func recoverBreaker(t *testing.T, b *client.Breaker) int {
 }
 
 // control applies an operator action as actor.
-func control(t *testing.T, rdb redis.UniversalClient, name string, a client.Action, actor string) {
+func control(t *testing.T, rdb redis.UniversalClient, name string, a breakerbox.Action, actor string) {
 	t.Helper()
-	if _, err := client.Control(context.Background(), rdb, name, a, actor); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, name, a, actor); err != nil {
 		t.Fatalf("Control(%s, %s): %v", name, a, err)
 	}
 }

@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 var (
@@ -519,4 +520,30 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
 	}
 	b.observe(r.Announcement, false)
 	return nil
+}
+
+// SetConfig changes the shared config for every worker (this handle too):
+// an explicit change, written with the script's configure operation.
+func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
+	// Under regMu, so a first-use registration of the old config cannot
+	// land after this one.
+	b.regMu.Lock()
+	defer b.regMu.Unlock()
+	if _, err := admin.Configure(ctx, b.rdb, b.name, cfg, b.o.actor); err != nil {
+		return err
+	}
+	b.cfg.Store(&cfg)
+	b.registered = true
+	return nil
+}
+
+// State returns the breaker's state as this handle last learned it (from
+// the script's replies and, with Fast admission, its announcements), with
+// no round trip: StateClosed before the handle has learned anything. Use
+// admin.Status for a fresh read from Redis.
+func (b *Breaker) State() breakerbox.State {
+	if v := b.view.Load(); v != nil {
+		return v.state
+	}
+	return breakerbox.StateClosed
 }

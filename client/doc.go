@@ -15,9 +15,10 @@
 //   - manual: [Breaker.Allow] returns a [Permit]; report the outcome on it
 //     with Success or Failure.
 //
-// A refused call returns an error matching [ErrOpen]. Operators use
-// [Breaker.Reset], [Breaker.ForceOpen], [Breaker.Disable], [Breaker.Release],
-// [Breaker.Status], [Breaker.History] and [List].
+// A refused call returns an error matching [ErrOpen]. Operators read and
+// control breakers with package client/admin (Status, List, History,
+// Control, Configure); the vocabulary (states, modes, Config, Status) is
+// defined in the root package breakerbox.
 //
 // Admission is [Fast] by default: closed-state calls are admitted from the
 // worker's view of the breaker without a round trip; [Strict] asks the

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // fbRedis starts a miniredis with a fixed clock and a client on it.
@@ -82,7 +83,7 @@ func Example_fallbackEmptyResult() {
 	for i := 1; i <= 5; i++ {
 		fmt.Printf("call %d: %q\n", i, transcribe(ctx, "a.wav"))
 	}
-	st, _ := b.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, b.Name())
 	fmt.Println("breaker:", st.State, "- upstream called", openai.calls, "times")
 	// Output:
 	// call 1: ""
@@ -151,7 +152,7 @@ func Example_fallbackQueueForLater() {
 		}
 		fmt.Printf("drained %s for %s: %q\n", audio, user, text)
 	}
-	st, _ := b.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, b.Name())
 	fmt.Println("breaker:", st.State)
 	// Output:
 	// a1.wav: {Status: Text:} openai: connection timeout
@@ -194,8 +195,8 @@ func Example_fallbackAlternativeService() {
 		text, err := transcribe(ctx, "a.wav")
 		fmt.Printf("call %d: %q %v\n", i, text, err)
 	}
-	p, _ := primary.Status(ctx)
-	bk, _ := backup.Status(ctx)
+	p, _ := admin.Status(ctx, rdb, primary.Name())
+	bk, _ := admin.Status(ctx, rdb, backup.Name())
 	fmt.Println("primary:", p.State, "- backup:", bk.State)
 	// Output:
 	// call 1: "" openai: connection timeout

@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func exampleRedis() (redis.UniversalClient, func()) {
@@ -47,7 +48,7 @@ func ExampleBreaker_Execute() {
 		}
 		fmt.Printf("call %d: %v\n", i, err)
 	}
-	st, _ := cb.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, cb.Name())
 	fmt.Printf("%s: %s, failures %d/%d\n", st.Name, st.State, st.CurrentFailures, st.FailureThreshold)
 	// Output:
 	// call 1: OpenAI API error: Connection timeout
@@ -98,7 +99,7 @@ func ExampleBreaker_Allow() {
 		_ = p.Success(ctx)
 	}
 	_ = cb.Flush(ctx)
-	st, _ := cb.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, cb.Name())
 	fmt.Println(st.State, st.TotalSuccesses)
 	// Output: closed 1
 }
@@ -113,7 +114,7 @@ func ExampleList() {
 		_ = cb.Execute(ctx, func(context.Context) error { return nil })
 		_ = cb.Close(ctx)
 	}
-	breakers, err := client.List(ctx, rdb)
+	breakers, err := admin.List(ctx, rdb)
 	if err != nil {
 		panic(err)
 	}

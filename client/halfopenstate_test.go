@@ -8,6 +8,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // tripAndWait opens b and lets its recovery timeout pass on the server.
@@ -49,7 +50,7 @@ func TestHalfOpenAdmitsLimitedProbesThenCloses(t *testing.T) {
 			t.Fatalf("status %+v, want closed in generation 3", st)
 		}
 		eventually(t, "an admission after closing", func() bool { return run(t, b, ok) == nil })
-		h, err := b.History(ctx, 10)
+		h, err := admin.History(ctx, rdbOf(t, b), b.Name(), 10)
 		// Newest first; the oldest is the registration of quickConfig, whose
 		// timeouts differ from the defaults in force before it.
 		if err != nil || len(h) != 4 || h[0].Event != "closed" || h[1].Event != "half_opened" ||

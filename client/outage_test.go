@@ -12,6 +12,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 const redisTimeout = 100 * time.Millisecond
@@ -116,7 +117,7 @@ func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 func TestUnreachableRedisIsAClearErrorForOperators(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	_, err := client.ReadStatus(context.Background(), rdb, "svc")
+	_, err := admin.Status(context.Background(), rdb, "svc")
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), `breaker "svc": status`) {
 		t.Errorf("status against a closed port: %v, want a connection error", err)
 	}

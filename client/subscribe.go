@@ -9,6 +9,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // subscribe keeps the Fast admission view fresh: it listens on the
@@ -83,10 +84,10 @@ func (b *Breaker) refresh() {
 
 // readStatus reads the breaker's snapshot for the background goroutines,
 // bounded by the Redis timeout like every call on a caller's path.
-func (b *Breaker) readStatus() (Status, error) {
+func (b *Breaker) readStatus() (breakerbox.Status, error) {
 	ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
 	defer cancel()
-	return ReadStatus(ctx, b.rdb, b.name)
+	return admin.Status(ctx, b.rdb, b.name)
 }
 
 // Ready registers the breaker and, with Fast admission, waits until its

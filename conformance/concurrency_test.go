@@ -23,6 +23,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -230,7 +231,7 @@ func runWorkers(t *testing.T, spec workerSpec, goWorkers int, py string, seed ui
 	}
 	// The Go workers register the config on first use; the Python worker
 	// does not, so store it first.
-	if _, err := client.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, client.Config{
+	if _, err := admin.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, client.Config{
 		FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
 		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond,
 	}, "conformance"); err != nil {
@@ -296,7 +297,7 @@ func checkTrial(t *testing.T, rdb *redis.Client, spec workerSpec, reports []work
 			probes[gen] = append(probes[gen], interval{a, b})
 		}
 	}
-	status, err := client.ReadStatus(ctx, rdb, spec.Name)
+	status, err := admin.Status(ctx, rdb, spec.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -17,6 +17,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -114,7 +115,7 @@ func TestFaultScriptFlushMidTraffic(t *testing.T) {
 			if u := b.Stats().Unrecorded; u != 0 {
 				t.Errorf("%d outcomes unrecorded; want 0 (the script cache was flushed, Redis never went away)\nlogs:\n%s", u, logs.String())
 			}
-			st, err := client.ReadStatus(ctx, rdb, name)
+			st, err := admin.Status(ctx, rdb, name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -219,7 +220,7 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 			var recovered time.Duration
 			deadline := upAt.Add(3 * time.Second)
 			for time.Now().Before(deadline) {
-				st, err := client.ReadStatus(ctx, rdb, name)
+				st, err := admin.Status(ctx, rdb, name)
 				if err == nil && st.TotalSuccesses > 0 && !b.Stats().Outage {
 					recovered = time.Since(upAt)
 					break
@@ -294,12 +295,12 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	}
 	_ = p.Success(ctx)
 	srv.Restart(t)
-	var st client.Status
+	var st breakerbox.Status
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		if p, err := b.Allow(ctx); err == nil && !b.Stats().Outage {
 			_ = p.Success(ctx)
-			if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.TotalSuccesses > 0 {
+			if st, err = admin.Status(ctx, rdb, "cfg-restart"); err == nil && st.TotalSuccesses > 0 {
 				break
 			}
 		}
@@ -310,7 +311,7 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	}
 	// The worker checks every 2s that its config is stored (client.keepConfig).
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
+		if st, err = admin.Status(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
 			break
 		}
 	}
@@ -359,7 +360,7 @@ func TestFaultBadCredentialsOrAddress(t *testing.T) {
 				return false
 			}
 			// The admin calls return the error as it is.
-			if _, err := client.ReadStatus(ctx, rdb, "svc"); err == nil || !mentions(err.Error()) {
+			if _, err := admin.Status(ctx, rdb, "svc"); err == nil || !mentions(err.Error()) {
 				t.Errorf("ReadStatus: %v, want an error naming %v", err, tc.cause)
 			}
 			// A breaker handle: the first call must say why Redis is not usable.
@@ -423,7 +424,7 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.ReadStatus(ctx, rdb, "shorter"); err != nil || st.State != breakerbox.StateOpen {
+	if st, err := admin.Status(ctx, rdb, "shorter"); err != nil || st.State != breakerbox.StateOpen {
 		t.Fatalf("the breaker did not open: %+v %v", st, err)
 	}
 	time.Sleep(50 * time.Millisecond) // the announcement reaches the view
@@ -438,11 +439,11 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	// An operator (another process) shortens the timer to 50ms.
 	short := cfg
 	short.RecoveryTimeout = 50 * time.Millisecond
-	if _, err := client.Configure(ctx, rdb, "shorter", short, "ops"); err != nil {
+	if _, err := admin.Configure(ctx, rdb, "shorter", short, "ops"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // well past the new deadline
-	st, err := client.ReadStatus(ctx, rdb, "shorter")
+	st, err := admin.Status(ctx, rdb, "shorter")
 	if err != nil || st.RetryAfter != 0 {
 		t.Fatalf("status after the change: retry after %s, err %v; want 0 (the shorter timer has run out)", st.RetryAfter, err)
 	}

@@ -15,6 +15,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/health"
 )
 
@@ -91,7 +92,7 @@ func TestDegradedListsOpenBreakersSorted(t *testing.T) {
 	use(t, rdb, "openai_transcription", 3)
 	use(t, rdb, "anthropic_api", 0)
 	forced := use(t, rdb, "s3", 0)
-	if err := forced.ForceOpen(context.Background()); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, forced.Name(), breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	code, body, _ := get(t, mustNew(t, rdb), "GET")
@@ -107,7 +108,7 @@ func TestHalfOpenIsNotDegraded(t *testing.T) {
 	if _, err := b.Allow(context.Background()); err != nil {    // becomes the half-open probe
 		t.Fatal(err)
 	}
-	if st, _ := b.Status(context.Background()); st.State != breakerbox.StateHalfOpen {
+	if st, _ := admin.Status(context.Background(), rdb, b.Name()); st.State != breakerbox.StateHalfOpen {
 		t.Fatalf("state %s, want half_open", st.State)
 	}
 	if code, body, _ := get(t, mustNew(t, rdb), "GET"); code != 200 {

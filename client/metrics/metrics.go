@@ -45,7 +45,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Collector is a prometheus.Collector reading breakers from Redis at every
@@ -168,15 +168,15 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // read returns the breakers' snapshots. A breaker that cannot be read (a
 // corrupted config) is left out and named in the error; the others are
 // still exported.
-func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
+func (c *Collector) read(ctx context.Context) ([]breakerbox.Status, error) {
 	names := c.names
 	if names == nil {
 		var err error
-		if names, err = client.Names(ctx, c.rdb); err != nil {
+		if names, err = admin.Names(ctx, c.rdb); err != nil {
 			return nil, err
 		}
 	}
-	return client.ReadStatuses(ctx, c.rdb, names)
+	return admin.Statuses(ctx, c.rdb, names)
 }
 
 func modeValue(m breakerbox.Mode) float64 {

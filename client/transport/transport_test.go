@@ -18,6 +18,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/transport"
 )
 
@@ -84,10 +85,11 @@ func (u *upstream) set(m mode) { u.mode.Store(int32(m)) }
 var quiet = slog.New(slog.DiscardHandler)
 
 type fixture struct {
-	mr *miniredis.Miniredis
-	b  *client.Breaker
-	hc *http.Client
-	up *upstream
+	mr  *miniredis.Miniredis
+	rdb redis.UniversalClient
+	b   *client.Breaker
+	hc  *http.Client
+	up  *upstream
 }
 
 // setup builds a breaker (Strict admission, so outcomes are in Redis when
@@ -108,7 +110,7 @@ func setup(t *testing.T, cfg client.Config, opts ...transport.Option) *fixture {
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{mr: mr, b: b, hc: &http.Client{Transport: rt}, up: newUpstream(t)}
+	return &fixture{mr: mr, rdb: rdb, b: b, hc: &http.Client{Transport: rt}, up: newUpstream(t)}
 }
 
 // call makes a GET and reads the whole body; it returns the status code
@@ -124,9 +126,9 @@ func (f *fixture) call(t *testing.T) (int, error) {
 	return resp.StatusCode, err
 }
 
-func (f *fixture) status(t *testing.T) client.Status {
+func (f *fixture) status(t *testing.T) breakerbox.Status {
 	t.Helper()
-	st, err := f.b.Status(context.Background())
+	st, err := admin.Status(context.Background(), f.rdb, f.b.Name())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -14,6 +14,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // instance is one process's handle on a case: call makes one protected
@@ -134,7 +135,7 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 		}, nil
 	}
 	c.recorded = func(ctx context.Context, ctl *redis.Client, n string) (int64, error) {
-		st, err := client.ReadStatus(ctx, ctl, n)
+		st, err := admin.Status(ctx, ctl, n)
 		if err != nil {
 			return 0, err
 		}
@@ -156,7 +157,7 @@ func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client
 	if err := b.Execute(ctx, func(context.Context) error { return errProbe }); !errors.Is(err, errProbe) {
 		return fmt.Errorf("trip %s: %v", name, err)
 	}
-	st, err := b.Status(ctx)
+	st, err := admin.Status(ctx, ctl, name)
 	if err != nil {
 		return err
 	}
@@ -169,18 +170,13 @@ func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client
 // prepareHalfOpen forces the breaker open and releases it: released from
 // forced_open, it goes to half-open.
 func prepareHalfOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
-	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
-	if err != nil {
+	if _, err := admin.Configure(ctx, ctl, name, cfg, "bbbench"); err != nil {
 		return err
 	}
-	defer b.Close(ctx)
-	if err := b.ForceOpen(ctx); err != nil {
+	if _, err := admin.Control(ctx, ctl, name, breakerbox.ActionForceOpen, "bbbench"); err != nil {
 		return err
 	}
-	if err := b.Release(ctx); err != nil {
-		return err
-	}
-	st, err := b.Status(ctx)
+	st, err := admin.Control(ctx, ctl, name, breakerbox.ActionRelease, "bbbench")
 	if err != nil {
 		return err
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // KeyMemory is one key of a breaker as Redis stores it.
@@ -93,13 +94,14 @@ func breakerMemory(ctx context.Context, rdb *redis.Client, scenario, name string
 var realisticError = errors.New(`Post "https://api.openai.com/v1/audio/transcriptions": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`)
 
 // cycle trips b (threshold failures) and resets it: two transitions.
-func cycle(ctx context.Context, b *client.Breaker, threshold int) error {
+func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int) error {
 	for i := 0; i < threshold; i++ {
 		if err := b.Execute(ctx, func(context.Context) error { return realisticError }); err == nil || errors.Is(err, client.ErrOpen) {
 			return fmt.Errorf("trip: failure %d: %v", i+1, err)
 		}
 	}
-	return b.Reset(ctx)
+	_, err := admin.Control(ctx, rdb, b.Name(), breakerbox.ActionReset, "bbbench")
+	return err
 }
 
 // MeasureMemory builds breakers in the states the issue names and
@@ -172,7 +174,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 			return nil, err
 		}
 		for i := 0; i < v.cycles && err == nil; i++ {
-			err = cycle(ctx, b, cfg.FailureThreshold)
+			err = cycle(ctx, rdb, b, cfg.FailureThreshold)
 		}
 		if err == nil {
 			err = use(ctx, b)
@@ -272,14 +274,14 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 	s.SampleBytes, s.SampleKeys = m.Total, m.KeyList()
 	for i := 0; i < listRuns; i++ {
 		t0 := time.Now()
-		sts, err := client.List(ctx, rdb)
+		sts, err := admin.List(ctx, rdb)
 		s.ListTimes = append(s.ListTimes, time.Since(t0))
 		if err != nil {
 			return s, fmt.Errorf("client.List: %w", err)
 		}
 		s.Listed = len(sts)
 		t0 = time.Now()
-		if _, err := client.Names(ctx, rdb); err != nil {
+		if _, err := admin.Names(ctx, rdb); err != nil {
 			return s, err
 		}
 		s.NamesMedian += time.Since(t0) // summed; divided below

@@ -24,6 +24,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -42,7 +43,7 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	if err := cc.SRem(ctx, breakerbox.RegistryKey, "svc-07").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Control(ctx, cc, "svc-07", client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(ctx, cc, "svc-07", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	clusterURL := "redis://" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1]) + "&addr=" + url.QueryEscape(c.Addrs[2])
@@ -52,7 +53,7 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	var sts []client.Status
+	var sts []breakerbox.Status
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
 		t.Fatal(err)
 	}

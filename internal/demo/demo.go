@@ -20,6 +20,7 @@ import (
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Options shape a demo run.
@@ -88,18 +89,18 @@ func Run(ctx context.Context, o Options) int {
 	} else {
 		say("using Redis at REDIS_URL")
 	}
-	admin, err := newRedis()
+	ops, err := newRedis()
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
 		return 1
 	}
-	defer admin.Close()
-	if err := admin.Ping(ctx).Err(); err != nil {
+	defer ops.Close()
+	if err := ops.Ping(ctx).Err(); err != nil {
 		fmt.Fprintln(out, "demo: redis:", err)
 		return 1
 	}
 	// Start from a clean breaker so the demo can be rerun on a real server.
-	if err := admin.Del(ctx, breakerbox.Keys(Breaker)...).Err(); err != nil {
+	if err := ops.Del(ctx, breakerbox.Keys(Breaker)...).Err(); err != nil {
 		fmt.Fprintln(out, "demo: redis:", err)
 		return 1
 	}
@@ -116,7 +117,7 @@ func Run(ctx context.Context, o Options) int {
 	var bg sync.WaitGroup
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if !o.NoAlerts {
-		d, err := newAlertDaemon(admin, out, quiet)
+		d, err := newAlertDaemon(ops, out, quiet)
 		if err != nil {
 			fmt.Fprintln(out, "demo: alerts:", err)
 			return 1
@@ -126,7 +127,7 @@ func Run(ctx context.Context, o Options) int {
 		go func() { defer bg.Done(); _ = d.Run(alertsCtx) }()
 	}
 	bg.Add(1)
-	go func() { defer bg.Done(); watch(runCtx, admin, say) }()
+	go func() { defer bg.Done(); watch(runCtx, ops, say) }()
 
 	up := &upstream{}
 	var ran, refused, failed atomic.Int64
@@ -189,7 +190,7 @@ func Run(ctx context.Context, o Options) int {
 	stopAlerts()
 	bg.Wait()
 
-	st, err := client.ReadStatus(ctx, admin, Breaker)
+	st, err := admin.Status(ctx, ops, Breaker)
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
 		return 1
