@@ -145,12 +145,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // script), closed at the end of the test.
 func newBreaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client.Config) *client.Breaker {
 	t.Helper()
-	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet),
+	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet),
 		client.WithActor("test"))
 	if err != nil {
 		t.Fatalf("client.New: %v", err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	return b
 }
 

@@ -166,7 +166,7 @@ func (q *batcher) send(batch []outcome, refused int64) {
 		return
 	}
 	if r, err := breakerbox.ParseRecordReply(res); err == nil {
-		b.observe(r.Announcement, false)
+		b.observe(r.Announcement, fromRecordReply)
 	} else {
 		b.log.Warn("circuit breaker ignored a malformed record reply", "err", err)
 	}

@@ -106,16 +106,42 @@ func TestCallerCancellationIsNotCounted(t *testing.T) {
 	})
 }
 
-func TestClassifierDecidesWhatCountsAsFailure(t *testing.T) {
+func TestClassifierHasThreeAnswers(t *testing.T) {
 	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
-		notFound := errors.New("404")
-		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a),
-			client.WithIsFailure(func(err error) bool { return !errors.Is(err, notFound) }))
-		for i := 0; i < 5; i++ {
-			_ = run(t, b, func(context.Context) error { return fmt.Errorf("lookup: %w", notFound) })
+		notFound, invalid := errors.New("404"), errors.New("400 invalid prompt")
+		classify := func(err error) client.Verdict {
+			switch {
+			case errors.Is(err, notFound):
+				return client.VerdictIgnore // says nothing about the upstream
+			case errors.Is(err, invalid):
+				return client.VerdictSuccess // the upstream answered
+			}
+			return client.VerdictFailure
 		}
-		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalSuccesses != 5 {
-			t.Errorf("status %+v, want 5 successes", st)
+		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a), client.WithClassifier(classify))
+		for i := 0; i < 5; i++ {
+			if err := run(t, b, func(context.Context) error { return fmt.Errorf("lookup: %w", notFound) }); !errors.Is(err, notFound) {
+				t.Fatalf("an ignored call returns its error: %v", err)
+			}
+		}
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalRequests != 0 {
+			t.Errorf("after 5 ignored calls: %+v, want nothing counted", st)
+		}
+		_ = run(t, b, fail)
+		_ = run(t, b, fail)
+		_ = run(t, b, func(context.Context) error { return invalid })
+		_ = run(t, b, fail)
+		_ = run(t, b, fail)
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalSuccesses != 1 || st.CurrentFailures != 2 {
+			t.Errorf("a success verdict between failures: %+v, want closed, 1 success, 2 consecutive failures", st)
+		}
+		_ = run(t, b, func(context.Context) error { return notFound }) // ignored: the count stays at 2
+		if st := status(t, b); st.CurrentFailures != 2 {
+			t.Errorf("an ignored call changed the consecutive failures to %d", st.CurrentFailures)
+		}
+		_ = run(t, b, fail)
+		if st := status(t, b); st.State != breakerbox.StateOpen {
+			t.Errorf("three failures: %+v, want open", st)
 		}
 	})
 }

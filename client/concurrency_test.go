@@ -20,7 +20,7 @@ import (
 // full closed → open → half-open → closed cycle on a real redis-server.
 func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, adm := range []client.Admission{client.Fast, client.Strict} {
+	for _, adm := range []client.Admission{client.AdmitFast, client.AdmitStrict} {
 		t.Run(adm.String(), func(t *testing.T) {
 			name := "cycle-" + adm.String()
 			cfg := client.Config{FailureThreshold: 5, RecoveryTimeout: 50 * time.Millisecond,

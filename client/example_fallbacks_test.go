@@ -33,7 +33,7 @@ func fbRedis() (*miniredis.Miniredis, *redis.Client) {
 // fbBreaker makes a breaker with the seed's defaults (3 failures open it,
 // 30s recovery, 2 probe successes close it).
 func fbBreaker(rdb *redis.Client, name string) *client.Breaker {
-	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.Strict),
+	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict),
 		client.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		panic(err)
@@ -64,7 +64,7 @@ func Example_fallbackEmptyResult() {
 	defer rdb.Close()
 	ctx := context.Background()
 	b := fbBreaker(rdb, "openai_transcription")
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 
 	transcribe := func(ctx context.Context, audio string) string {
@@ -103,7 +103,7 @@ func Example_fallbackQueueForLater() {
 	defer rdb.Close()
 	ctx := context.Background()
 	b := fbBreaker(rdb, "openai_transcription")
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 	const queue = "transcription_queue"
 
@@ -174,8 +174,8 @@ func Example_fallbackAlternativeService() {
 	defer rdb.Close()
 	ctx := context.Background()
 	primary, backup := fbBreaker(rdb, "openai_transcription"), fbBreaker(rdb, "backup_transcription")
-	defer primary.Close(ctx)
-	defer backup.Close(ctx)
+	defer primary.Shutdown(ctx)
+	defer backup.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 	local := &fbUpstream{name: "local-whisper", up: true}
 

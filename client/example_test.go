@@ -32,11 +32,11 @@ func ExampleBreaker_Execute() {
 	defer done()
 	ctx := context.Background()
 	cb, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), quietLogs,
-		client.WithAdmission(client.Strict))
+		client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	for i := 1; i <= 4; i++ {
 		err := cb.Execute(ctx, func(ctx context.Context) error {
@@ -67,7 +67,7 @@ func ExampleWrap() {
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	complete := client.Wrap(cb, func(ctx context.Context, prompt string) (string, error) {
 		return "echo: " + prompt, nil
@@ -86,7 +86,7 @@ func ExampleBreaker_Allow() {
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	p, err := cb.Allow(ctx)
 	if err != nil {
@@ -112,7 +112,7 @@ func ExampleList() {
 	for _, name := range []string{"openai_transcription", "payments"} {
 		cb, _ := client.New(rdb, name, client.DefaultConfig(), quietLogs)
 		_ = cb.Execute(ctx, func(context.Context) error { return nil })
-		_ = cb.Close(ctx)
+		_ = cb.Shutdown(ctx)
 	}
 	breakers, err := admin.List(ctx, rdb)
 	if err != nil {

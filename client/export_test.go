@@ -10,4 +10,4 @@ func ViewGeneration(b *Breaker) int64 {
 }
 
 // AdmitsFromView reports whether b admits from its view (Fast admission).
-func AdmitsFromView(b *Breaker) bool { return b.o.admission == Fast }
+func AdmitsFromView(b *Breaker) bool { return b.o.admission == AdmitFast }

@@ -78,7 +78,7 @@ func TestHalfOpenProbeFailureReopens(t *testing.T) {
 	})
 }
 
-func TestReleasedProbeFreesItsSlot(t *testing.T) {
+func TestIgnoredProbeFreesItsSlot(t *testing.T) {
 	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
 		ctx := context.Background()
 		cfg := quickConfig()
@@ -89,13 +89,13 @@ func TestReleasedProbeFreesItsSlot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = p.Release(ctx)
+		_ = p.Ignore(ctx)
 		_ = b.Flush(ctx)
 		if st := status(t, b); st.Probes != 0 || st.State != breakerbox.StateHalfOpen {
 			t.Fatalf("status %+v, want half-open with the slot free", st)
 		}
 		if _, err := b.Allow(ctx); err != nil {
-			t.Errorf("after a release: %v, want a new probe", err)
+			t.Errorf("after an ignored probe: %v, want a new probe", err)
 		}
 	})
 }

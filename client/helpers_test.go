@@ -51,7 +51,7 @@ func engines(t *testing.T) []engine {
 			now = now.Add(d)
 			mr.SetTime(now)
 		},
-		admissions: []client.Admission{client.Strict},
+		admissions: []client.Admission{client.AdmitStrict},
 	}
 	srv := redistest.Start(t)
 	real := engine{
@@ -62,7 +62,7 @@ func engines(t *testing.T) []engine {
 			return c
 		},
 		wait:       time.Sleep,
-		admissions: []client.Admission{client.Fast, client.Strict},
+		admissions: []client.Admission{client.AdmitFast, client.AdmitStrict},
 	}
 	return []engine{mini, real}
 }
@@ -95,7 +95,7 @@ func newBreaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	redisOf.Store(b, rdb)
 	return b
 }

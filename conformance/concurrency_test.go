@@ -94,9 +94,9 @@ func workerMain(specJSON string) int {
 	defer rdb.Close()
 	cfg := client.Config{FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
 		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond}
-	adm := client.Fast
+	adm := client.AdmitFast
 	if spec.Strict {
-		adm = client.Strict
+		adm = client.AdmitStrict
 		rep.Worker += "-strict"
 	}
 	b, err := client.New(rdb, spec.Name, cfg, client.WithAdmission(adm), client.WithActor(rep.Worker),
@@ -131,7 +131,7 @@ func workerMain(specJSON string) int {
 			err = p.Failure(ctx, errors.New("go worker failure"))
 			rep.Failures++
 		default:
-			err = p.Release(ctx)
+			err = p.Ignore(ctx)
 			rep.Releases++
 		}
 		if err != nil {
@@ -144,7 +144,7 @@ func workerMain(specJSON string) int {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := b.Close(cctx); err != nil {
+	if err := b.Shutdown(cctx); err != nil {
 		rep.Error = "close: " + err.Error()
 		return emit(1)
 	}

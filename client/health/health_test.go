@@ -35,11 +35,11 @@ func use(t *testing.T, rdb *redis.Client, name string, failures int) *client.Bre
 	t.Helper()
 	ctx := context.Background()
 	cfg := client.DefaultConfig()
-	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	p, err := b.Allow(ctx) // registers the breaker
 	if err != nil {
 		t.Fatal(err)

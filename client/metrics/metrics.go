@@ -1,5 +1,5 @@
 // Package metrics exports breakerbox breakers to Prometheus. The Collector
-// reads Redis at scrape time (client.List, or client.ReadStatuses for a
+// reads Redis at scrape time (admin.List, or admin.Statuses for a
 // fixed list of names: pipelined, one round trip per 1,000 breakers), so
 // every process that registers it reports the fleet-wide truth, and no
 // process has to run for the numbers to exist.

@@ -36,11 +36,11 @@ func setup(t *testing.T) (*miniredis.Miniredis, *redis.Client) {
 func run(t *testing.T, rdb *redis.Client, name, outcomes string) *client.Breaker {
 	t.Helper()
 	ctx := context.Background()
-	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	if _, err := admin.Control(ctx, rdb, name, breakerbox.ActionReset, "test"); err != nil { // makes the breaker exist even without outcomes
 		t.Fatal(err)
 	}

@@ -101,11 +101,11 @@ func setup(t *testing.T, cfg client.Config, opts ...transport.Option) *fixture {
 	mr.SetTime(time.Date(2025, 10, 25, 11, 30, 0, 0, time.UTC))
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	b, err := client.New(rdb, "upstream", cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, "upstream", cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	rt, err := transport.New(nil, b, opts...)
 	if err != nil {
 		t.Fatal(err)
@@ -350,7 +350,7 @@ func TestFastAdmissionRefusesLocallyOnceOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	rt, err := transport.New(http.DefaultTransport, b)
 	if err != nil {
 		t.Fatal(err)

@@ -99,11 +99,11 @@ func TestRunPrintsAlertsWithoutWebhookAndStopsOnCancel(t *testing.T) {
 			"--consumer", "demo"}, &stdout, &stderr, env(nil))
 	}()
 
-	b, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	for i := 0; i < 3; i++ {
 		p, err := b.Allow(ctx)
 		if err != nil {
@@ -135,11 +135,11 @@ func TestRunPrintsAlertsWithoutWebhookAndStopsOnCancel(t *testing.T) {
 func TestHealthzReportsRedisAndLag(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	b, err := client.New(rdb, "alpha", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(rdb, "alpha", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	if _, err := admin.Status(context.Background(), rdb, b.Name()); err != nil {
 		t.Fatal(err)
 	}

@@ -47,12 +47,12 @@ func Cases() []*Case {
 	return []*Case{
 		{Name: "ping", Desc: "go-redis PING round trip (the floor)",
 			open: openPing},
-		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.Fast, closedCfg(), nil, false),
-		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.Strict, closedCfg(), nil, false),
-		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.Fast, openCfg(), prepareOpen, true),
-		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.Strict, openCfg(), prepareOpen, true),
-		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.Fast, halfOpenCfg(), prepareHalfOpen, false),
-		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.Strict, halfOpenCfg(), prepareHalfOpen, false),
+		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.AdmitFast, closedCfg(), nil, false),
+		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.AdmitStrict, closedCfg(), nil, false),
+		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.AdmitFast, openCfg(), prepareOpen, true),
+		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.AdmitStrict, openCfg(), prepareOpen, true),
+		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.AdmitFast, halfOpenCfg(), prepareHalfOpen, false),
+		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.AdmitStrict, halfOpenCfg(), prepareHalfOpen, false),
 		{Name: "gobreaker-local", Desc: "sony/gobreaker/v2 Execute, in process (no Redis)",
 			open: openGobreakerLocal},
 		{Name: "gobreaker-redis", Desc: "sony/gobreaker/v2 DistributedCircuitBreaker, go-redis store",
@@ -131,7 +131,7 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 				return err
 			},
 			flush: b.Flush,
-			close: func() { _ = b.Close(context.Background()) },
+			close: func() { _ = b.Shutdown(context.Background()) },
 		}, nil
 	}
 	c.recorded = func(ctx context.Context, ctl *redis.Client, n string) (int64, error) {
@@ -149,11 +149,11 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 
 // prepareOpen trips the breaker with one recorded failure.
 func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
-	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		return err
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	if err := b.Execute(ctx, func(context.Context) error { return errProbe }); !errors.Is(err, errProbe) {
 		return fmt.Errorf("trip %s: %v", name, err)
 	}

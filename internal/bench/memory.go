@@ -110,7 +110,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 	var out []BreakerMemory
 	cfg := client.DefaultConfig()
 	newB := func(name string) (*client.Breaker, error) {
-		return client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+		return client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	}
 	use := func(ctx context.Context, b *client.Breaker) error {
 		for i := 0; i < 20; i++ {
@@ -150,7 +150,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 		return nil, err
 	}
 	err = use(ctx, b)
-	b.Close(ctx)
+	b.Shutdown(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -179,7 +179,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 		if err == nil {
 			err = use(ctx, b)
 		}
-		b.Close(ctx)
+		b.Shutdown(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}

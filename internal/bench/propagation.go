@@ -114,7 +114,7 @@ func startLocalWatcher(ctx context.Context, addr, name string) (*watcher, error)
 	}()
 	return &watcher{events: out, local: local, stop: func() {
 		cancel()
-		_ = b.Close(context.Background())
+		_ = b.Shutdown(context.Background())
 		rdb.Close()
 	}}, nil
 }
@@ -235,7 +235,7 @@ func measurePropagation(ctx context.Context, ctl *redis.Client, addr, name strin
 	if err != nil {
 		return Propagation{}, err
 	}
-	defer a.Close(context.Background())
+	defer a.Shutdown(context.Background())
 	if err := a.Ready(ctx); err != nil {
 		return Propagation{}, err
 	}
@@ -326,7 +326,7 @@ func measureTripUnderLoad(ctx context.Context, ctl *redis.Client, addr, name str
 	if err != nil {
 		return Propagation{}, err
 	}
-	defer a.Close(context.Background())
+	defer a.Shutdown(context.Background())
 	if err := a.Ready(ctx); err != nil {
 		return Propagation{}, err
 	}

@@ -156,7 +156,7 @@ func TestDocumentedACLIsEnoughForWorkersAndEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	for range 3 {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("down") })
 	}

@@ -144,7 +144,7 @@ func Run(ctx context.Context, o Options) int {
 			fmt.Fprintln(out, "demo:", err)
 			return 1
 		}
-		defer b.Close(context.Background())
+		defer b.Shutdown(context.Background())
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
