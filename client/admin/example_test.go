@@ -74,3 +74,35 @@ func ExampleStatus() {
 	// Output:
 	// openai_transcription: closed, failures 0/5, recovery 30s
 }
+
+// List is the seed's get_all_circuit_breakers: every breaker in Redis.
+func ExampleList() {
+	mr := miniredis.NewMiniRedis()
+	if err := mr.Start(); err != nil {
+		panic(err)
+	}
+	defer mr.Close()
+	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+	defer rdb.Close()
+	ctx := context.Background()
+	for _, name := range []string{"openai_transcription", "payments"} {
+		_, _ = admin.Control(ctx, rdb, name, breakerbox.ActionReset, "example") // as a worker's first call would
+	}
+
+	breakers, err := admin.List(ctx, rdb)
+	if err != nil {
+		panic(err)
+	}
+	for _, cb := range breakers {
+		fmt.Printf("%s: %s\n", cb.Name, cb.State)
+		fmt.Printf("  Failures: %d/%d\n", cb.CurrentFailures, cb.FailureThreshold)
+		fmt.Printf("  Success Rate: %.1f%%\n", cb.SuccessRate)
+	}
+	// Output:
+	// openai_transcription: closed
+	//   Failures: 0/3
+	//   Success Rate: 100.0%
+	// payments: closed
+	//   Failures: 0/3
+	//   Success Rate: 100.0%
+}
