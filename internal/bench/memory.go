@@ -200,7 +200,7 @@ type Scale struct {
 	R2          float64      // of that line
 	SampleBytes int64        // MEMORY USAGE over one breaker's keys
 	SampleKeys  string
-	ListTimes   []time.Duration // client.List, each run
+	ListTimes   []time.Duration // admin.List, each run
 	ListMedian  time.Duration
 	Listed      int
 	NamesMedian time.Duration
@@ -217,7 +217,7 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (float64, error) {
 
 // MeasureScale creates n breakers the way the Go client leaves them
 // (config registered, in the registry, some outcomes; one in ten tripped
-// once), in steps, reading used_memory after each, then times client.List.
+// once), in steps, reading used_memory after each, then times admin.List.
 // It empties the server first (FLUSHALL: the benchmark's own server).
 func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int) (Scale, error) {
 	s := Scale{Breakers: n}
@@ -277,7 +277,7 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 		sts, err := admin.List(ctx, rdb)
 		s.ListTimes = append(s.ListTimes, time.Since(t0))
 		if err != nil {
-			return s, fmt.Errorf("client.List: %w", err)
+			return s, fmt.Errorf("admin.List: %w", err)
 		}
 		s.Listed = len(sts)
 		t0 = time.Now()
