@@ -44,6 +44,7 @@ type OpenError struct {
 	Cause error
 }
 
+// Error says which breaker refused, in which state and mode, and why.
 func (e *OpenError) Error() string {
 	msg := fmt.Sprintf("breaker %q: %v (state %s, mode %s", e.Name, ErrOpen, e.State, e.Mode)
 	if e.RetryAfter > 0 {

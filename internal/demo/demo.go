@@ -207,7 +207,7 @@ func Run(ctx context.Context, o Options) int {
 
 // watch prints every transition of the breaker as the script announces it.
 func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...any)) {
-	printed := "0" // a fresh breaker: closed in generation 0
+	printed := int64(0) // a fresh breaker: closed in generation 0
 	ps := rdb.Subscribe(ctx, breakerbox.Channel(Breaker))
 	defer ps.Close()
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // unblocks ReceiveMessage
@@ -216,18 +216,18 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 		if err != nil {
 			return
 		}
-		f := strings.Fields(msg.Payload)    // STATE GENERATION MODE RETRY_AFTER_MS
-		if len(f) != 4 || f[1] == printed { // a config change announces the same generation
+		a, err := breakerbox.ParseAnnouncement(msg.Payload)
+		if err != nil || a.Generation == printed { // a config change announces the same generation
 			continue
 		}
-		printed = f[1]
-		switch f[0] {
-		case "open":
-			say("breaker OPEN (generation %s): the fleet stops calling the upstream; probing in %sms", f[1], f[3])
-		case "half_open":
-			say("breaker HALF_OPEN (generation %s): admitting a few probes", f[1])
-		case "closed":
-			say("breaker CLOSED (generation %s): normal operation", f[1])
+		printed = a.Generation
+		switch a.State {
+		case breakerbox.StateOpen:
+			say("breaker OPEN (generation %d): the fleet stops calling the upstream; probing in %dms", a.Generation, a.RetryAfterMs())
+		case breakerbox.StateHalfOpen:
+			say("breaker HALF_OPEN (generation %d): admitting a few probes", a.Generation)
+		case breakerbox.StateClosed:
+			say("breaker CLOSED (generation %d): normal operation", a.Generation)
 		}
 	}
 }
