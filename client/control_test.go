@@ -162,3 +162,9 @@ func TestSetConfigChangesItForEveryWorker(t *testing.T) {
 		}
 	})
 }
+
+func TestCommandsDefaultToTheSameRedisURL(t *testing.T) {
+	if client.DefaultRedisURL != client.DefaultURLOfCommands {
+		t.Errorf("client.DefaultRedisURL %q, cbctl and alertd default to %q", client.DefaultRedisURL, client.DefaultURLOfCommands)
+	}
+}

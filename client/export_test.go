@@ -1,5 +1,7 @@
 package client
 
+import "github.com/breakerbox/breakerbox/internal/redisurl"
+
 // ViewGeneration returns the generation of b's view of its breaker, or -1
 // before it has one: tests wait on it after an operator action.
 func ViewGeneration(b *Breaker) int64 {
@@ -11,3 +13,7 @@ func ViewGeneration(b *Breaker) int64 {
 
 // AdmitsFromView reports whether b admits from its view (Fast admission).
 func AdmitsFromView(b *Breaker) bool { return b.o.admission == AdmitFast }
+
+// DefaultURLOfCommands is the default of cbctl and alertd, which must be
+// DefaultRedisURL.
+const DefaultURLOfCommands = redisurl.Default

@@ -7,7 +7,7 @@ import (
 )
 
 // DefaultRedisURL is used when REDIS_URL is unset, as in the seed.
-const DefaultRedisURL = redisurl.Default
+const DefaultRedisURL = "redis://localhost:6379/0"
 
 // RedisFromEnv builds a Redis client from the REDIS_URL environment variable
 // (default redis://localhost:6379/0). New never reads the environment.
