@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
@@ -227,7 +227,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 // discover lists every breaker (registry and SCAN, on every master of a
 // cluster) and sets up the group on the new ones.
 func (d *Daemon) discover(ctx context.Context) (ok bool) {
-	names, err := client.Names(ctx, d.rdb)
+	names, err := admin.Names(ctx, d.rdb)
 	d.mem.report("discover", "", err)
 	if err != nil {
 		if ctx.Err() == nil {

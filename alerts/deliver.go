@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // maxEntries bounds the entries one delivery round takes for a breaker
@@ -168,7 +170,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 		}
 	}
 
-	var entries []Transition
+	var entries []breakerbox.Transition
 	var handled []string // delivered before, pending again: acknowledge only
 	done := map[string]bool{}
 	for _, m := range msgs {
@@ -176,7 +178,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 			continue
 		}
 		done[m.ID] = true
-		t := parseTransition(m.ID, m.Values)
+		t := breakerbox.ParseTransition(m.ID, m.Values)
 		// Up to the record's watermark, or posted by this very daemon (a
 		// failover can lose the acknowledgement and the record with it).
 		if rec.Acked != "" && idLessEq(m.ID, rec.Acked) || d.mem.wasPosted(name, t) {
@@ -222,7 +224,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 // sendingOverlaps reports whether the in-flight mark "FIRST LAST CONSUMER
 // MS" of an interrupted attempt covers any of ts: that attempt may have
 // reached the sink.
-func sendingOverlaps(sending string, ts []Transition) bool {
+func sendingOverlaps(sending string, ts []breakerbox.Transition) bool {
 	f := strings.Fields(sending)
 	if len(f) < 2 || len(ts) == 0 {
 		return false
@@ -368,7 +370,7 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 }
 
 // allSeen reports whether every transition's entry is among seen.
-func allSeen(seen map[string]bool, ts []Transition) bool {
+func allSeen(seen map[string]bool, ts []breakerbox.Transition) bool {
 	for _, t := range ts {
 		if !seen[t.ID] {
 			return false

@@ -5,6 +5,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // memory is what one daemon remembers in its own process, beside the
@@ -28,7 +30,7 @@ type memory struct {
 	posted map[string][]postedEntry
 	// announced is, per breaker, the last transition this daemon posted:
 	// the state people were last told about.
-	announced map[string]Transition
+	announced map[string]breakerbox.Transition
 	// maybe is, per breaker, the in-flight mark of an attempt that may
 	// have reached the sink ("FIRST LAST CONSUMER MS").
 	maybe map[string]string
@@ -60,7 +62,7 @@ type Problem struct {
 
 func newMemory() memory {
 	return memory{problems: map[problemKey]*Problem{}, backoff: map[string]time.Duration{},
-		unacked: map[string]*step{}, posted: map[string][]postedEntry{}, announced: map[string]Transition{},
+		unacked: map[string]*step{}, posted: map[string][]postedEntry{}, announced: map[string]breakerbox.Transition{},
 		maybe: map[string]string{}}
 }
 
@@ -170,7 +172,7 @@ func (m *memory) delivered(breaker string, a Alert, posted bool) {
 
 // wasPosted reports whether this daemon posted the entry t (same ID and
 // generation) already.
-func (m *memory) wasPosted(breaker string, t Transition) bool {
+func (m *memory) wasPosted(breaker string, t breakerbox.Transition) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for _, p := range m.posted[breaker] {
@@ -182,7 +184,7 @@ func (m *memory) wasPosted(breaker string, t Transition) bool {
 }
 
 // lastAnnounced returns the last transition this daemon posted for breaker.
-func (m *memory) lastAnnounced(breaker string) (Transition, bool) {
+func (m *memory) lastAnnounced(breaker string) (breakerbox.Transition, bool) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	t, ok := m.announced[breaker]
@@ -204,7 +206,7 @@ func (m *memory) getMaybe(breaker string) string {
 }
 
 // clearMaybe forgets the mark once entries up to its end are acknowledged.
-func (m *memory) clearMaybe(breaker string, acked []Transition) {
+func (m *memory) clearMaybe(breaker string, acked []breakerbox.Transition) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	f := strings.Fields(m.maybe[breaker])
@@ -222,7 +224,7 @@ func (m *memory) clearMaybe(breaker string, acked []Transition) {
 // past what this daemon posted (another daemon may have posted the
 // closing). It returns the re-made opening's ID with the opening posted
 // before, or nil.
-func (d *Daemon) remade(name string, rec record, entries []Transition) map[string]Transition {
+func (d *Daemon) remade(name string, rec record, entries []breakerbox.Transition) map[string]breakerbox.Transition {
 	last, ok := d.mem.lastAnnounced(name)
 	if !ok || len(entries) == 0 || (last.To != "open" && last.To != "half_open") {
 		return nil
@@ -236,5 +238,5 @@ func (d *Daemon) remade(name string, rec record, entries []Transition) map[strin
 	}
 	d.log.Warn("an opening repeats one already posted with no closing between: a Redis failover lost the first",
 		"breaker", name, "posted", last.ID, "posted_generation", last.Generation, "again", e.ID, "generation", e.Generation)
-	return map[string]Transition{e.ID: last}
+	return map[string]breakerbox.Transition{e.ID: last}
 }

@@ -11,7 +11,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -248,8 +247,8 @@ func TestAnOpeningRemadeAfterAFailoverIsPostedAsSuch(t *testing.T) {
 	}
 
 	recoverBreaker(t, b)
-	control(t, rdb, "alpha", client.ActionForceOpen, "ops")
-	control(t, rdb, "alpha", client.ActionReset, "ops")
+	control(t, rdb, "alpha", breakerbox.ActionForceOpen, "ops")
+	control(t, rdb, "alpha", breakerbox.ActionReset, "ops")
 	trip(t, b, "third")
 	waitDrained(t, d, 1)
 	for _, a := range rec.Alerts()[2:] {

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -43,18 +44,18 @@ func documentedRule(t *testing.T, user, password string) []any {
 
 func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 	srv := redistest.Start(t)
-	admin := srv.Client(t)
+	root := srv.Client(t)
 	ctx := context.Background()
-	if err := admin.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
+	if err := root.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
 		"--discovery-interval", "200ms", "--consumer", "acl", "--retry-min", "50ms", "--claim-min-idle", "1s")
 
 	// Workers use the administrator's connection; alertd only its own.
-	tripBreaker(t, admin, "alpha", "upstream down")
+	tripBreaker(t, root, "alpha", "upstream down")
 	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: alpha") == 1 })
-	if _, err := client.Control(ctx, admin, "alpha", client.ActionReset, "ops"); err != nil {
+	if _, err := admin.Control(ctx, root, "alpha", breakerbox.ActionReset, "ops"); err != nil {
 		t.Fatal(err)
 	}
 	waitUntil(t, "the reset", 10*time.Second, func() bool { return a.count("🛠️ Circuit Breaker Reset: alpha") == 1 })
@@ -82,10 +83,10 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 	// of the docs) posts, but cannot acknowledge: /healthz says so.
 	workers := []any{"ACL", "SETUSER", "alertd", "reset", "on", ">alertd-pw", "~circuit_breaker:*", "&circuit_breaker:*",
 		"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}
-	if err := admin.Do(ctx, workers...).Err(); err != nil {
+	if err := root.Do(ctx, workers...).Err(); err != nil {
 		t.Fatal(err)
 	}
-	tripBreaker(t, admin, "beta", "also down")
+	tripBreaker(t, root, "beta", "also down")
 	var h = struct{ problems string }{}
 	waitUntil(t, "/healthz 503 naming the refused WATCH", 15*time.Second, func() bool {
 		code, hz, err := a.healthz()
@@ -108,18 +109,18 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 // is delivered at once, from its announcement, with discovery far off).
 func TestAlertdSubscriptionUnderTheChannelRule(t *testing.T) {
 	srv := redistest.Start(t)
-	admin := srv.Client(t)
+	root := srv.Client(t)
 	ctx := context.Background()
-	if err := admin.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
+	if err := root.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
 		"--discovery-interval", "1h", "--consumer", "acl")
 	waitUntil(t, "alertd's pattern subscription", 10*time.Second, func() bool {
-		n, err := admin.PubSubNumPat(ctx).Result()
+		n, err := root.PubSubNumPat(ctx).Result()
 		return err == nil && n == 1
 	})
-	tripBreaker(t, admin, "fresh", "down")
+	tripBreaker(t, root, "fresh", "down")
 	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: fresh") == 1 })
 	if _, h, err := a.healthz(); err != nil || !h.OK {
 		t.Errorf("/healthz %+v %v", h, err)

@@ -12,6 +12,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redisconn"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
@@ -204,7 +205,7 @@ func TestAlertdFollowsAClusterFailover(t *testing.T) {
 	var made time.Time
 	waitUntil(t, "a reset through the promoted replica", 10*time.Second, func() bool {
 		made = time.Now()
-		_, err := client.Control(ctx, workers, victim, client.ActionReset, "ops")
+		_, err := admin.Control(ctx, workers, victim, breakerbox.ActionReset, "ops")
 		return err == nil
 	})
 	posted = waitPosted(t, a, 1, "🛠️ Circuit Breaker Reset: "+victim)
@@ -256,7 +257,7 @@ func TestAlertdFollowsASentinelFailover(t *testing.T) {
 	var made time.Time
 	waitUntil(t, "a reset through the new master", 10*time.Second, func() bool {
 		made = time.Now()
-		_, err := client.Control(ctx, workers, "alpha", client.ActionReset, "ops")
+		_, err := admin.Control(ctx, workers, "alpha", breakerbox.ActionReset, "ops")
 		return err == nil
 	})
 	posted := waitPosted(t, a, 1, "🛠️ Circuit Breaker Reset: alpha")
@@ -281,14 +282,17 @@ func TestAlertdMarksAnOpeningRemadeAfterAFailover(t *testing.T) {
 	workers := g.Client(t)
 	a := startAlertd(t, map[string]string{"REDIS_URL": g.URL()}, "--consumer", "remade", "--retry-min", "100ms")
 	// The breaker exists on both servers before the cut.
-	b, err := client.New(workers, "alpha", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(workers, "alpha", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := b.Status(ctx); err != nil {
+	if err := b.Ready(ctx); err != nil {
 		t.Fatal(err)
 	}
-	_ = b.Close(ctx)
+	if _, err := admin.Status(ctx, workers, "alpha"); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Shutdown(ctx)
 	waitUntil(t, "alertd to know alpha", 10*time.Second, func() bool {
 		_, h, err := a.healthz()
 		return err == nil && h.Breakers == 1 && h.OK
