@@ -481,7 +481,10 @@ func (d *Daemon) read(ctx context.Context) {
 		case errors.Is(err, redis.Nil):
 			d.mem.report("read", "", nil)
 			continue // timed out or unblocked
-		case redis.HasErrorPrefix(err, "NOGROUP"):
+		case redis.HasErrorPrefix(err, "NOGROUP"), redis.HasErrorPrefix(err, "UNBLOCKED"):
+			// A stream lost its group, or was deleted while the read
+			// waited on it (Redis 7: "UNBLOCKED the stream key no longer
+			// exists").
 			d.regroupAll(ctx, names)
 			continue
 		case redis.HasErrorPrefix(err, "WRONGTYPE"):

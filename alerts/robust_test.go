@@ -236,6 +236,8 @@ func TestAnOpeningRemadeAfterAFailoverIsPostedAsSuch(t *testing.T) {
 	if err := rdb.Del(ctx, lost...).Err(); err != nil {
 		t.Fatal(err)
 	}
+	// A worker that starts afresh (the old one's view says open).
+	b = newBreaker(t, rdb, "alpha", fastConfig(50*time.Millisecond))
 	trip(t, b, "again")
 	got := waitAlerts(t, rec, 2)
 	again := got[1]
