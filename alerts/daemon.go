@@ -443,6 +443,7 @@ func (d *Daemon) read(ctx context.Context) {
 	})
 	defer stop()
 
+	connFailed := false // the last read failed on the connection, not with a reply
 	for ctx.Err() == nil {
 		if conn == nil {
 			conn = c.Conn()
@@ -451,8 +452,15 @@ func (d *Daemon) read(ctx context.Context) {
 			// Without CLIENT ID (denied by an ACL, or a server such as
 			// miniredis that lacks it) the read still works; only the
 			// unblocking is lost, so the wait is kept short instead.
-			if id, err := conn.ClientID(ctx).Result(); err == nil {
+			id, err := conn.ClientID(ctx).Result()
+			if err == nil {
 				d.readerID.Store(id)
+			}
+			if connFailed && (err == nil || isReply(err)) {
+				// Redis answers on the new connection: a read error of the
+				// old one is over, without waiting for this read's block.
+				connFailed = false
+				d.mem.report("read", "", nil)
 			}
 		}
 		block := d.cfg.Block
@@ -495,6 +503,7 @@ func (d *Daemon) read(ctx context.Context) {
 			if !isReply(err) {
 				_ = conn.Close()
 				conn = nil
+				connFailed = true
 			}
 			d.readFailed(ctx, err)
 			continue
