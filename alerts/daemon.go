@@ -41,7 +41,9 @@ type Daemon struct {
 
 // New returns a daemon reading breakers from rdb (a *redis.Client for a
 // standalone or Sentinel-managed server, or a *redis.ClusterClient) and
-// posting to sink. Zero fields of cfg take their documented defaults.
+// posting to sink. Zero fields of cfg take their documented defaults. A
+// cluster client is made to reload its slot map as soon as a call fails
+// (docs/operations.md, "Failovers").
 func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 	if rdb == nil {
 		return nil, errors.New("alerts: nil redis client")

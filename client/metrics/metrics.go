@@ -78,7 +78,9 @@ func WithTimeout(d time.Duration) Option { return func(c *Collector) { c.timeout
 func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
 
 // NewCollector returns a Collector reading rdb. It validates the options and
-// makes no Redis call.
+// makes no Redis call. A *redis.ClusterClient is made to reload its slot map
+// as soon as a call fails (after a failover, not at go-redis's 60s timer):
+// see docs/operations.md, "Failovers".
 func NewCollector(rdb redis.UniversalClient, opts ...Option) (*Collector, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("metrics: nil redis client")

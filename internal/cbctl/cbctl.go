@@ -103,8 +103,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	e := &env{g: &globals{output: "text", timeout: 10 * time.Second}, stdout: stdout, stderr: stderr, getenv: getenv}
 	defer func() {
-		if e.rdb != nil {
+		if e.rdb == nil {
+			return
+		}
+		// A Sentinel client whose sentinels are unreachable takes over a
+		// second to close (go-redis); cbctl is about to exit, so it waits
+		// for the close only briefly.
+		closed := make(chan struct{})
+		go func() {
 			_ = e.rdb.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(100 * time.Millisecond):
 		}
 	}()
 	err := e.run(ctx, args)
