@@ -23,6 +23,8 @@ type clockView struct {
 	// window returns the Redis-clock interval in which the steps at offset
 	// at ran (real clocks only).
 	window func(at int64) (lo, hi int64, err error)
+	// gen maps an engine's generation to its ordinal (nil: no mapping).
+	gen func(v any) (any, error)
 }
 
 // match compares one expected value (from a vector) with one actual value
@@ -32,6 +34,12 @@ func (c *clockView) match(field string, want, got any) error {
 		return c.matchMatcher(field, m, got)
 	}
 	want = number(want)
+	if field == "generation" && c.gen != nil {
+		var err error
+		if got, err = c.gen(got); err != nil {
+			return err
+		}
+	}
 	if s, ok := want.(string); ok && strings.HasPrefix(s, "@") {
 		return c.matchInstant(s, got)
 	}
