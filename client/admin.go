@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,7 +22,8 @@ type Status struct {
 	Name              string        `json:"name"`
 	State             State         `json:"state"`
 	Mode              Mode          `json:"mode"`
-	Generation        int64         `json:"generation"`
+	Generation        int64         `json:"generation"`  // max(previous+1, Redis ms) at each transition
+	Transitions       int64         `json:"transitions"` // changes of state or mode so far
 	CurrentFailures   int64         `json:"current_failures"`
 	FailureThreshold  int64         `json:"failure_threshold"`
 	SuccessThreshold  int64         `json:"success_threshold"`
@@ -68,7 +70,7 @@ func parseStatus(name string, res any) (Status, error) {
 	}
 	st := Status{Name: name}
 	ints := map[string]*int64{
-		"generation": &st.Generation, "current_failures": &st.CurrentFailures,
+		"generation": &st.Generation, "transitions": &st.Transitions, "current_failures": &st.CurrentFailures,
 		"failure_threshold": &st.FailureThreshold, "success_threshold": &st.SuccessThreshold,
 		"half_open_max_calls": &st.HalfOpenMaxCalls, "total_successes": &st.TotalSuccesses,
 		"total_failures": &st.TotalFailures, "total_refused": &st.TotalRefused,
@@ -129,7 +131,11 @@ func evalOp(ctx context.Context, rdb redis.UniversalClient, name string, args ..
 	if err := breakerbox.ValidateName(name); err != nil {
 		return nil, err
 	}
-	res, err := breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
+	script := breakerbox.Breaker
+	if args[0] == "status" {
+		script = breakerbox.StatusScript // read-only: EVALSHA_RO, on replicas too
+	}
+	res, err := script.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: %s: %w", name, args[0], breakerbox.ScriptError(err))
 	}
@@ -162,6 +168,11 @@ type Event struct {
 // ReadHistory returns up to limit of the breaker's latest events, newest
 // first. An entry that is not valid JSON (a hand-edited list) is returned
 // as an event named "unreadable" with the raw text in Detail.
+//
+// The stored entries are compact (docs/protocol.md, Events): "to" is left
+// out where the event says it and "from" where the previous entry says
+// it; ReadHistory fills both in. The oldest entry's From stays empty when
+// nothing older says it.
 func ReadHistory(ctx context.Context, rdb redis.UniversalClient, name string, limit int) ([]Event, error) {
 	if err := breakerbox.ValidateName(name); err != nil {
 		return nil, err
@@ -169,21 +180,55 @@ func ReadHistory(ctx context.Context, rdb redis.UniversalClient, name string, li
 	if limit <= 0 {
 		return nil, nil
 	}
-	raw, err := rdb.LRange(ctx, breakerbox.Key(name, "history"), 0, int64(limit-1)).Result()
+	// One entry more than asked: the oldest entry's "from" is its "to".
+	raw, err := rdb.LRange(ctx, breakerbox.Key(name, "history"), 0, int64(limit)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: history: %w", name, err)
 	}
 	out := make([]Event, 0, len(raw))
+	readable := make([]bool, 0, len(raw))
 	for _, r := range raw {
 		var e Event
-		if err := json.Unmarshal([]byte(r), &e); err != nil {
+		ok := json.Unmarshal([]byte(r), &e) == nil
+		if !ok {
 			e = Event{Event: "unreadable", Detail: r}
+		} else if e.To == "" {
+			e.To = impliedTo[e.Event]
 		}
 		e.Time = msTime(e.TS)
 		out = append(out, e)
+		readable = append(readable, ok)
+	}
+	// Oldest first: a config change keeps the state; a transition starts
+	// where the previous entry left the breaker.
+	for i := len(out) - 1; i >= 0; i-- {
+		if !readable[i] {
+			continue
+		}
+		prev := ""
+		if i+1 < len(out) && readable[i+1] {
+			prev = out[i+1].To
+		}
+		if out[i].Event == "config_changed" && out[i].To == "" {
+			out[i].To = prev
+		}
+		if out[i].From == "" {
+			out[i].From = prev
+			if out[i].Event == "config_changed" {
+				out[i].From = out[i].To
+			}
+		}
+	}
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }
+
+// impliedTo is the state each event leaves the breaker in, where the event
+// alone says it (released depends on the mode it ends, so it is stored).
+var impliedTo = map[string]string{"opened": "open", "half_opened": "half_open", "closed": "closed",
+	"reset": "closed", "forced_open": "open", "disabled": "closed", "repaired": "closed"}
 
 // Action is an operator control.
 type Action string
@@ -360,19 +405,21 @@ type result struct {
 	err error // an error reply of the script for this breaker alone
 }
 
-// statusPipeline runs the status operation for names in one pipeline. If
-// the server lost the script (NOSCRIPT), it loads it once and runs the
-// pipeline again.
+// statusPipeline runs lua/status-8.lua for names in one pipeline. If the
+// server lost the script (NOSCRIPT), it loads it and runs the pipeline
+// again; if the server cannot run it as sent (no usable EVALSHA_RO, no
+// shebang), one status read through Script.Run learns what it needs first.
 func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []string) ([]result, error) {
+	script := breakerbox.StatusScript
 	for attempt := 0; ; attempt++ {
 		cmds := make([]*redis.Cmd, len(names))
 		pipe := rdb.Pipeline()
 		for i, n := range names {
-			cmds[i] = pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, breakerbox.Keys(n), "status")
+			cmds[i] = script.Queue(ctx, pipe, rdb, breakerbox.Keys(n), "status")
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
 		out := make([]result, len(cmds))
-		noscript := false
+		noscript, unusable := false, -1
 		for i, cmd := range cmds {
 			val, err := cmd.Result()
 			var rerr redis.Error
@@ -381,20 +428,30 @@ func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []stri
 				out[i] = result{val: val}
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
 				noscript = true
+			case errors.As(err, &rerr) && !strings.HasPrefix(err.Error(), "BAD"):
+				unusable = i // an unknown EVALSHA_RO, a refused read-only run
 			case errors.As(err, &rerr):
 				out[i] = result{err: breakerbox.ScriptError(err)}
 			default:
 				return nil, fmt.Errorf("read breakers: %w", err)
 			}
 		}
-		if !noscript {
+		if !noscript && unusable < 0 {
 			return out, nil
 		}
-		if attempt > 0 {
-			return nil, fmt.Errorf("read breakers: script still missing after SCRIPT LOAD")
+		if attempt > 1 {
+			return nil, fmt.Errorf("read breakers: the status script still cannot run: %w", cmds[max(unusable, 0)].Err())
 		}
-		if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
-			return nil, fmt.Errorf("read breakers: load script: %w", err)
+		if unusable >= 0 {
+			if err := script.Run(ctx, rdb, breakerbox.Keys(names[unusable]), "status").Err(); err != nil &&
+				!strings.HasPrefix(err.Error(), "BAD") {
+				return nil, fmt.Errorf("read breakers: %w", err)
+			}
+		}
+		if noscript {
+			if _, err := script.Load(ctx, rdb); err != nil {
+				return nil, fmt.Errorf("read breakers: load script: %w", err)
+			}
 		}
 	}
 }

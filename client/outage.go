@@ -126,7 +126,11 @@ func newLocalBreaker(b *Breaker) *localBreaker {
 }
 
 func (l *localBreaker) eval(args ...string) ([]any, error) {
-	res, err := l.engine.Eval(breakerbox.Breaker.Source, l.b.keys, args...)
+	script := breakerbox.Breaker
+	if args[0] == "status" {
+		script = breakerbox.StatusScript
+	}
+	res, err := l.engine.Eval(script.Source, l.b.keys, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -160,7 +164,7 @@ func (l *localBreaker) record(o outcome) {
 			}
 		}
 	}
-	if _, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err); err != nil {
+	if _, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, "", ""); err != nil {
 		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
 	}
 }

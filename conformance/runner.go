@@ -97,8 +97,8 @@ type run struct {
 	timed   bool
 	scale   int64
 	start   int64
-	mark    int64 // max over timer steps j of after_j - scale*at_j
-	lastGen int64 // generation in the last reply that had one (-1: none yet)
+	mark    int64   // max over timer steps j of after_j - scale*at_j
+	lastGen int64   // generation in the last reply that had one (-1: none yet)
 	gens    []int64 // the engine's generations in order: gens[k] is ordinal k
 	ats     []int64
 	before  []int64

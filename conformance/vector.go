@@ -41,22 +41,22 @@ type Step struct {
 	// seed, status, eval, redis, check, repeat.
 	Op string `json:"op"`
 
-	As       string    `json:"as,omitempty"`       // allow: name under which later steps find the permit
-	Permit   string    `json:"permit,omitempty"`   // success, failure, release: the permit reported
-	Error    string    `json:"error,omitempty"`    // failure: the error text
-	Refused  int64     `json:"refused,omitempty"`  // record: calls refused by the worker itself; tally: refusals to add
+	As       string    `json:"as,omitempty"`        // allow: name under which later steps find the permit
+	Permit   string    `json:"permit,omitempty"`    // success, failure, release: the permit reported
+	Error    string    `json:"error,omitempty"`     // failure: the error text
+	Refused  int64     `json:"refused,omitempty"`   // record: calls refused by the worker itself; tally: refusals to add
 	Success  int64     `json:"successes,omitempty"` // tally: successes to add
 	Failure  int64     `json:"failures,omitempty"`  // tally: failures to add
-	Outcomes []Outcome `json:"outcomes,omitempty"` // record: outcome groups, in order
-	Action   string    `json:"action,omitempty"`   // control: the action
-	Actor    string    `json:"actor,omitempty"`    // control, configure, seed
-	Fields   []any     `json:"fields,omitempty"`   // configure, seed: FIELD VALUE ... (strings or integers)
-	Keys     []string  `json:"keys,omitempty"`     // eval: key suffixes instead of the eight keys (or full keys with "=")
-	Args     []any     `json:"args,omitempty"`     // eval: ARGV, verbatim
-	Script   string    `json:"script,omitempty"`   // eval: "status" runs status-8.lua (default breaker-8.lua)
-	Command  []string  `json:"command,omitempty"`  // redis: a raw command; "$suffix" names a key of the breaker
-	Times    int       `json:"times,omitempty"`    // repeat: how many times
-	Steps    []Step    `json:"steps,omitempty"`    // repeat: the steps repeated
+	Outcomes []Outcome `json:"outcomes,omitempty"`  // record: outcome groups, in order
+	Action   string    `json:"action,omitempty"`    // control: the action
+	Actor    string    `json:"actor,omitempty"`     // control, configure, seed
+	Fields   []any     `json:"fields,omitempty"`    // configure, seed: FIELD VALUE ... (strings or integers)
+	Keys     []string  `json:"keys,omitempty"`      // eval: key suffixes instead of the eight keys (or full keys with "=")
+	Args     []any     `json:"args,omitempty"`      // eval: ARGV, verbatim
+	Script   string    `json:"script,omitempty"`    // eval: "status" runs status-8.lua (default breaker-8.lua)
+	Command  []string  `json:"command,omitempty"`   // redis: a raw command; "$suffix" names a key of the breaker
+	Times    int       `json:"times,omitempty"`     // repeat: how many times
+	Steps    []Step    `json:"steps,omitempty"`     // repeat: the steps repeated
 	Expect   *Expect   `json:"expect,omitempty"`
 }
 
@@ -112,7 +112,7 @@ var ReplyFields = map[string][]string{
 }
 
 // StatusFields are the fields the status operation must report.
-var StatusFields = []string{"state", "mode", "generation", "current_failures",
+var StatusFields = []string{"state", "mode", "generation", "transitions", "current_failures",
 	"failure_threshold", "success_threshold", "half_open_max_calls",
 	"recovery_timeout_ms", "request_timeout_ms", "total_successes",
 	"total_failures", "total_refused", "total_requests", "success_rate",

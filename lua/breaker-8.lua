@@ -7,7 +7,7 @@ KEYS (exactly these, in this order, for one breaker NAME; see docs/protocol.md)
   KEYS[1] circuit_breaker:{NAME}:state              string: closed | open | half_open
   KEYS[2] circuit_breaker:{NAME}:failures           string: consecutive failures (absent: 0)
   KEYS[3] circuit_breaker:{NAME}:last_failure_time  string: unix ms of the last failure
-  KEYS[4] circuit_breaker:{NAME}:metrics            hash: generation, mode, totals, ... (absent field: 0)
+  KEYS[4] circuit_breaker:{NAME}:metrics            hash: generation, transitions, mode, totals, ... (absent field: 0)
   KEYS[5] circuit_breaker:{NAME}:history            list: last 100 events, compact JSON, newest first
   KEYS[6] circuit_breaker:{NAME}:config             hash: thresholds and timeouts
   KEYS[7] circuit_breaker:{NAME}:probes             zset: half-open probe leases -> expiry ms
@@ -121,7 +121,7 @@ end
 
 -- The breaker as loaded: state and failures keys, metrics fields (absent: 0).
 local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'outage_started_at',
-  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused'}
+  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions'}
 local stored_state, state, failures, stored_failures
 local m, raw, dirty = {}, {}, {}
 
@@ -275,6 +275,7 @@ local function transition(event, to, actor, err)
   state = to
   -- Never repeats, never goes back, even when a failover lost the last writes.
   put('generation', math.max(m.generation + 1, t))
+  put('transitions', m.transitions + 1)
   put('half_open_successes', 0)
   put('lease_seq', 0)
   redis.call('DEL', K_PROBES)

@@ -118,7 +118,8 @@ end
 local failures = counter('failures', read('GET', K_FAILURES))
 local last_failure_time = counter('last_failure_time', read('GET', K_LAST_FAILURE))
 local mf = {'generation', 'mode', 'opened_at', 'half_open_successes', 'total_successes',
-  'total_failures', 'total_refused', 'last_failure_error', 'outage_started_at', 'outage_refused', 'lease_seq'}
+  'total_failures', 'total_refused', 'last_failure_error', 'outage_started_at', 'outage_refused', 'lease_seq',
+  'transitions'}
 local mv = read('HMGET', K_METRICS, unpack(mf)) or {}
 local m = {}
 for i, f in ipairs(mf) do
@@ -154,7 +155,8 @@ end
 local s, f, r = m.total_successes, m.total_failures, m.total_refused
 local rate = '100.0'
 if s + f > 0 then rate = string.format('%.1f', 100 * s / (s + f)) end
-return {'state', state, 'mode', mode, 'generation', m.generation, 'current_failures', failures,
+return {'state', state, 'mode', mode, 'generation', m.generation, 'transitions', m.transitions,
+  'current_failures', failures,
   'failure_threshold', cfg.failure_threshold, 'success_threshold', cfg.success_threshold,
   'half_open_max_calls', cfg.half_open_max_calls, 'recovery_timeout_ms', cfg.recovery_timeout_ms,
   'request_timeout_ms', cfg.request_timeout_ms, 'total_successes', s, 'total_failures', f,

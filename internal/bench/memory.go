@@ -128,11 +128,11 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 	name := "mem-protocol-only"
 	keys := breakerbox.Keys(name)
 	for i := 0; i < 20; i++ {
-		if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "s", 0, "", "").Err(); err != nil {
+		if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "s", 0, "", "", "", "").Err(); err != nil {
 			return nil, err
 		}
 	}
-	if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "f", 0, "", realisticError.Error()).Err(); err != nil {
+	if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "f", 0, "", realisticError.Error(), "", "").Err(); err != nil {
 		return nil, err
 	}
 	m, err := breakerMemory(ctx, rdb, "used, never tripped, protocol-only worker (no configure: no history)", name)
@@ -247,10 +247,10 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 				pipe.SAdd(ctx, breakerbox.RegistryKey, name)
 				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, cfgArgs...)
 				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
-					"s", 0, "", "", "s", 0, "", "", "f", 0, "", errText, "s", 0, "", "")
+					"s", 0, "", "", "", "", "s", 0, "", "", "", "", "f", 0, "", errText, "", "", "s", 0, "", "", "", "")
 				if i%10 == 0 {
 					pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
-						"f", 0, "", errText, "f", 0, "", errText, "f", 0, "", errText)
+						"f", 0, "", errText, "", "", "f", 0, "", errText, "", "", "f", 0, "", errText, "", "")
 				}
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
