@@ -20,8 +20,13 @@ type Transition struct {
 	From, To string
 	// Mode after the transition: normal, forced_open or disabled.
 	Mode string
-	// Generation after the transition.
+	// Generation after the transition: max(previous + 1, Redis ms), so it
+	// orders transitions but does not count them.
 	Generation int64
+	// Transitions counts the breaker's transitions up to this one (0 in
+	// entries written before the field existed): a gap means entries were
+	// trimmed before they were read.
+	Transitions int64
 	// Time of the transition on Redis's clock, UTC.
 	Time time.Time
 	// Failures is the consecutive failure count after the transition.
@@ -66,7 +71,7 @@ func parseTransition(id string, values map[string]any) Transition {
 	}
 	tr := Transition{
 		ID: id, Event: str("event"), From: str("from"), To: str("to"), Mode: str("mode"),
-		Generation: num("generation"), Failures: num("failures"),
+		Generation: num("generation"), Transitions: num("transitions"), Failures: num("failures"),
 		FailureThreshold: num("failure_threshold"),
 		RecoveryTimeout:  time.Duration(num("recovery_timeout_ms")) * time.Millisecond,
 		LastError:        str("last_error"),
@@ -82,6 +87,16 @@ func parseTransition(id string, values map[string]any) Transition {
 		tr.Event = "unknown"
 	}
 	return tr
+}
+
+// seq is the entry's place in the breaker's transitions: Transitions, or
+// for entries written before that field existed, the generation (which
+// counted transitions then).
+func (t Transition) seq() int64 {
+	if t.Transitions > 0 {
+		return t.Transitions
+	}
+	return t.Generation
 }
 
 // Operator reports whether the transition is an operator action (or a

@@ -392,8 +392,8 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 				return // another daemon took over; its record wins
 			}
 			fields := []any{"acked", last.ID}
-			if last.Generation > 0 {
-				fields = append(fields, "acked_gen", strconv.FormatInt(last.Generation, 10))
+			if last.seq() > 0 {
+				fields = append(fields, "acked_gen", strconv.FormatInt(last.seq(), 10))
 			}
 			if !st.windowStart.IsZero() {
 				fields = append(fields, "window_start", strconv.FormatInt(st.windowStart.UnixMilli(), 10))

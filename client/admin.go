@@ -219,6 +219,14 @@ func ReadHistory(ctx context.Context, rdb redis.UniversalClient, name string, li
 			}
 		}
 	}
+	// A list that was read to its end and never reached the cap was never
+	// trimmed: its oldest entry starts from a new breaker's closed.
+	if n := len(out); n > 0 && n <= limit && n < 100 && readable[n-1] && out[n-1].From == "" {
+		out[n-1].From = "closed"
+		if out[n-1].Event == "config_changed" {
+			out[n-1].To = "closed"
+		}
+	}
 	if len(out) > limit {
 		out = out[:limit]
 	}

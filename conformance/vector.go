@@ -125,7 +125,7 @@ var statusStrings = map[string]bool{"state": true, "mode": true, "success_rate":
 // StreamFields are the fields of every transition stream entry.
 var StreamFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
 	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
-	"outage_ms", "refused", "actor"}
+	"outage_ms", "refused", "actor", "transitions"}
 
 // HistoryFields are the fields every JSON history entry has; from, to,
 // actor, error and detail appear only when the entry needs them.

@@ -284,7 +284,7 @@ local function transition(event, to, actor, err)
     'time_ms', int(t), 'failures', int(failures), 'failure_threshold', int(cfg.failure_threshold),
     'recovery_timeout_ms', int(cfg.recovery_timeout_ms), 'last_error', err,
     'outage_ms', int(in_outage and t - m.outage_started_at or 0),
-    'refused', int(in_outage and m.outage_refused or 0), 'actor', actor}
+    'refused', int(in_outage and m.outage_refused or 0), 'actor', actor, 'transitions', int(m.transitions)}
   if failed(redis.pcall('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))) then
     redis.call('DEL', K_EVENTS)
     redis.call('XADD', K_EVENTS, 'MAXLEN', STREAM_MAX, '*', unpack(fields))

@@ -52,7 +52,7 @@ STATUS_FIELDS = ["state", "mode", "generation", "transitions", "current_failures
 STATUS_STRINGS = {"state", "mode", "success_rate", "last_failure_error", "corrupt"}
 STREAM_FIELDS = ["event", "from", "to", "mode", "generation", "time_ms", "failures",
                  "failure_threshold", "recovery_timeout_ms", "last_error", "outage_ms",
-                 "refused", "actor"]
+                 "refused", "actor", "transitions"]
 HISTORY_FIELDS = ["ts", "event", "generation"]
 OP_KIND = {"allow": "allow", "success": "record", "failure": "record", "release": "record",
            "record": "record", "tally": "tally", "control": "control", "reset": "control",

@@ -220,8 +220,8 @@ func TestTripUnderLoadIsSeenByTheOtherProcess(t *testing.T) {
 	if p.Trips != 2 || p.LocalRefus != 2 || p.P50 <= 0 {
 		t.Errorf("propagation under load %+v", p)
 	}
-	st, err := ctl.HGet(ctx, "circuit_breaker:{p-load}:metrics", "generation").Int()
+	st, err := ctl.HGet(ctx, "circuit_breaker:{p-load}:metrics", "transitions").Int()
 	if err != nil || st != 3 { // opened, reset, opened
-		t.Errorf("generation %d (%v), want 3: two trips and a reset", st, err)
+		t.Errorf("transitions %d (%v), want 3: two trips and a reset", st, err)
 	}
 }

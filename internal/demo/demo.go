@@ -206,7 +206,7 @@ func Run(ctx context.Context, o Options) int {
 
 // watch prints every transition of the breaker as the script announces it.
 func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...any)) {
-	printed := "0" // a fresh breaker: closed in generation 0
+	printed, n := "0", 0 // a fresh breaker: closed in generation 0
 	ps := rdb.Subscribe(ctx, breakerbox.Channel(Breaker))
 	defer ps.Close()
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // unblocks ReceiveMessage
@@ -219,14 +219,14 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 		if len(f) != 4 || f[1] == printed { // a config change announces the same generation
 			continue
 		}
-		printed = f[1]
+		printed, n = f[1], n+1
 		switch f[0] {
 		case "open":
-			say("breaker OPEN (generation %s): the fleet stops calling the upstream; probing in %sms", f[1], f[3])
+			say("breaker OPEN (transition %d): the fleet stops calling the upstream; probing in %sms", n, f[3])
 		case "half_open":
-			say("breaker HALF_OPEN (generation %s): admitting a few probes", f[1])
+			say("breaker HALF_OPEN (transition %d): admitting a few probes", n)
 		case "closed":
-			say("breaker CLOSED (generation %s): normal operation", f[1])
+			say("breaker CLOSED (transition %d): normal operation", n)
 		}
 	}
 }
