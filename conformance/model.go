@@ -301,7 +301,7 @@ func (m *Model) Tally(successes, failures, refused int64) []any {
 func (m *Model) Status() map[string]any {
 	return map[string]any{
 		"state": m.State, "mode": m.Mode, "generation": m.Generation, "transitions": int64(len(m.Events)),
-		"current_failures": m.Failures,
+		"current_failures":  m.Failures,
 		"failure_threshold": m.Cfg("failure_threshold"), "success_threshold": m.Cfg("success_threshold"),
 		"half_open_max_calls": m.Cfg("half_open_max_calls"), "recovery_timeout_ms": m.Cfg("recovery_timeout_ms"),
 		"request_timeout_ms": m.Cfg("request_timeout_ms"), "total_successes": m.TotalSuccesses,

@@ -402,7 +402,7 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 		for i, a := range s.Command {
 			if suffix, ok := strings.CutPrefix(a, "$"); ok {
 				a = breakerbox.Key(r.t.Name(), suffix)
-			} else if strings.Contains(a, "{$name}") {
+			} else if strings.Contains(a, "{$name") {
 				a = r.key(a)
 			}
 			args[i] = a
@@ -433,13 +433,14 @@ func (r *run) evalScript(ctx context.Context, script *breakerbox.Script, keys []
 }
 
 // key names a key of a step: a suffix of the breaker's keys ("state"), or,
-// when it holds a ':', a key written out in full in which "{$name}" stands
-// for the breaker's hash tag ("circuit_breaker:{$name}:unrelated").
+// when it holds a ':', a key written out in full in which "$name" stands
+// for the breaker's name ("circuit_breaker:{$name}:unrelated",
+// "circuit_breaker:{$name-b}:state" for another breaker).
 func (r *run) key(k string) string {
 	if !strings.Contains(k, ":") {
 		return breakerbox.Key(r.t.Name(), k)
 	}
-	return strings.ReplaceAll(k, "{$name}", "{"+r.t.Name()+"}")
+	return strings.ReplaceAll(k, "$name", r.t.Name())
 }
 
 // ordinal maps a generation the engine reported (an integer, or a decimal

@@ -158,9 +158,9 @@ class Run:
         self.sub.close()
 
     def key(self, k):
-        """A suffix of the breaker's keys, or a key in full ("{$name}" is the breaker's tag)."""
+        """A suffix of the breaker's keys, or a key in full ("$name" is the breaker's name)."""
         if ":" in k:
-            return k.replace("{$name}", "{%s}" % self.name)
+            return k.replace("$name", self.name)
         return "circuit_breaker:{%s}:%s" % (self.name, k)
 
     # ------------------------------------------------------------ generations
@@ -315,7 +315,7 @@ class Run:
                 if not isinstance(got, str) or sub not in got:
                     return "want a string containing %s, got %s" % (json.dumps(sub), show(got))
             return None
-        if field == "generation":
+        if field == "generation" and not (isinstance(want, str) and want.startswith("@")):
             got = self.ordinal(got)
         if isinstance(want, str) and want.startswith("@"):
             return self.match_instant(want, got)
@@ -398,7 +398,7 @@ class Run:
             script = self.breaker.status_script if s.get("script") == "status" else self.breaker.script
             return kind, script.run(self.rdb, keys, *args)
         if op == "redis":
-            args = [self.key(a[1:]) if a.startswith("$") else (self.key(a) if "{$name}" in a else a)
+            args = [self.key(a[1:]) if a.startswith("$") else (self.key(a) if "{$name" in a else a)
                     for a in s["command"]]
             if args[0].upper() == "HSET" and s["command"][1] == "$config":
                 for i in range(2, len(args) - 1, 2):
