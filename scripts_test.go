@@ -206,3 +206,47 @@ func TestScriptErrorMapsCodes(t *testing.T) {
 		t.Error("a code that only starts like BADARGS was mapped")
 	}
 }
+
+// luaBounds reads the BOUNDS table of a script: field -> {min, max}.
+func luaBounds(t *testing.T, s *breakerbox.Script) map[string][2]int64 {
+	t.Helper()
+	block := regexp.MustCompile(`(?s)local BOUNDS = \{(.*?)\n\}`).FindStringSubmatch(s.Source)
+	if block == nil {
+		t.Fatalf("%s has no BOUNDS table", s.File)
+	}
+	out := map[string][2]int64{}
+	for _, m := range regexp.MustCompile(`(\w+)\s*=\s*\{(\d+),\s*(\d+)`).FindAllStringSubmatch(block[1], -1) {
+		lo, _ := strconv.ParseInt(m[2], 10, 64)
+		hi, _ := strconv.ParseInt(m[3], 10, 64)
+		out[m[1]] = [2]int64{lo, hi}
+	}
+	return out
+}
+
+// TestBothScriptsEnforceTheSameBounds: status-8.lua refuses exactly the
+// stored config breaker-8.lua refuses.
+func TestBothScriptsEnforceTheSameBounds(t *testing.T) {
+	a, b := luaBounds(t, breakerbox.Breaker), luaBounds(t, breakerbox.StatusScript)
+	if len(a) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("breaker-8.lua BOUNDS %v, status-8.lua BOUNDS %v: want the same five fields", a, b)
+	}
+}
+
+func TestStatusScriptIsReadOnlyWithAShebang(t *testing.T) {
+	s := breakerbox.StatusScript
+	if !s.ReadOnly || !strings.HasPrefix(s.Source, "#!lua flags=no-writes\n") {
+		t.Fatalf("status-8.lua: ReadOnly %v, first line %q", s.ReadOnly, strings.SplitN(s.Source, "\n", 2)[0])
+	}
+	if s.Body != "\n"+strings.SplitN(s.Source, "\n", 2)[1] || s.BodySHA1 == s.SHA1 {
+		t.Errorf("Body must be the source with its first line emptied, under its own SHA1")
+	}
+	if b := breakerbox.Breaker; b.ReadOnly || b.Body != b.Source || b.BodySHA1 != b.SHA1 {
+		t.Errorf("breaker-8.lua has no shebang: Body and BodySHA1 must equal Source and SHA1")
+	}
+	// Nothing in the read-only script writes.
+	for _, cmd := range []string{"SET", "DEL", "HSET", "HDEL", "LPUSH", "LTRIM", "XADD", "ZADD", "ZREM", "PUBLISH", "ZREMRANGEBYSCORE"} {
+		if strings.Contains(s.Source, "'"+cmd+"'") {
+			t.Errorf("status-8.lua calls %s", cmd)
+		}
+	}
+}

@@ -47,19 +47,27 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: %s is %v, want %s", ErrInvalidConfig, field, v, want)
 	}
 	switch {
-	case c.FailureThreshold < 1:
-		return bad("FailureThreshold", c.FailureThreshold, "at least 1")
-	case c.SuccessThreshold < 1:
-		return bad("SuccessThreshold", c.SuccessThreshold, "at least 1")
-	case c.HalfOpenMaxCalls < 0:
-		return bad("HalfOpenMaxCalls", c.HalfOpenMaxCalls, "0 (same as SuccessThreshold) or more")
-	case c.RecoveryTimeout < time.Millisecond:
-		return bad("RecoveryTimeout", c.RecoveryTimeout, "at least 1ms")
-	case c.RequestTimeout < time.Millisecond:
-		return bad("RequestTimeout", c.RequestTimeout, "at least 1ms")
+	case c.FailureThreshold < 1 || c.FailureThreshold > maxCount:
+		return bad("FailureThreshold", c.FailureThreshold, "1 to 1000000")
+	case c.SuccessThreshold < 1 || c.SuccessThreshold > maxCount:
+		return bad("SuccessThreshold", c.SuccessThreshold, "1 to 1000000")
+	case c.HalfOpenMaxCalls < 0 || c.HalfOpenMaxCalls > maxCount:
+		return bad("HalfOpenMaxCalls", c.HalfOpenMaxCalls, "0 (same as SuccessThreshold) to 1000000")
+	case c.RecoveryTimeout < time.Millisecond || c.RecoveryTimeout > maxDuration:
+		return bad("RecoveryTimeout", c.RecoveryTimeout, "1ms to 720h")
+	case c.RequestTimeout < time.Millisecond || c.RequestTimeout > maxDuration:
+		return bad("RequestTimeout", c.RequestTimeout, "1ms to 720h")
 	}
 	return nil
 }
+
+// The upper bounds of the script's BOUNDS table (lua/breaker-8.lua; a test
+// checks that they agree). The root package's Config bounds table replaces
+// these when the API pass lands.
+const (
+	maxCount    = 1_000_000
+	maxDuration = 2_592_000_000 * time.Millisecond // 30 days
+)
 
 // fields returns the config as the script's configure arguments.
 func (c Config) fields() []any {
