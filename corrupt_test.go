@@ -116,10 +116,10 @@ func TestBadInputGetsACodedErrorAndChangesNothing(t *testing.T) {
 		{"config text", nil, nil, []string{"configure", "me", "success_threshold", "two"}, "BADARGS"},
 		{"stored config abc", func(b *bb) {
 			b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc"})
-		}, nil, []string{"allow"}, "BADCONFIG failure_threshold"},
+		}, nil, []string{"record", "0", "f", "0", "", "x", "", ""}, "BADCONFIG failure_threshold"},
 		{"stored config negative", func(b *bb) {
 			b.e.SetHash(b.keys[5], map[string]string{"recovery_timeout_ms": "-5"})
-		}, nil, []string{"allow"}, "BADCONFIG recovery_timeout_ms"},
+		}, nil, []string{"control", "reset", "ops"}, "BADCONFIG recovery_timeout_ms"},
 		{"config not a hash", func(b *bb) { b.e.Set(b.keys[5], "x") }, nil, []string{"status"}, "BADCONFIG"},
 		{"seven keys", nil, func(b *bb) []string { return b.keys[:7] }, []string{"allow"}, "BADKEYS"},
 		{"keys out of order", nil, func(b *bb) []string {
@@ -225,7 +225,7 @@ func TestProbesOfWrongTypeInHalfOpenReadAsEmpty(t *testing.T) {
 func TestConfigureRepairsABadStoredConfig(t *testing.T) {
 	b := newBB(t)
 	b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc", "success_threshold": "3"})
-	scriptErr(t, b.e, b.keys, "allow")
+	scriptErr(t, b.e, b.keys, "status")
 	if r := b.run("configure", "ops", "failure_threshold", "4"); r[0] != int64(1) || r[1] != int64(1) {
 		t.Fatalf("configure reply %v, want 1 written, 1 overwritten", r)
 	}

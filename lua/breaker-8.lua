@@ -69,19 +69,9 @@ end
 local K_STATE, K_FAILURES, K_LAST_FAILURE, K_METRICS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local K_HISTORY, K_CONFIG, K_PROBES, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
 
--- The bounds of every integer: config fields {min, max, default} (status-8.lua
--- and the Go Config agree; a test checks), then arguments {min, max}.
+-- The bounds of integer arguments; the config's are in BOUNDS below.
 local MAX = 9007199254740991 -- 2^53 - 1: every integer up to it is exact
-local BOUNDS = {
-  failure_threshold   = {1, 1000000, 3},
-  success_threshold   = {1, 1000000, 2},
-  half_open_max_calls = {1, 1000000, nil}, -- default: success_threshold
-  recovery_timeout_ms = {1, 2592000000, 30000},
-  request_timeout_ms  = {1, 2592000000, 45000},
-}
-local ARG_BOUNDS = {count = {0, 1000000000}, generation = {0, MAX},
-  duration_ms = {0, 2592000000}, retry_after_ms = {0, 2592000000}}
-local HISTORY_MAX, STREAM_MAX = 100, 100
+local MAX_COUNT, MAX_MS = 1000000000, 2592000000
 
 -- A number from decimal digits within lo..hi, or nil.
 local function decimal(v, lo, hi)
@@ -93,10 +83,96 @@ end
 local function counter(v) return decimal(v, 0, MAX) or 0 end
 local function int(n) return string.format('%d', n) end
 local function failed(r) return type(r) == 'table' and r.err ~= nil end
-local function badargs(what, v, b)
+local function badargs(what, v, lo, hi)
   return redis.error_reply('BADARGS ' .. what .. ' is "' .. tostring(v) .. '", want an integer ' ..
-    int(b[1]) .. '..' .. int(b[2]))
+    int(lo) .. '..' .. int(hi))
 end
+
+-- record's arguments, checked before anything is read. Returns REFUSED and
+-- whether a failure is among the outcomes, or an error reply.
+local function record_args()
+  local refused = decimal(ARGV[2], 0, MAX_COUNT)
+  if refused == nil then return nil, nil, badargs('record REFUSED', ARGV[2], 0, MAX_COUNT) end
+  if (#ARGV - 2) % 6 ~= 0 then
+    return nil, nil, redis.error_reply('BADARGS record takes REFUSED then groups of six: ' ..
+      'outcome, gen, lease, error, duration_ms, retry_after_ms')
+  end
+  local has_failure = false
+  for i = 3, #ARGV, 6 do
+    local n, outcome = (i - 3) / 6 + 1, ARGV[i]
+    if outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r' then
+      return nil, nil, redis.error_reply('BADARGS outcome ' .. n .. ' is "' .. outcome .. '", want s, f or r')
+    end
+    has_failure = has_failure or outcome == 'f'
+    if decimal(ARGV[i + 1], 0, MAX) == nil then
+      return nil, nil, badargs('outcome ' .. n .. ' GEN', ARGV[i + 1], 0, MAX)
+    end
+    if ARGV[i + 4] ~= '' and decimal(ARGV[i + 4], 0, MAX_MS) == nil then
+      return nil, nil, badargs('outcome ' .. n .. ' DURATION_MS', ARGV[i + 4], 0, MAX_MS)
+    end
+    if ARGV[i + 5] ~= '' and decimal(ARGV[i + 5], 0, MAX_MS) == nil then
+      return nil, nil, badargs('outcome ' .. n .. ' RETRY_AFTER_MS', ARGV[i + 5], 0, MAX_MS)
+    end
+  end
+  return refused, has_failure
+end
+
+-- The common cases first, from the few fields they need: an allow of a
+-- closed breaker, and a record of successes in closed. Each returns nil
+-- when its case is not the common one; the full operations below decide.
+local function allow_closed()
+  local st = redis.pcall('GET', K_STATE)
+  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode')
+  if failed(st) or failed(mh) or (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
+    return nil
+  end
+  if not st then redis.call('SET', K_STATE, 'closed') end
+  return {1, 'closed', counter(mh[1]), 'normal', 0, ''}
+end
+
+local function record_closed()
+  local refused, has_failure, err = record_args()
+  if err then return err end
+  if has_failure then return nil end
+  local st = redis.pcall('GET', K_STATE)
+  local fl = redis.pcall('GET', K_FAILURES)
+  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode', 'total_successes', 'total_refused')
+  if failed(st) or failed(fl) or failed(mh) or (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
+    return nil
+  end
+  local gen, successes, counted, stale = counter(mh[1]), 0, 0, 0
+  for i = 3, #ARGV, 6 do
+    if ARGV[i] == 's' then
+      successes = successes + 1
+      if tonumber(ARGV[i + 1]) == gen then counted = counted + 1 else stale = stale + 1 end
+    end
+  end
+  local hset = {}
+  if successes > 0 then hset[1], hset[2] = 'total_successes', int(counter(mh[3]) + successes) end
+  if refused > 0 then hset[#hset + 1], hset[#hset + 2] = 'total_refused', int(counter(mh[4]) + refused) end
+  if #hset > 0 then redis.call('HSET', K_METRICS, unpack(hset)) end
+  -- A current success ends a run of failures; a count of 0 (or a corrupt one) is not kept.
+  if fl and (counted > 0 or decimal(fl, 1, MAX) == nil) then redis.call('DEL', K_FAILURES) end
+  if not st then redis.call('SET', K_STATE, 'closed') end
+  return {'closed', gen, 'normal', 0, counted, stale}
+end
+
+local FAST = {allow = allow_closed, record = record_closed}
+if FAST[ARGV[1]] then
+  local reply = FAST[ARGV[1]]()
+  if reply then return reply end
+end
+
+-- The config's bounds {min, max, default} (status-8.lua and the Go Config
+-- agree; tests check).
+local BOUNDS = {
+  failure_threshold   = {1, 1000000, 3},
+  success_threshold   = {1, 1000000, 2},
+  half_open_max_calls = {1, 1000000, nil}, -- default: success_threshold
+  recovery_timeout_ms = {1, 2592000000, 30000},
+  request_timeout_ms  = {1, 2592000000, 45000},
+}
+local HISTORY_MAX, STREAM_MAX = 100, 100
 
 -- Redis's clock, read once and only when an operation needs it.
 local now_ms
@@ -403,31 +479,11 @@ local function allow()
 end
 
 local function record()
-  local refused = decimal(ARGV[2], 0, ARG_BOUNDS.count[2])
-  if refused == nil then return badargs('record REFUSED', ARGV[2], ARG_BOUNDS.count) end
-  if (#ARGV - 2) % 6 ~= 0 then
-    return redis.error_reply('BADARGS record takes REFUSED then groups of OUTCOME GEN LEASE ERROR DURATION_MS RETRY_AFTER_MS')
-  end
-  local has_failure = false
-  for i = 3, #ARGV, 6 do
-    local n, outcome = (i - 3) / 6 + 1, ARGV[i]
-    if outcome ~= 's' and outcome ~= 'f' and outcome ~= 'r' then
-      return redis.error_reply('BADARGS outcome ' .. n .. ' is "' .. outcome .. '", want s, f or r')
-    end
-    has_failure = has_failure or outcome == 'f'
-    if decimal(ARGV[i + 1], 0, MAX) == nil then
-      return badargs('outcome ' .. n .. ' GEN', ARGV[i + 1], ARG_BOUNDS.generation)
-    end
-    for j, name in ipairs({'duration_ms', 'retry_after_ms'}) do
-      local v = ARGV[i + 3 + j]
-      if v ~= '' and decimal(v, 0, ARG_BOUNDS[name][2]) == nil then
-        return badargs('outcome ' .. n .. ' ' .. string.upper(name), v, ARG_BOUNDS[name])
-      end
-    end
-  end
+  local refused, has_failure, err = record_args()
+  if err then return err end
   load()
   -- Successes in closed neither need the config nor write more than their total.
-  local err = prepare(has_failure or state ~= 'closed' or m.mode ~= 'normal')
+  err = prepare(has_failure or state ~= 'closed' or m.mode ~= 'normal')
   if err then return err end
   local counted, stale, last_failure_time = 0, 0, nil
   for i = 3, #ARGV, 6 do
@@ -477,8 +533,8 @@ end
 local function tally()
   local fields, add = {'total_successes', 'total_failures', 'total_refused'}, {}
   for i, name in ipairs({'SUCCESSES', 'FAILURES', 'REFUSED'}) do
-    add[i] = decimal(ARGV[i + 1], 0, ARG_BOUNDS.count[2])
-    if add[i] == nil then return badargs('tally ' .. name, ARGV[i + 1], ARG_BOUNDS.count) end
+    add[i] = decimal(ARGV[i + 1], 0, MAX_COUNT)
+    if add[i] == nil then return badargs('tally ' .. name, ARGV[i + 1], 0, MAX_COUNT) end
   end
   local t = read('HMGET', K_METRICS, unpack(fields)) or {}
   local hset, out = {}, {}
