@@ -249,10 +249,10 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]Break
 // Scale is memory and listing time with many breakers.
 type Scale struct {
 	Breakers    int
-	Daemon      bool         // an alert daemon ran and delivered every transition
-	Points      [][2]float64 // (breakers, used_memory bytes above the empty baseline)
-	PerBreaker  float64      // slope of the least-squares line, bytes
-	R2          float64      // of that line
+	Daemon      bool            // an alert daemon ran and delivered every transition
+	Points      [][2]float64    // (breakers, used_memory bytes above the empty baseline)
+	PerBreaker  float64         // slope of the least-squares line, bytes
+	R2          float64         // of that line
 	Samples     []BreakerMemory // MEMORY USAGE over a never-failed and a tripped breaker
 	ListTimes   []time.Duration // client.List, each run
 	ListMedian  time.Duration
