@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -247,6 +248,23 @@ func TestStatusScriptIsReadOnlyWithAShebang(t *testing.T) {
 	for _, cmd := range []string{"SET", "DEL", "HSET", "HDEL", "LPUSH", "LTRIM", "XADD", "ZADD", "ZREM", "PUBLISH", "ZREMRANGEBYSCORE"} {
 		if strings.Contains(s.Source, "'"+cmd+"'") {
 			t.Errorf("status-8.lua calls %s", cmd)
+		}
+	}
+}
+
+// TestProtocolDocNamesEverySHA: docs/protocol.md lists the SHA1 of each
+// script and of its body without the shebang line, which callers in other
+// languages compare with what SCRIPT LOAD answers.
+func TestProtocolDocNamesEverySHA(t *testing.T) {
+	doc, err := os.ReadFile("docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range breakerbox.Scripts() {
+		for _, sha := range []string{s.SHA1, s.BodySHA1} {
+			if !strings.Contains(string(doc), sha) {
+				t.Errorf("docs/protocol.md does not name %s's SHA1 %s", s.File, sha)
+			}
 		}
 	}
 }

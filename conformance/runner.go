@@ -56,8 +56,11 @@ func (r Result) Passed() bool { return len(r.Errors) == 0 }
 
 // RunVector runs v on a fresh breaker of engine e called name (with an
 // attempt suffix). On a real clock a timed vector whose steps ran too late
-// to be meaningful is run again on a new breaker, up to opt.Attempts times.
+// to be meaningful is run again on a new breaker, up to opt.Attempts times,
+// each attempt with twice the scale of the one before (a busy machine gets
+// longer deadlines; decisions stay exact at any scale).
 func RunVector(ctx context.Context, e Engine, v Vector, name string, opt Options) Result {
+	userTol := opt.Tolerance
 	opt = opt.withDefaults()
 	res := Result{Vector: v.Name, Engine: e.Name}
 	for attempt := 1; attempt <= opt.Attempts; attempt++ {
@@ -67,7 +70,12 @@ func RunVector(ctx context.Context, e Engine, v Vector, name string, opt Options
 			res.Errors = []string{fmt.Sprintf("open engine: %v", err)}
 			return res
 		}
-		errs, late := runOnce(ctx, t, v, opt)
+		o := opt
+		o.Scale = opt.Scale << (attempt - 1)
+		if userTol <= 0 {
+			o.Tolerance = 2*o.Scale + 25
+		}
+		errs, late := runOnce(ctx, t, v, o)
 		_ = t.Close()
 		if late == nil {
 			res.Errors = errs
