@@ -468,7 +468,24 @@ func (d *Daemon) trim(ctx context.Context, name string) {
 	if err != nil && !errors.Is(err, redis.TxFailedErr) && ctx.Err() == nil {
 		d.log.Debug("stream not trimmed", "breaker", name, "err", err)
 	}
+	// The consumer costs ~300 bytes per stream and is created again by the
+	// next entry it is handed: leave the group while holding nothing.
+	// Checked and deleted in one script: the blocking reader may hand this
+	// consumer a new entry at any moment, and deleting a consumer drops
+	// what it holds.
+	if err := leaveIfIdle.Run(ctx, d.rdb, []string{stream}, d.cfg.Group, d.cfg.Consumer).Err(); err != nil &&
+		!errors.Is(err, redis.Nil) && ctx.Err() == nil {
+		d.log.Debug("consumer not removed", "breaker", name, "err", err)
+	}
 }
+
+// leaveIfIdle deletes consumer ARGV[2] of group ARGV[1] on stream KEYS[1]
+// if it holds no pending entry, atomically.
+var leaveIfIdle = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0`)
 
 // nextID is the smallest stream ID after id ("ms-seq"): entries below it
 // are those up to id.

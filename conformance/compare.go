@@ -25,6 +25,9 @@ type clockView struct {
 	window func(at int64) (lo, hi int64, err error)
 	// gen maps an engine's generation to its ordinal (nil: no mapping).
 	gen func(v any) (any, error)
+	// durationMissed is set when a reported duration fell outside the
+	// tolerance on a real clock (see run.lateness).
+	durationMissed bool
 }
 
 // match compares one expected value (from a vector) with one actual value
@@ -149,6 +152,7 @@ func (c *clockView) matchDuration(want, got any) error {
 		return nil
 	}
 	if d := g - c.scale*w; d < -c.tol || d > c.tol {
+		c.durationMissed = true
 		return fmt.Errorf("want %d ms (%d x scale %d, tolerance %d), got %d", c.scale*w, w, c.scale, c.tol, g)
 	}
 	return nil

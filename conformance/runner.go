@@ -170,6 +170,14 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 		if err := r.validateTiming(); err != nil {
 			return errs, err
 		}
+		// A reported duration measures real time between two steps; when the
+		// run fell behind its schedule by more than the tolerance, a duration
+		// off by as much says nothing about the script (on the exact clocks
+		// every duration is checked to the millisecond).
+		if late := r.lateness(); r.clock.durationMissed && late > r.clock.tol {
+			return errs, fmt.Errorf("reported durations are off after the run fell %d ms behind its schedule (tolerance %d ms, x%d)",
+				late, r.clock.tol, r.scale)
+		}
 	}
 	return errs, nil
 }
@@ -273,6 +281,16 @@ func (r *run) stamp(ctx context.Context, at int64, timer bool) error {
 		r.mark = max(r.mark, now-r.scale*at)
 	}
 	return nil
+}
+
+// lateness is how far behind the ideal schedule (start + scale*at) the
+// latest step of a real-clock run began, in ms.
+func (r *run) lateness() int64 {
+	var late int64
+	for i, at := range r.ats {
+		late = max(late, r.before[i]-(r.start+r.scale*at))
+	}
+	return late
 }
 
 // window is the Redis-clock interval in which the steps at offset at ran.

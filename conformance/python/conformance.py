@@ -151,6 +151,7 @@ class Run:
         self.ats, self.before, self.after, self.timer = [], [], [], []
         self.last_gen = -1
         self.pings = 0
+        self.duration_missed = False
         self.sub.call("SUBSCRIBE", bb.channel(name))
 
     def close(self):
@@ -352,6 +353,7 @@ class Run:
         if w <= 0:
             return None if w == g else "want %s, got %s" % (show(want), show(got))
         if abs(g - self.scale * w) > self.tol:
+            self.duration_missed = True
             return "want %d ms (%d x scale %d, tolerance %d), got %d" % (self.scale * w, w, self.scale, self.tol, g)
         return None
 
@@ -627,6 +629,13 @@ class Run:
                 break
         if self.timed:
             self.validate_timing()
+            # A reported duration measures real time between two steps: when
+            # the run fell behind its schedule by more than the tolerance, a
+            # duration off by as much says nothing about the script.
+            late = max([b - (self.start + self.scale * a) for a, b in zip(self.ats, self.before)] or [0])
+            if self.duration_missed and late > self.tol:
+                raise Late("reported durations are off after the run fell %d ms behind its schedule (tolerance %d ms, x%d)"
+                           % (late, self.tol, self.scale))
         return errs
 
 
