@@ -25,7 +25,8 @@ type Options struct {
 	// scaled expectation on a real clock, in ms (default 2*Scale+25).
 	Tolerance int64
 	// Attempts is how many fresh breakers a timed vector may use on a real
-	// clock before a run that kept landing late counts as a failure (default 3).
+	// clock before a run that kept landing late counts as a failure (default
+	// 4: scales 20, 40, 80, 160).
 	Attempts int
 }
 
@@ -37,7 +38,7 @@ func (o Options) withDefaults() Options {
 		o.Tolerance = 2*o.Scale + 25
 	}
 	if o.Attempts <= 0 {
-		o.Attempts = 3
+		o.Attempts = 4
 	}
 	return o
 }
@@ -284,11 +285,13 @@ func (r *run) stamp(ctx context.Context, at int64, timer bool) error {
 }
 
 // lateness is how far behind the ideal schedule (start + scale*at) the
-// latest step of a real-clock run began, in ms.
+// latest step of a real-clock run ended, in ms.
 func (r *run) lateness() int64 {
 	var late int64
 	for i, at := range r.ats {
-		late = max(late, r.before[i]-(r.start+r.scale*at))
+		if i < len(r.after) {
+			late = max(late, r.after[i]-(r.start+r.scale*at))
+		}
 	}
 	return late
 }

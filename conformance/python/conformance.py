@@ -632,7 +632,7 @@ class Run:
             # A reported duration measures real time between two steps: when
             # the run fell behind its schedule by more than the tolerance, a
             # duration off by as much says nothing about the script.
-            late = max([b - (self.start + self.scale * a) for a, b in zip(self.ats, self.before)] or [0])
+            late = max([b - (self.start + self.scale * a) for a, b in zip(self.ats, self.after)] or [0])
             if self.duration_missed and late > self.tol:
                 raise Late("reported durations are off after the run fell %d ms behind its schedule (tolerance %d ms, x%d)"
                            % (late, self.tol, self.scale))
@@ -758,7 +758,7 @@ def main(argv):
     r.add_argument("--vectors", default=DEFAULT_VECTORS)
     r.add_argument("--scale", type=int, default=20)
     r.add_argument("--tolerance", type=int, default=0)
-    r.add_argument("--attempts", type=int, default=3)
+    r.add_argument("--attempts", type=int, default=4)
     r.add_argument("--jobs", type=int, default=4)
     r.add_argument("--prefix", default="conf:python:%x" % time.time_ns(),
                    help="breaker names start with this (default: unique per run)")
