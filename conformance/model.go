@@ -163,8 +163,8 @@ func (m *Model) Record(refused int64, outcomes []ModelOutcome) (counted, stale i
 		} else if current && m.State == "open" {
 			current = false // nothing is admitted in open: such an outcome cannot be current
 		}
-		if o.Lease != "" {
-			delete(m.Probes, o.Lease)
+		if o.Lease != "" && o.Gen == m.Generation {
+			delete(m.Probes, o.Lease) // lease ids are per generation: an older one is another lease
 		}
 		if o.Kind == "r" {
 			continue

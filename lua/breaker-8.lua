@@ -117,13 +117,20 @@ local function record_args()
   return refused, has_failure
 end
 
+-- The metrics fields an operation reads (absent: 0; mode absent: normal).
+local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'outage_started_at',
+  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions'}
+
 -- The common cases first, from the few fields they need: an allow of a
 -- closed breaker, and a record of successes in closed. Each returns nil
 -- when its case is not the common one; the full operations below decide.
+local allow_read -- what allow_closed read, for allow when it answers instead
 local function allow_closed()
   local st = redis.pcall('GET', K_STATE)
-  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode')
-  if failed(st) or failed(mh) or (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
+  local mh = redis.pcall('HMGET', K_METRICS, unpack(M_FIELDS))
+  if failed(st) or failed(mh) then return nil end
+  if (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
+    allow_read = {st, mh}
     return nil
   end
   if not st then redis.call('SET', K_STATE, 'closed') end
@@ -196,8 +203,6 @@ local function read(cmd, key, ...)
 end
 
 -- The breaker as loaded: state and failures keys, metrics fields (absent: 0).
-local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'outage_started_at',
-  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions'}
 local stored_state, state, failures, stored_failures
 local m, raw, dirty = {}, {}, {}
 
@@ -211,11 +216,15 @@ local function set_metrics(values)
   m.mode = mode
 end
 
-local function load_state()
-  stored_state = read('GET', K_STATE)
+local function load_state(pre)
+  if pre then
+    stored_state = pre[1] or nil
+  else
+    stored_state = read('GET', K_STATE)
+  end
   state = stored_state
   if state ~= 'closed' and state ~= 'open' and state ~= 'half_open' then state = 'closed' end
-  set_metrics(read('HMGET', K_METRICS, unpack(M_FIELDS)) or {})
+  set_metrics((pre and pre[2]) or read('HMGET', K_METRICS, unpack(M_FIELDS)) or {})
 end
 local function load_failures()
   stored_failures = read('GET', K_FAILURES)
@@ -443,8 +452,7 @@ local function store_config(actor, fields)
 end
 
 local function allow()
-  -- The common case reads two keys: closed (or disabled) admits at once.
-  load_state()
+  load_state(allow_read) -- allow_closed read them already
   if (stored_state == 'closed' or stored_state == nil) and m.mode == 'normal' then
     if stored_state == nil then redis.call('SET', K_STATE, 'closed') end
     return {1, 'closed', m.generation, 'normal', 0, ''}
