@@ -81,7 +81,7 @@ func TestCorruptedStreamIsReplaced(t *testing.T) {
 
 func scriptErr(t *testing.T, e *luaengine.Engine, keys []string, args ...string) error {
 	t.Helper()
-	script := breakerbox.Breaker
+	script := breakerbox.BreakerScript
 	if len(args) > 0 && args[0] == "status" {
 		script = breakerbox.StatusScript
 	}

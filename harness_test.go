@@ -35,7 +35,7 @@ func (b *bb) advance(d time.Duration) { b.now = b.now.Add(d) }
 // run calls the script and fails the test on an error reply.
 func (b *bb) run(args ...string) []any {
 	b.t.Helper()
-	script := breakerbox.Breaker
+	script := breakerbox.BreakerScript
 	if len(args) > 0 && args[0] == "status" {
 		script = breakerbox.StatusScript // read-only snapshot
 	}

@@ -129,7 +129,7 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 }
 
 func TestScriptsExposeNameKeysAndSHA(t *testing.T) {
-	s := breakerbox.Breaker
+	s := breakerbox.BreakerScript
 	sum := sha1.Sum([]byte(s.Source))
 	if s.Name != "breaker" || s.Keys != 8 || s.File != "breaker-8.lua" || s.SHA1 != hex.EncodeToString(sum[:]) {
 		t.Errorf("Breaker = %s/%d/%s/%s", s.Name, s.Keys, s.File, s.SHA1)
@@ -227,7 +227,7 @@ func luaBounds(t *testing.T, s *breakerbox.Script) map[string][2]int64 {
 // TestBothScriptsEnforceTheSameBounds: status-8.lua refuses exactly the
 // stored config breaker-8.lua refuses.
 func TestBothScriptsEnforceTheSameBounds(t *testing.T) {
-	a, b := luaBounds(t, breakerbox.Breaker), luaBounds(t, breakerbox.StatusScript)
+	a, b := luaBounds(t, breakerbox.BreakerScript), luaBounds(t, breakerbox.StatusScript)
 	if len(a) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
 		t.Errorf("breaker-8.lua BOUNDS %v, status-8.lua BOUNDS %v: want the same five fields", a, b)
 	}
@@ -241,7 +241,7 @@ func TestStatusScriptIsReadOnlyWithAShebang(t *testing.T) {
 	if s.Body != "\n"+strings.SplitN(s.Source, "\n", 2)[1] || s.BodySHA1 == s.SHA1 {
 		t.Errorf("Body must be the source with its first line emptied, under its own SHA1")
 	}
-	if b := breakerbox.Breaker; b.ReadOnly || b.Body != b.Source || b.BodySHA1 != b.SHA1 {
+	if b := breakerbox.BreakerScript; b.ReadOnly || b.Body != b.Source || b.BodySHA1 != b.SHA1 {
 		t.Errorf("breaker-8.lua has no shebang: Body and BodySHA1 must equal Source and SHA1")
 	}
 	// Nothing in the read-only script writes.

@@ -3,6 +3,8 @@ package alerts
 import (
 	"strconv"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // record is the group's delivery record of one breaker, kept in the hash
@@ -11,7 +13,7 @@ import (
 // it in the same MULTI that acknowledges the entries.
 type record struct {
 	Acked       string    // ID of the last entry handled; entries up to it are never posted again
-	AckedGen    int64     // its place in the transitions (Transition.seq), to detect trimmed entries
+	AckedGen    int64     // its place in the transitions (Transition.Seq), to detect trimmed entries
 	WindowStart time.Time // start of the open flap window; zero: none
 	Sending     string    // "LASTID CONSUMER UNIXMS" while a post is in flight
 }
@@ -51,16 +53,16 @@ type step struct {
 // and returns the time it ends: the caller comes back then. Each alert
 // covers a contiguous run of entries, so posting the steps in order keeps
 // the stream's order.
-func plan(name string, entries []Transition, rec record, now time.Time, cfg Config) (steps []step, wakeAt time.Time) {
+func plan(name string, entries []breakerbox.Transition, rec record, now time.Time, cfg Config) (steps []step, wakeAt time.Time) {
 	prevGen := rec.AckedGen
-	missed := func(ts []Transition) int64 {
+	missed := func(ts []breakerbox.Transition) int64 {
 		var n int64
 		for _, t := range ts {
-			if prevGen > 0 && t.seq() > prevGen+1 {
-				n += t.seq() - prevGen - 1
+			if prevGen > 0 && t.Seq() > prevGen+1 {
+				n += t.Seq() - prevGen - 1
 			}
-			if t.seq() > 0 {
-				prevGen = t.seq()
+			if t.Seq() > 0 {
+				prevGen = t.Seq()
 			}
 		}
 		return n
@@ -84,7 +86,7 @@ func plan(name string, entries []Transition, rec record, now time.Time, cfg Conf
 	}
 
 	w := cfg.FlapWindow
-	var fold []Transition
+	var fold []breakerbox.Transition
 	flush := func() {
 		ws = ws.Add(w)
 		add(Alert{Kind: KindFlapping, Transitions: fold, FlapWindow: w})
@@ -108,7 +110,7 @@ func plan(name string, entries []Transition, rec record, now time.Time, cfg Conf
 		case e.Operator():
 			ws = time.Time{} // an operator acted: the next opening is news again
 		}
-		add(Alert{Kind: KindTransition, Transitions: []Transition{e}})
+		add(Alert{Kind: KindTransition, Transitions: []breakerbox.Transition{e}})
 	}
 	if len(fold) > 0 {
 		if end := ws.Add(w); now.Before(end) {

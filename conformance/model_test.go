@@ -53,7 +53,7 @@ func (r *modelRun) eval(t *rapid.T, args ...string) (any, error) {
 	var firstErr error
 	for i, tg := range r.targets {
 		tg.SetNow(BaseTime + r.at)
-		reply, err := tg.Eval(r.ctx, breakerbox.Breaker, breakerbox.Keys(tg.Name()), args...)
+		reply, err := tg.Eval(r.ctx, breakerbox.BreakerScript, breakerbox.Keys(tg.Name()), args...)
 		if err == nil {
 			reply, err = normalize(reply)
 		}

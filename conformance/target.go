@@ -14,7 +14,7 @@ import (
 type Target interface {
 	// Name is the breaker's name; its keys are breakerbox.Keys(Name()).
 	Name() string
-	// Eval runs script (breakerbox.Breaker or breakerbox.StatusScript) with
+	// Eval runs script (breakerbox.BreakerScript or breakerbox.StatusScript) with
 	// keys and args. A script error reply is returned as *ReplyError; any
 	// other error means the engine failed.
 	Eval(ctx context.Context, script *breakerbox.Script, keys []string, args ...string) (any, error)

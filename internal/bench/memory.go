@@ -14,6 +14,7 @@ import (
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // KeyMemory is one key of a breaker as Redis stores it.
@@ -106,13 +107,14 @@ var (
 )
 
 // cycle trips b (threshold failures with err) and resets it: two transitions.
-func cycle(ctx context.Context, b *client.Breaker, threshold int, fail error) error {
+func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int, fail error) error {
 	for i := 0; i < threshold; i++ {
 		if err := b.Execute(ctx, func(context.Context) error { return fail }); err == nil || errors.Is(err, client.ErrOpen) {
 			return fmt.Errorf("trip: failure %d: %v", i+1, err)
 		}
 	}
-	return b.Reset(ctx)
+	_, err := admin.Control(ctx, rdb, b.Name(), breakerbox.ActionReset, "bbbench")
+	return err
 }
 
 // alertDaemon runs the alert daemon on rdb with a sink that accepts every
@@ -168,7 +170,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]Break
 	var out []BreakerMemory
 	cfg := client.DefaultConfig()
 	newB := func(name string) (*client.Breaker, error) {
-		return client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+		return client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	}
 	measure := func(name, scenario string, transitions bool) error {
 		if daemon && transitions {
@@ -190,7 +192,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]Break
 	for i := 0; i < 20 && err == nil; i++ {
 		err = b.Execute(ctx, noop)
 	}
-	b.Close(ctx)
+	b.Shutdown(ctx)
 	if err == nil {
 		err = measure(name, "registered, 20 successes, never failed", false)
 	}
@@ -208,7 +210,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]Break
 			err = fmt.Errorf("failure %d: %v", i+1, e)
 		}
 	}
-	b.Close(ctx)
+	b.Shutdown(ctx)
 	if err == nil {
 		err = measure(name, "one opening, 130-byte error", true)
 	}
@@ -233,9 +235,9 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]Break
 			return nil, err
 		}
 		for i := 0; i < v.cycles && err == nil; i++ {
-			err = cycle(ctx, b, cfg.FailureThreshold, v.fail)
+			err = cycle(ctx, rdb, b, cfg.FailureThreshold, v.fail)
 		}
-		b.Close(ctx)
+		b.Shutdown(ctx)
 		if err == nil {
 			err = measure(name, v.scenario, true)
 		}
@@ -254,7 +256,7 @@ type Scale struct {
 	PerBreaker  float64         // slope of the least-squares line, bytes
 	R2          float64         // of that line
 	Samples     []BreakerMemory // MEMORY USAGE over a never-failed and a tripped breaker
-	ListTimes   []time.Duration // client.List, each run
+	ListTimes   []time.Duration // admin.List, each run
 	ListMedian  time.Duration
 	Listed      int
 	NamesMedian time.Duration
@@ -272,7 +274,7 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (float64, error) {
 // MeasureScale creates n breakers the way the Go client leaves them
 // (config registered, in the registry, some outcomes; one in ten tripped
 // once), reading used_memory when 1, 100, 1,000, ... and n exist, then
-// times client.List. With daemon, an alert daemon runs and has delivered
+// times admin.List. With daemon, an alert daemon runs and has delivered
 // every transition before each reading. It empties the server first
 // (FLUSHALL: the benchmark's own server).
 func MeasureScale(ctx context.Context, rdb *redis.Client, n, listRuns int, daemon bool) (Scale, error) {
@@ -280,7 +282,7 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, listRuns int, daemo
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return s, err
 	}
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		return s, err
 	}
 	if daemon {
@@ -317,11 +319,11 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, listRuns int, daemo
 				name := fmt.Sprintf("svc-%05d", i)
 				keys := breakerbox.Keys(name)
 				pipe.SAdd(ctx, breakerbox.RegistryKey, name)
-				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, cfgArgs...)
-				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
+				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, cfgArgs...)
+				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
 					"s", 0, "", "", "", "", "s", 0, "", "", "", "", "f", 0, "", errText, "", "", "s", 0, "", "", "", "")
 				if i%10 == 0 {
-					pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
+					pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
 						"f", 0, "", errText, "", "", "f", 0, "", errText, "", "", "f", 0, "", errText, "", "")
 					tripped = append(tripped, name)
 				}
@@ -352,14 +354,14 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, listRuns int, daemo
 	}
 	for i := 0; i < listRuns; i++ {
 		t0 := time.Now()
-		sts, err := client.List(ctx, rdb)
+		sts, err := admin.List(ctx, rdb)
 		s.ListTimes = append(s.ListTimes, time.Since(t0))
 		if err != nil {
-			return s, fmt.Errorf("client.List: %w", err)
+			return s, fmt.Errorf("admin.List: %w", err)
 		}
 		s.Listed = len(sts)
 		t0 = time.Now()
-		if _, err := client.Names(ctx, rdb); err != nil {
+		if _, err := admin.Names(ctx, rdb); err != nil {
 			return s, err
 		}
 		s.NamesMedian += time.Since(t0) // summed; divided below

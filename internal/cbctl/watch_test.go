@@ -10,7 +10,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func TestWatchPrintsCountRefreshesIntoABuffer(t *testing.T) {
@@ -77,8 +78,8 @@ func TestWatchHighlightsTransitionsBetweenRefreshes(t *testing.T) {
 
 	// Between two refreshes: svc trips; other is reset then forced open; a new breaker appears.
 	breaker(t, rdb, "svc", quickConfig(), "fff")
-	for _, a := range []client.Action{client.ActionReset, client.ActionForceOpen} {
-		if _, err := client.Control(ctx, rdb, "other", a, "cbctl:bob@host"); err != nil {
+	for _, a := range []breakerbox.Action{breakerbox.ActionReset, breakerbox.ActionForceOpen} {
+		if _, err := admin.Control(ctx, rdb, "other", a, "cbctl:bob@host"); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -109,8 +110,8 @@ func TestWatchHighlightsTransitionsBetweenRefreshes(t *testing.T) {
 			t.Errorf("frame lacks a row starting %q:\n%s", line, text)
 		}
 	}
-	svc, _ := client.ReadStatus(ctx, rdb, "svc")
-	other, _ := client.ReadStatus(ctx, rdb, "other")
+	svc, _ := admin.Status(ctx, rdb, "svc")
+	other, _ := admin.Status(ctx, rdb, "other")
 	if !containsFields(text, fmt.Sprintf("svc closed -> open opened gen %d error: upstream timeout", svc.Generation)) ||
 		!containsFields(text, fmt.Sprintf("other closed -> open forced_open gen %d by cbctl:bob@host", other.Generation)) {
 		t.Errorf("frame lacks the transitions:\n%s", text)
