@@ -13,27 +13,27 @@ import (
 // the breaker (the circuit_breaker:{NAME}:config hash) so that every
 // worker, in any language, uses the same values. Each field's bounds are
 // those of the stored hash field named in its comment (see ConfigFields):
-// counts are integers from 1 to MaxConfigValue, durations whole
-// milliseconds from 1ms to MaxConfigValue ms.
+// counts are integers from 1 to MaxConfigCount, durations whole
+// milliseconds from 1ms to MaxConfigMs ms.
 type Config struct {
 	// FailureThreshold is how many consecutive failures open the breaker
-	// (failure_threshold). Protocol default 3; 1 to MaxConfigValue.
+	// (failure_threshold). Protocol default 3; 1 to MaxConfigCount.
 	FailureThreshold int
 	// RecoveryTimeout is how long the breaker stays open before it admits
 	// probes, on Redis's clock (recovery_timeout_ms). Protocol default 30s;
-	// 1ms to MaxConfigValue ms; stored in whole milliseconds.
+	// 1ms to MaxConfigMs ms; stored in whole milliseconds.
 	RecoveryTimeout time.Duration
 	// SuccessThreshold is how many probe successes close a half-open
-	// breaker (success_threshold). Protocol default 2; 1 to MaxConfigValue.
+	// breaker (success_threshold). Protocol default 2; 1 to MaxConfigCount.
 	SuccessThreshold int
 	// HalfOpenMaxCalls is how many probes a half-open breaker admits at
 	// once across the fleet (half_open_max_calls). Zero means
-	// SuccessThreshold; else 1 to MaxConfigValue.
+	// SuccessThreshold; else 1 to MaxConfigCount.
 	HalfOpenMaxCalls int
 	// RequestTimeout bounds a protected call: the Go client's Execute
 	// cancels the call's context after it (a timeout is a failure), and a
 	// probe's lease expires after it (request_timeout_ms). Protocol default
-	// 45s; 1ms to MaxConfigValue ms; stored in whole milliseconds.
+	// 45s; 1ms to MaxConfigMs ms; stored in whole milliseconds.
 	RequestTimeout time.Duration
 }
 
@@ -48,12 +48,18 @@ func DefaultConfig() Config {
 // ErrInvalidConfig is matched by the error of a config that cannot be used.
 var ErrInvalidConfig = errors.New("invalid breaker config")
 
-// MaxConfigValue is the largest integer a field of the :config hash holds
-// (an exact integer in a Lua double, far beyond any useful value). A Go
-// time.Duration holds at most about 292 years (9,223,372,036,854 ms), so a
-// Config cannot express the longest stored durations: they read as the
-// longest Duration (see ConfigFromFields).
-const MaxConfigValue int64 = 1_000_000_000_000_000
+// MaxConfigCount is the largest count a field of the :config hash holds
+// (failure_threshold, success_threshold, half_open_max_calls), and
+// MaxConfigMs the longest duration, in ms (30 days): the BOUNDS table of
+// lua/breaker-8.lua and lua/status-8.lua (a test checks that they agree).
+const (
+	MaxConfigCount int64 = 1_000_000
+	MaxConfigMs    int64 = 2_592_000_000
+)
+
+// MaxConfigValue is the largest integer any field of the :config hash
+// holds (MaxConfigMs).
+const MaxConfigValue = MaxConfigMs
 
 // ConfigField describes one field of the :config hash: its bounds, its
 // protocol default and the Config field it maps to. ConfigFields is the
@@ -75,11 +81,11 @@ type ConfigField struct {
 }
 
 var configFields = [...]ConfigField{
-	{Field: "failure_threshold", GoName: "FailureThreshold", Min: 1, Max: MaxConfigValue, Default: 3},
-	{Field: "recovery_timeout_ms", GoName: "RecoveryTimeout", Min: 1, Max: MaxConfigValue, Default: 30000, Unit: time.Millisecond},
-	{Field: "success_threshold", GoName: "SuccessThreshold", Min: 1, Max: MaxConfigValue, Default: 2},
-	{Field: "half_open_max_calls", GoName: "HalfOpenMaxCalls", Min: 1, Max: MaxConfigValue},
-	{Field: "request_timeout_ms", GoName: "RequestTimeout", Min: 1, Max: MaxConfigValue, Default: 45000, Unit: time.Millisecond},
+	{Field: "failure_threshold", GoName: "FailureThreshold", Min: 1, Max: MaxConfigCount, Default: 3},
+	{Field: "recovery_timeout_ms", GoName: "RecoveryTimeout", Min: 1, Max: MaxConfigMs, Default: 30000, Unit: time.Millisecond},
+	{Field: "success_threshold", GoName: "SuccessThreshold", Min: 1, Max: MaxConfigCount, Default: 2},
+	{Field: "half_open_max_calls", GoName: "HalfOpenMaxCalls", Min: 1, Max: MaxConfigCount},
+	{Field: "request_timeout_ms", GoName: "RequestTimeout", Min: 1, Max: MaxConfigMs, Default: 45000, Unit: time.Millisecond},
 }
 
 // ConfigFields returns the fields of the :config hash, in the order the

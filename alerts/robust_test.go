@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"errors"
+	"fmt"
 	"strings"
 	"sync"
 	"testing"
@@ -14,11 +15,12 @@ import (
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
-// TestBlockingReaderRecoversFromARestart: after a Redis restart the
-// blocking reader must read again on a new connection. Nothing else may
-// find the entry: no sweep (discovery once an hour) and no announcement
-// (the entry is added by hand, without PUBLISH).
-func TestBlockingReaderRecoversFromARestart(t *testing.T) {
+// TestBlockingReaderRecoversFromAReconnect: after its connection is cut
+// (CLIENT KILL, as a restart or a failover cuts it) the blocking reader
+// must read again on a new connection. Nothing else may find the entry:
+// no sweep (discovery once an hour) and no announcement (the entry is
+// added by hand, without PUBLISH).
+func TestBlockingReaderRecoversFromAReconnect(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
 	rec := &Recorder{}
@@ -32,11 +34,15 @@ func TestBlockingReaderRecoversFromARestart(t *testing.T) {
 	})
 	trip(t, newBreaker(t, rdb, "alpha", fastConfig(time.Hour)), "before")
 	waitAlerts(t, rec, 1)
+	waitDrained(t, d, 1)
 
-	srv.Restart(t) // empty again: the reader's next read fails (NOGROUP), the group is made again
-	waitFor(t, "the group on alpha's stream again", 10*time.Second, func() bool {
-		groups, err := rdb.XInfoGroups(ctx, streamKey("alpha")).Result()
-		return err == nil && len(groups) == 1
+	// Every normal connection, the reader's blocked one included (the
+	// test's own client reconnects by itself).
+	if err := rdb.Do(ctx, "CLIENT", "KILL", "TYPE", "normal").Err(); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the reader to fail once", 10*time.Second, func() bool {
+		return strings.Contains(logs.String(), "blocking read failed")
 	})
 	if err := rdb.XAdd(ctx, &redis.XAddArgs{Stream: streamKey("alpha"), Values: map[string]any{"event": "opened",
 		"from": "closed", "to": "open", "generation": "7", "last_error": "after"}}).Err(); err != nil {
@@ -261,8 +267,9 @@ func TestAnOpeningRemadeAfterAFailoverIsPostedAsSuch(t *testing.T) {
 }
 
 // TestAnEntryThisDaemonPostedIsNotPostedAgain: a failover loses the
-// acknowledgement and the delivery record, so the posted entry is
-// pending again: the daemon that posted it acknowledges it, once.
+// acknowledgement, the trimming and the delivery record, so the posted
+// entry is back in the stream, undelivered to the group: the daemon that
+// posted it acknowledges it, once.
 func TestAnEntryThisDaemonPostedIsNotPostedAgain(t *testing.T) {
 	rdb := redistest.Start(t).Client(t)
 	ctx := context.Background()
@@ -270,12 +277,19 @@ func TestAnEntryThisDaemonPostedIsNotPostedAgain(t *testing.T) {
 	cfg, logs := testConfig(t, "alertd-1")
 	d := startDaemon(t, rdb, cfg, rec)
 	trip(t, newBreaker(t, rdb, "alpha", fastConfig(time.Hour)), "down")
-	waitAlerts(t, rec, 1)
+	first := waitAlerts(t, rec, 1)[0].Last()
 	waitDrained(t, d, 1)
-	if err := rdb.Del(ctx, deliveryKey("alpha", DefaultGroup)).Err(); err != nil {
-		t.Fatal(err)
-	}
-	if err := rdb.XGroupSetID(ctx, streamKey("alpha"), DefaultGroup, "0").Err(); err != nil {
+
+	// The promoted replica's copy: the entry, a group at 0, no record.
+	values := map[string]any{"event": fmt.Sprint(first.Event), "from": fmt.Sprint(first.From), "to": fmt.Sprint(first.To),
+		"mode": fmt.Sprint(first.Mode), "generation": first.Generation, "last_error": first.LastError}
+	_, err := rdb.TxPipelined(ctx, func(p redis.Pipeliner) error {
+		p.Del(ctx, streamKey("alpha"), deliveryKey("alpha", DefaultGroup))
+		p.XAdd(ctx, &redis.XAddArgs{Stream: streamKey("alpha"), ID: first.ID, Values: values})
+		p.XGroupCreate(ctx, streamKey("alpha"), DefaultGroup, "0")
+		return nil
+	})
+	if err != nil {
 		t.Fatal(err)
 	}
 	waitFor(t, "the entry to be acknowledged again", 10*time.Second, func() bool {

@@ -151,10 +151,10 @@ func (q *batcher) send(batch []outcome, refused int64) {
 		q.unrecorded.Add(int64(len(batch)))
 		return
 	}
-	args := make([]any, 0, 2+4*len(batch))
+	args := make([]any, 0, 2+6*len(batch))
 	args = append(args, "record", refused)
 	for _, o := range batch {
-		args = append(args, o.kind, o.gen, o.lease, o.err)
+		args = append(args, o.kind, o.gen, o.lease, o.err, "", "") // DURATION_MS, RETRY_AFTER_MS: issue 11
 	}
 	res, err := b.eval(b.ctx, args...)
 	if err != nil {

@@ -129,7 +129,11 @@ func newLocalBreaker(b *Breaker) *localBreaker {
 }
 
 func (l *localBreaker) eval(args ...string) (any, error) {
-	return l.engine.Eval(breakerbox.BreakerScript.Source, l.b.keys, args...)
+	script := breakerbox.BreakerScript
+	if args[0] == "status" {
+		script = breakerbox.StatusScript // read-only; luaengine strips its shebang
+	}
+	return l.engine.Eval(script.Source, l.b.keys, args...)
 }
 
 func (l *localBreaker) allow() (breakerbox.AllowReply, error) {
@@ -160,7 +164,7 @@ func (l *localBreaker) record(o outcome) {
 		}
 		o.gen = st.Generation
 	}
-	res, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err)
+	res, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, "", "")
 	if err != nil {
 		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
 		return

@@ -114,7 +114,7 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 
 // recordNow sends one outcome and waits for the script's answer.
 func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
-	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err)
+	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err, "", "")
 	if err != nil {
 		b.batch.unrecorded.Add(1)
 		b.outage.begin(b, err)

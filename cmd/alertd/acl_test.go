@@ -9,6 +9,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
@@ -77,6 +79,17 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 		if strings.Contains(line, "NOPERM") && !strings.Contains(line, "client|unblock") {
 			t.Errorf("alertd met NOPERM under its rule: %s", line)
 		}
+	}
+
+	// alertd's user can read breakers but not change them, script or not.
+	as := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "alertd", Password: "alertd-pw"})
+	defer as.Close()
+	if _, err := admin.Status(ctx, as, "alpha"); err != nil {
+		t.Errorf("status as alertd: %v", err)
+	}
+	if _, err := admin.Control(ctx, as, "alpha", breakerbox.ActionForceOpen, "alertd"); err == nil ||
+		!strings.Contains(err.Error(), "NOPERM") && !strings.Contains(err.Error(), "can't run") {
+		t.Errorf("force-open as alertd: err = %v, want a refusal", err)
 	}
 
 	// The same daemon under a rule without WATCH/MULTI (the workers' rule
