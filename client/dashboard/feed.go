@@ -1,0 +1,482 @@
+package dashboard
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"maps"
+	"reflect"
+	"slices"
+	"sync"
+	"time"
+)
+
+// sparkLen is how many intervals of rates a breaker's sparkline shows.
+const sparkLen = 30
+
+// namesEvery is how many intervals pass between two listings of the
+// breakers (SMEMBERS and SCAN); a breaker announcing a transition in
+// between is added at once.
+const namesEvery = 5
+
+// listenerBuffer is how many messages a slow page may fall behind before
+// the dashboard drops its connection (the page reconnects and starts
+// again from a fresh snapshot).
+const listenerBuffer = 64
+
+// feed keeps the dashboard's picture of every breaker and sends changes to
+// the pages listening. One goroutine (run) reads Redis: every interval a
+// bulk status read of every breaker (the rates come from the difference of
+// two reads), and at once the breakers that announced a change on their
+// :changed channel, which one pattern subscription receives.
+type feed struct {
+	st       store
+	interval time.Duration
+	timeout  time.Duration
+	log      *slog.Logger
+
+	mu        sync.Mutex
+	rows      map[string]*entry
+	listeners map[*listener]struct{}
+	health    feedHealth
+
+	dirtyMu sync.Mutex
+	dirty   map[string]bool
+	wake    chan struct{} // capacity 1: dirty has names
+}
+
+type entry struct {
+	row   Breaker
+	last  sample       // totals at the last interval's read
+	spark [][2]float64 // request and refusal rates per interval, oldest first
+}
+
+type sample struct{ timeMS, requests, refused int64 }
+
+type feedHealth struct {
+	running    bool
+	subscribed bool
+	lastRead   time.Time // last bulk read that succeeded
+	readErr    error
+	subErr     error
+	actionErr  error // the last action refused for lack of permission
+}
+
+// listener is one page's event stream.
+type listener struct {
+	ch   chan []byte
+	gone chan struct{} // closed when the feed dropped the listener
+}
+
+func newFeed(st store, interval, timeout time.Duration, log *slog.Logger) *feed {
+	return &feed{st: st, interval: interval, timeout: timeout, log: log,
+		rows: map[string]*entry{}, listeners: map[*listener]struct{}{},
+		dirty: map[string]bool{}, wake: make(chan struct{}, 1)}
+}
+
+// run reads Redis until ctx ends.
+func (f *feed) run(ctx context.Context) error {
+	f.mu.Lock()
+	if f.health.running {
+		f.mu.Unlock()
+		return errAlreadyRunning
+	}
+	f.health.running = true
+	f.mu.Unlock()
+	defer func() {
+		f.mu.Lock()
+		f.health.running = false
+		for l := range f.listeners {
+			f.drop(l)
+		}
+		f.mu.Unlock()
+	}()
+
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() { defer wg.Done(); f.subscribe(ctx) }()
+	defer wg.Wait()
+
+	tick := time.NewTicker(f.interval)
+	defer tick.Stop()
+	for n := 0; ; n++ {
+		f.refresh(ctx, n%namesEvery == 0)
+		for waiting := true; waiting; {
+			select {
+			case <-ctx.Done():
+				return nil
+			case <-tick.C:
+				waiting = false
+			case <-f.wake:
+				f.readChanged(ctx)
+			}
+		}
+	}
+}
+
+// subscribe keeps the pattern subscription, subscribing again a second
+// after it failed.
+func (f *feed) subscribe(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := f.st.subscribe(ctx, func() {
+			f.mu.Lock()
+			f.health.subscribed, f.health.subErr = true, nil
+			f.mu.Unlock()
+		}, f.markChanged)
+		f.mu.Lock()
+		f.health.subscribed, f.health.subErr = false, err
+		f.mu.Unlock()
+		if err != nil && ctx.Err() == nil {
+			f.log.Warn("dashboard: the subscription to the breakers' announcements failed; subscribing again in 1s", "err", err)
+		}
+		select {
+		case <-ctx.Done():
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// markChanged queues a breaker that announced a change.
+func (f *feed) markChanged(name string) {
+	f.dirtyMu.Lock()
+	f.dirty[name] = true
+	f.dirtyMu.Unlock()
+	select {
+	case f.wake <- struct{}{}:
+	default:
+	}
+}
+
+// readChanged reads the breakers that announced a change, in one round
+// trip, and sends their rows to the pages.
+func (f *feed) readChanged(ctx context.Context) {
+	f.dirtyMu.Lock()
+	names := slices.Sorted(maps.Keys(f.dirty))
+	clear(f.dirty)
+	f.dirtyMu.Unlock()
+	if len(names) == 0 {
+		return
+	}
+	rctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	rows, err := f.st.statuses(rctx, names)
+	if err != nil {
+		return // the next interval's read catches up
+	}
+	f.lookUpSince(rctx, rows)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for i := range rows {
+		e := f.rows[rows[i].Name]
+		if e == nil {
+			e = &entry{}
+			f.rows[rows[i].Name] = e
+		}
+		rows[i].RequestRate, rows[i].RefusalRate = e.row.RequestRate, e.row.RefusalRate
+		e.row = rows[i]
+	}
+	f.broadcast("update", update{Rows: rows})
+}
+
+// update is the message of the "update" and "tick" events.
+type update struct {
+	TimeMS  int64                 `json:"time_ms,omitempty"`
+	Rows    []Breaker             `json:"rows"`              // rows that changed
+	Rates   map[string][2]float64 `json:"rates,omitempty"`   // tick: every breaker's non-zero rates
+	Removed []string              `json:"removed,omitempty"` // tick: breakers no longer in Redis
+	Error   string                `json:"error,omitempty"`   // tick: why Redis could not be read
+}
+
+// refresh is the interval's bulk read.
+func (f *feed) refresh(ctx context.Context, listNames bool) {
+	rctx, cancel := context.WithTimeout(ctx, f.timeout)
+	defer cancel()
+	var names []string
+	var err error
+	f.mu.Lock()
+	first := f.health.lastRead.IsZero()
+	if !listNames && !first {
+		names = slices.Sorted(maps.Keys(f.rows))
+	}
+	f.mu.Unlock()
+	if names == nil {
+		names, err = f.st.names(rctx)
+	}
+	var rows []Breaker
+	if err == nil {
+		rows, err = f.st.statuses(rctx, names)
+	}
+	if err != nil {
+		f.mu.Lock()
+		defer f.mu.Unlock()
+		if f.health.readErr == nil {
+			f.log.Warn("dashboard: cannot read the breakers", "err", err)
+		}
+		f.health.readErr = err
+		f.broadcast("tick", update{Rows: []Breaker{}, Error: "cannot read Redis: " + err.Error()})
+		return
+	}
+
+	f.mu.Lock()
+	var needSince []int
+	for i, r := range rows {
+		if e := f.rows[r.Name]; e == nil || e.row.Generation != r.Generation || e.row.SinceMS == 0 {
+			needSince = append(needSince, i)
+		} else {
+			rows[i].SinceMS = e.row.SinceMS
+		}
+	}
+	f.mu.Unlock()
+	f.lookUpSince(rctx, rows, needSince...)
+
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	msg := update{Rows: []Breaker{}, Rates: map[string][2]float64{}}
+	seen := make(map[string]bool, len(rows))
+	for _, r := range rows {
+		seen[r.Name] = true
+		msg.TimeMS = max(msg.TimeMS, r.TimeMS)
+		e := f.rows[r.Name]
+		if e == nil {
+			e = &entry{}
+			f.rows[r.Name] = e
+		}
+		if r.Error == "" {
+			r.RequestRate, r.RefusalRate = e.rate(r)
+		}
+		if r.RequestRate != 0 || r.RefusalRate != 0 {
+			msg.Rates[r.Name] = [2]float64{r.RequestRate, r.RefusalRate}
+		}
+		if !sameRow(e.row, r) {
+			msg.Rows = append(msg.Rows, r)
+		}
+		e.row = r
+	}
+	if listNames {
+		for n := range f.rows {
+			if !seen[n] {
+				delete(f.rows, n)
+				msg.Removed = append(msg.Removed, n)
+			}
+		}
+	}
+	if f.health.readErr != nil {
+		f.log.Info("dashboard: reading the breakers again", "breakers", len(rows))
+	}
+	f.health.readErr, f.health.lastRead = nil, time.Now()
+	f.broadcast("tick", msg)
+}
+
+// rate returns the request and refusal rates since the last interval's
+// read and records r as that read.
+func (e *entry) rate(r Breaker) (req, ref float64) {
+	if dt := r.TimeMS - e.last.timeMS; e.last.timeMS > 0 && dt > 0 {
+		if d := r.Requests - e.last.requests; d > 0 { // negative: the breaker was deleted and made again
+			req = float64(d) * 1000 / float64(dt)
+		}
+		if d := r.Refused - e.last.refused; d > 0 {
+			ref = float64(d) * 1000 / float64(dt)
+		}
+	}
+	e.last = sample{r.TimeMS, r.Requests, r.Refused}
+	e.spark = append(e.spark, [2]float64{req, ref})
+	if len(e.spark) > sparkLen {
+		e.spark = e.spark[len(e.spark)-sparkLen:]
+	}
+	return req, ref
+}
+
+// sameRow reports whether a page would show a and b alike, leaving out
+// what moves with the clock alone (the read time, the recovery timer's
+// remainder) and the rates, which every tick carries anyway.
+func sameRow(a, b Breaker) bool {
+	for _, r := range []*Breaker{&a, &b} {
+		r.TimeMS, r.RetryAfterMS, r.RequestRate, r.RefusalRate = 0, 0, 0, 0
+	}
+	return reflect.DeepEqual(a, b)
+}
+
+// sinceWorkers bounds the concurrent history reads of lookUpSince.
+const sinceWorkers = 8
+
+// lookUpSince fills SinceMS of rows[i] for the given indexes (every row
+// when none are given) from the breakers' histories.
+func (f *feed) lookUpSince(ctx context.Context, rows []Breaker, idx ...int) {
+	if idx == nil {
+		for i := range rows {
+			idx = append(idx, i)
+		}
+	}
+	work := make(chan int)
+	var wg sync.WaitGroup
+	for range min(sinceWorkers, len(idx)) {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range work {
+				if rows[i].Error != "" {
+					continue
+				}
+				if ms, err := f.st.since(ctx, rows[i].Name); err == nil {
+					rows[i].SinceMS = ms
+				}
+			}
+		}()
+	}
+	for _, i := range idx {
+		work <- i
+	}
+	close(work)
+	wg.Wait()
+}
+
+// snapshot is the first message a page receives: every breaker with its
+// sparkline.
+type snapshot struct {
+	Rows       []Breaker               `json:"rows"`
+	Sparks     map[string][][2]float64 `json:"sparks"`
+	IntervalMS int64                   `json:"interval_ms"`
+	Error      string                  `json:"error,omitempty"`
+}
+
+// listen registers a page's event stream and returns it with its first
+// message, the snapshot, so that no change falls between the two.
+func (f *feed) listen() (*listener, []byte) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	s := snapshot{Rows: make([]Breaker, 0, len(f.rows)), Sparks: make(map[string][][2]float64, len(f.rows)),
+		IntervalMS: f.interval.Milliseconds()}
+	for _, n := range slices.Sorted(maps.Keys(f.rows)) {
+		e := f.rows[n]
+		s.Rows = append(s.Rows, e.row)
+		if len(e.spark) > 0 {
+			s.Sparks[n] = slices.Clone(e.spark)
+		}
+	}
+	if f.health.readErr != nil {
+		s.Error = "cannot read Redis: " + f.health.readErr.Error()
+	}
+	l := &listener{ch: make(chan []byte, listenerBuffer), gone: make(chan struct{})}
+	f.listeners[l] = struct{}{}
+	return l, event("snapshot", s)
+}
+
+// unlisten removes a page's stream that ended.
+func (f *feed) unlisten(l *listener) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if _, ok := f.listeners[l]; ok {
+		f.drop(l)
+	}
+}
+
+// broadcast sends an event to every page; f.mu is held.
+func (f *feed) broadcast(name string, v any) {
+	if len(f.listeners) == 0 {
+		return
+	}
+	msg := event(name, v)
+	for l := range f.listeners {
+		select {
+		case l.ch <- msg:
+		default: // too far behind: drop it, it reconnects
+			f.drop(l)
+		}
+	}
+}
+
+// drop ends a listener; f.mu is held.
+func (f *feed) drop(l *listener) {
+	delete(f.listeners, l)
+	close(l.gone)
+}
+
+// event formats a server-sent event. JSON holds no raw newline, so the
+// data is one line.
+func event(name string, v any) []byte {
+	b, err := json.Marshal(v)
+	if err != nil {
+		b = []byte(`{}`)
+	}
+	return append(append([]byte("event: "+name+"\ndata: "), b...), "\n\n"...)
+}
+
+// rowsNow returns every breaker's row, sorted by name, and whether the
+// feed has read Redis at least once.
+func (f *feed) rowsNow() ([]Breaker, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	out := make([]Breaker, 0, len(f.rows))
+	for _, n := range slices.Sorted(maps.Keys(f.rows)) {
+		out = append(out, f.rows[n].row)
+	}
+	return out, !f.health.lastRead.IsZero()
+}
+
+// row returns one breaker's row.
+func (f *feed) row(name string) (Breaker, bool) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	e, ok := f.rows[name]
+	if !ok {
+		return Breaker{}, false
+	}
+	return e.row, true
+}
+
+// actionDone records whether an action was refused for lack of
+// permission, which /healthz reports until an action succeeds.
+func (f *feed) actionDone(permissionErr error) {
+	f.mu.Lock()
+	f.health.actionErr = permissionErr
+	f.mu.Unlock()
+}
+
+// Health is the dashboard's own health, served as JSON by its healthz path.
+type Health struct {
+	// OK is true when the dashboard is running, its last read of the
+	// breakers succeeded within three intervals, its subscription to the
+	// breakers' announcements is live, and no operator action was refused
+	// for lack of permission since the last one that succeeded.
+	OK bool `json:"ok"`
+	// Redis is "ok" or why the breakers could not be read (NOPERM under an
+	// ACL that lacks a permission, a connection error, ...).
+	Redis string `json:"redis"`
+	// Subscription is "ok" or why the subscription failed.
+	Subscription string `json:"subscription"`
+	// Actions is "ok" or the permission error of the last refused action.
+	Actions string `json:"actions"`
+	// Breakers is how many breakers the dashboard shows.
+	Breakers int `json:"breakers"`
+	// LastRead is when the breakers were last read.
+	LastRead time.Time `json:"last_read,omitzero"`
+}
+
+// health reports the feed's health at now.
+func (f *feed) healthAt(now time.Time) Health {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	h := f.health
+	r := Health{Redis: "ok", Subscription: "ok", Actions: "ok", Breakers: len(f.rows), LastRead: h.lastRead}
+	switch {
+	case !h.running:
+		r.Redis = "not running: call Dashboard.Run"
+	case h.readErr != nil:
+		r.Redis = h.readErr.Error()
+	case h.lastRead.IsZero():
+		r.Redis = "not read yet"
+	case now.Sub(h.lastRead) > 3*f.interval+f.timeout:
+		r.Redis = "last read " + now.Sub(h.lastRead).Round(time.Second).String() + " ago"
+	}
+	switch {
+	case h.subErr != nil:
+		r.Subscription = h.subErr.Error()
+	case !h.subscribed:
+		r.Subscription = "not subscribed"
+	}
+	if h.actionErr != nil {
+		r.Actions = h.actionErr.Error()
+	}
+	r.OK = r.Redis == "ok" && r.Subscription == "ok" && r.Actions == "ok"
+	return r
+}
