@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"os"
@@ -16,6 +17,7 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 	"github.com/breakerbox/breakerbox/internal/demo"
@@ -218,6 +220,37 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitFor(t, tab, "closed on screen", `document.querySelector('#detail-state').textContent === 'closed'`)
 		waitFor(t, tab, "reset in the timeline", `document.querySelector('.timeline li .ev').textContent === 'reset'`)
 	})
+	t.Run("1,200 breakers are paged, filtered and sorted", func(t *testing.T) {
+		names := make([]any, 1200)
+		for i := range names {
+			names[i] = fmt.Sprintf("svc-%04d", i)
+		}
+		if err := rdb.SAdd(ctx, "circuit_breaker:registry", names...).Err(); err != nil {
+			t.Fatal(err)
+		}
+		failUntilOpen(t, rdb, "svc-0777")
+		many, err := dashboard.New(rdb, dashboard.WithInterval(200*time.Millisecond), dashboard.WithLogger(quietLog))
+		if err != nil {
+			t.Fatal(err)
+		}
+		manyCtx, stopMany := context.WithCancel(ctx)
+		go func() { _ = many.Run(manyCtx) }()
+		waitHealthy(t, many)
+		web := httptest.NewServer(many)
+		defer web.Close()
+		defer stopMany() // before web.Close: ends the event streams
+		do(t, tab, chromedp.Navigate(web.URL+"/"))
+		waitFor(t, tab, "first page", `document.querySelectorAll('#breakers tbody tr').length === 100 && document.querySelector('#pageinfo').textContent === '1–100 of 1203'`)
+		waitFor(t, tab, "the open breaker first", `document.querySelector('#breakers tbody tr').dataset.name === 'svc-0777'`)
+		do(t, tab, chromedp.Click(chromedp.CSS(`#next`)))
+		waitFor(t, tab, "second page", `document.querySelector('#pageinfo').textContent === '101–200 of 1203'`)
+		do(t, tab, chromedp.Click(chromedp.CSS(`th[data-sort="name"]`)))
+		waitFor(t, tab, "sorted by name", `document.querySelector('th[data-sort="name"]').className === 'sorted'`)
+		do(t, tab, chromedp.Click(chromedp.CSS(`th[data-sort="name"]`)))
+		waitFor(t, tab, "sorted by name descending", `document.querySelector('th[data-sort="name"]').className === 'sorted desc'`)
+		do(t, tab, chromedp.SendKeys(chromedp.CSS(`#filter`), "svc-11"))
+		waitFor(t, tab, "filtered, by name descending", `document.querySelector('#pageinfo').textContent === '1–100 of 100 (1203 in all)' && document.querySelector('#breakers tbody tr').dataset.name === 'svc-1199'`)
+	})
 	t.Logf("browser checks took %s", time.Since(start).Round(time.Millisecond))
 
 	if os.Getenv(screenshotsEnv) != "" {
@@ -242,16 +275,29 @@ func screenshots(t *testing.T, rdb redis.UniversalClient, chrome string) {
 		t.Fatal(err)
 	}
 	go func() { _ = d.Run(ctx) }()
+	sink, err := alerts.NewWriterSink(io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	daemon, err := alerts.New(rdb, alerts.Config{Consumer: "screenshot", Logger: quietLog}, sink)
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = daemon.Run(ctx) }() // so that a breaker's page shows the group
 	if err := demo.StartLive(ctx, rdb, quietLog); err != nil {
 		t.Fatal(err)
 	}
 	web := httptest.NewServer(d)
-	defer web.Close()
+	t.Cleanup(web.Close) // after the browser's cleanup: Close waits for its event stream to end
 	tab := newBrowser(t, chrome)
 	do(t, tab, chromedp.Navigate(web.URL+"/"))
 	time.Sleep(12 * time.Second) // the demo's schedule: some breakers down by then, sparklines filled
-	shot := func(file string) {
-		png, err := chromedp.Run(tab, chromedp.CaptureScreenshot())
+	shot := func(file string, whole bool) {
+		take := chromedp.CaptureScreenshot()
+		if whole {
+			take = chromedp.FullScreenshot(100) // 100: PNG
+		}
+		png, err := chromedp.Run(tab, take)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -261,9 +307,9 @@ func screenshots(t *testing.T, rdb redis.UniversalClient, chrome string) {
 		}
 		t.Logf("wrote %s", path)
 	}
-	shot("dashboard.png")
+	shot("dashboard.png", false)
 	do(t, tab, chromedp.Navigate(web.URL+"/#/b/openai_transcription"))
 	waitFor(t, tab, "breaker page", `document.querySelectorAll('.timeline li').length > 0`)
 	time.Sleep(time.Second)
-	shot("dashboard-breaker.png")
+	shot("dashboard-breaker.png", true)
 }

@@ -294,10 +294,10 @@ func (d *Dashboard) serveEvents(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/event-stream")
 	w.Header().Set("X-Accel-Buffering", "no")
 	l, first := d.feed.listen()
-	defer d.feed.unlisten(l)
-	if _, err := w.Write(first); err != nil {
-		return
+	if _, err := w.Write(first); err != nil || l == nil {
+		return // not running: the page tries again later
 	}
+	defer d.feed.unlisten(l)
 	if err := rc.Flush(); err != nil {
 		return
 	}

@@ -278,11 +278,13 @@ func (e *entry) rate(r Breaker) (req, ref float64) {
 			ref = float64(d) * 1000 / float64(dt)
 		}
 	}
-	e.last = sample{r.TimeMS, r.Requests, r.Refused}
-	e.spark = append(e.spark, [2]float64{req, ref})
-	if len(e.spark) > sparkLen {
-		e.spark = e.spark[len(e.spark)-sparkLen:]
+	if e.last.timeMS > 0 { // the first read has no rate yet
+		e.spark = append(e.spark, [2]float64{req, ref})
+		if len(e.spark) > sparkLen {
+			e.spark = e.spark[len(e.spark)-sparkLen:]
+		}
 	}
+	e.last = sample{r.TimeMS, r.Requests, r.Refused}
 	return req, ref
 }
 
@@ -340,7 +342,9 @@ type snapshot struct {
 }
 
 // listen registers a page's event stream and returns it with its first
-// message, the snapshot, so that no change falls between the two.
+// message, the snapshot, so that no change falls between the two. When
+// the feed is not running it registers nothing and returns a nil listener
+// with the snapshot.
 func (f *feed) listen() (*listener, []byte) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -355,6 +359,10 @@ func (f *feed) listen() (*listener, []byte) {
 	}
 	if f.health.readErr != nil {
 		s.Error = "cannot read Redis: " + f.health.readErr.Error()
+	}
+	if !f.health.running {
+		s.Error = "the dashboard is not running"
+		return nil, event("snapshot", s)
 	}
 	l := &listener{ch: make(chan []byte, listenerBuffer), gone: make(chan struct{})}
 	f.listeners[l] = struct{}{}

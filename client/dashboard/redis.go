@@ -183,6 +183,7 @@ func (s redisStore) configure(ctx context.Context, name string, fields map[strin
 func (s redisStore) subscribe(ctx context.Context, ready func(), changed func(name string)) error {
 	ps := s.rdb.PSubscribe(ctx)
 	defer ps.Close()
+	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // Receive does not watch ctx
 	// PSubscribe sends the command without waiting for the answer; Receive
 	// returns the confirmation, or the refusal (NOPERM under an ACL that
 	// does not allow the pattern).

@@ -56,7 +56,7 @@ function look(r) { // the state's colour class and label
 }
 const ORDER = { open: 0, forced_open: 1, half_open: 2, error: 3, disabled: 4, closed: 5 };
 
-function inState(r) { return r.since_ms ? human(redisNow(r) - r.since_ms) : ''; }
+function inState(r) { return r.since_ms ? human(redisNow(r) - r.since_ms) : r.error ? '' : '–'; }
 function retryIn(r) {
   if (r.state !== 'open') return '';
   if (r.retry_after_ms < 0) return 'until released';
@@ -75,6 +75,7 @@ function spark(data, w = 64, hgt = 16) {
   const top = Math.max(...data.map((d) => Math.max(d[0], d[1])), 1e-9);
   const step = (w - 2) / (SPARK_LEN - 1);
   for (const [i, cls] of [[0, 'req'], [1, 'ref']]) {
+    if (i === 1 && !data.some((d) => d[1] > 0)) continue; // no refusals: the request line alone
     const pts = data.map((d, j) => {
       const x = w - 1 - (data.length - 1 - j) * step;
       return x.toFixed(1) + ',' + (hgt - 1 - (d[i] / top) * (hgt - 2)).toFixed(1);
@@ -213,10 +214,14 @@ function renderList() {
   S.page = Math.min(S.page, pages - 1);
   const shown = rows.slice(S.page * PAGE_SIZE, (S.page + 1) * PAGE_SIZE);
 
-  $('#breakers thead tr').replaceChildren(...cols.map((c) => h('th', {
-    'data-sort': c.key, class: c.key === col.key ? 'sorted' + (S.sort.dir < 0 ? ' desc' : '') : null,
-    onclick: () => { S.sort = { key: c.key, dir: S.sort.key === c.key ? -S.sort.dir : 1 }; render(); },
-  }, c.label)));
+  const head = cols.map((c) => c.key).join() + ' ' + col.key + ' ' + S.sort.dir;
+  if (head !== S.head) { // rebuilt only when it changes, so that a click is never lost to a redraw
+    S.head = head;
+    $('#breakers thead tr').replaceChildren(...cols.map((c) => h('th', {
+      'data-sort': c.key, class: c.key === col.key ? 'sorted' + (S.sort.dir < 0 ? ' desc' : '') : null,
+      onclick: () => { S.sort = { key: c.key, dir: S.sort.key === c.key ? -S.sort.dir : 1 }; render(); },
+    }, c.label)));
+  }
   $('#breakers tbody').replaceChildren(...shown.map((r) => {
     const tr = h('tr', { 'data-name': r.name, 'data-state': look(r)[0], class: r._flash ? 'flash' : null }, cols.map((c) => c.cell(r)));
     r._flash = false;
@@ -287,6 +292,11 @@ function renderDetailFigures() {
   );
 }
 
+// The config fields in the order an operator thinks of them; fields the
+// page does not know (newer scripts) come last.
+const CONFIG_ORDER = ['failure_threshold', 'recovery_timeout_ms', 'success_threshold', 'half_open_max_calls', 'request_timeout_ms'];
+const configRank = (f) => (CONFIG_ORDER.includes(f) ? CONFIG_ORDER.indexOf(f) : CONFIG_ORDER.length);
+
 const ACTIONS = [
   ['reset', 'Reset', 'to closed, failures cleared, overrides lifted'],
   ['force_open', 'Force open', 'refuse every call until released'],
@@ -300,8 +310,8 @@ function renderDetail() {
   const msg = S.detailMsg || h('span', { class: 'msg', id: 'action-msg' },
     !op ? 'read-only: no operators are configured' : S.session.user ? '' : 'sign in as an operator to act');
   S.detailMsg = msg;
-  const cfg = Object.entries(r.config || {});
-  $('#detail').replaceChildren(
+  const cfg = Object.entries(r.config || {}).sort(([a], [b]) => configRank(a) - configRank(b) || (a < b ? -1 : 1));
+  $('#detail').replaceChildren(...[
     h('a', { href: '#/' }, '← every breaker'),
     h('div', { class: 'detail-head' }, h('h1', {}, r.name), h('span', { id: 'detail-state', class: 'pill' }),
       op ? h('div', { class: 'actions' }, ACTIONS.map(([a, label, title]) =>
@@ -327,10 +337,10 @@ function renderDetail() {
     h('section', {}, h('h2', {}, 'History'), d.history.length
       ? h('ol', { class: 'timeline' }, d.history.map((e) => h('li', { class: 't-' + (e.to || 'none') },
         h('time', {}, when(e.ts)), h('span', { class: 'ev' }, e.event),
-        e.from || e.to ? `${e.from} → ${e.to}` : '', h('span', { class: 'extra' },
+        e.from !== e.to ? `${e.from} → ${e.to}` : '', h('span', { class: 'extra' },
           ['gen ' + e.generation, e.actor && 'by ' + e.actor, e.error && 'error: ' + e.error, e.detail].filter(Boolean).join(' · ')))))
       : h('p', { class: 'muted' }, 'no transitions yet')),
-  );
+  ].filter(Boolean));
   renderDetailFigures();
 }
 
