@@ -34,8 +34,8 @@ func ParseOperators(s string) ([]Operator, error) {
 			continue
 		}
 		name, secret, ok := strings.Cut(part, ":")
-		if !ok {
-			return nil, fmt.Errorf("operator %q: want NAME:SECRET", name)
+		if !ok { // the text may be a secret: not echoed
+			return nil, fmt.Errorf("operator %d of the list: want NAME:SECRET", len(ops)+1)
 		}
 		ops = append(ops, Operator{Name: name, Secret: secret})
 	}
