@@ -32,8 +32,8 @@ func (s redisStore) names(ctx context.Context) ([]string, error) {
 
 func (s redisStore) statuses(ctx context.Context, names []string) ([]Breaker, error) {
 	sts, err := client.ReadStatuses(ctx, s.rdb, names)
-	if err != nil && !hasBreakerErrors(err) {
-		return nil, err // Redis itself failed
+	if err != nil && (!hasBreakerErrors(err) || isPermission(err)) {
+		return nil, err // Redis itself failed, or refused the reads (ACL)
 	}
 	got := make(map[string]client.Status, len(sts))
 	for _, st := range sts {
