@@ -8,7 +8,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 )
 
@@ -49,5 +48,3 @@ func waitHealthy(t *testing.T, d *dashboard.Dashboard) {
 		time.Sleep(10 * time.Millisecond)
 	}
 }
-
-func breakerKeys(name string) []string { return breakerbox.Keys(name) }
