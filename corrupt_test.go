@@ -80,7 +80,7 @@ func TestCorruptedStreamIsReplaced(t *testing.T) {
 
 func scriptErr(t *testing.T, e *luaengine.Engine, keys []string, args ...string) error {
 	t.Helper()
-	_, err := e.Eval(breakerbox.Breaker.Source, keys, args...)
+	_, err := e.Eval(breakerbox.BreakerScript.Source, keys, args...)
 	if err == nil {
 		t.Fatalf("%v: no error", args)
 	}

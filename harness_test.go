@@ -35,7 +35,7 @@ func (b *bb) advance(d time.Duration) { b.now = b.now.Add(d) }
 // run calls the script and fails the test on an error reply.
 func (b *bb) run(args ...string) []any {
 	b.t.Helper()
-	res, err := b.e.Eval(breakerbox.Breaker.Source, b.keys, args...)
+	res, err := b.e.Eval(breakerbox.BreakerScript.Source, b.keys, args...)
 	if err != nil {
 		b.t.Fatalf("%v: %v", args, err)
 	}

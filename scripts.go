@@ -1,8 +1,15 @@
-// Package breakerbox holds the protocol shared by every breakerbox client:
-// the Lua scripts that decide every transition (embedded from lua/), the
-// Redis key layout of a breaker, name validation, and the error codes the
-// scripts return. The Go client lives in package client; docs/protocol.md
-// describes the same protocol for callers in other languages.
+// Package breakerbox holds the protocol shared by every breakerbox client
+// and the breaker's vocabulary, defined once: the Lua scripts that decide
+// every transition (embedded from lua/), the Redis key layout of a breaker,
+// name validation, the error codes the scripts return, the states, modes
+// and operator actions, the shared Config and its bounds, and the parsers
+// of every reply, announcement, history entry and stream entry.
+//
+// The worker's API lives in package client, the operator's (status, list,
+// history, controls, config) in package client/admin; both, and the alert
+// daemon, use the types defined here. This package imports neither of
+// them, nor gopher-lua. docs/protocol.md describes the same protocol for
+// callers in other languages.
 package breakerbox
 
 import (
@@ -51,8 +58,8 @@ func (s *Script) Load(ctx context.Context, c redis.Scripter) (string, error) {
 
 var scripts = mustLoadScripts()
 
-// Breaker is lua/breaker-8.lua: the state machine. Its header is its contract.
-var Breaker = scripts["breaker"]
+// BreakerScript is lua/breaker-8.lua: the state machine. Its header is its contract.
+var BreakerScript = scripts["breaker"]
 
 // Scripts returns every embedded script, sorted by name.
 func Scripts() []*Script {

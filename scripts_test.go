@@ -118,7 +118,7 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 }
 
 func TestScriptsExposeNameKeysAndSHA(t *testing.T) {
-	s := breakerbox.Breaker
+	s := breakerbox.BreakerScript
 	sum := sha1.Sum([]byte(s.Source))
 	if s.Name != "breaker" || s.Keys != 8 || s.File != "breaker-8.lua" || s.SHA1 != hex.EncodeToString(sum[:]) {
 		t.Errorf("Breaker = %s/%d/%s/%s", s.Name, s.Keys, s.File, s.SHA1)

@@ -6,93 +6,9 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
-
-// Transition is one entry of a breaker's transition stream
-// (circuit_breaker:{NAME}:events), as lua/breaker-8.lua writes it.
-type Transition struct {
-	// ID is the stream entry ID.
-	ID string
-	// Event is opened, half_opened, closed, reset, forced_open, disabled,
-	// released or repaired (docs/protocol.md, "Events").
-	Event string
-	// From and To are the states before and after: closed, open, half_open.
-	From, To string
-	// Mode after the transition: normal, forced_open or disabled.
-	Mode string
-	// Generation after the transition.
-	Generation int64
-	// Time of the transition on Redis's clock, UTC.
-	Time time.Time
-	// Failures is the consecutive failure count after the transition.
-	Failures int64
-	// FailureThreshold and RecoveryTimeout are the breaker's config then.
-	FailureThreshold int64
-	// RecoveryTimeout: see FailureThreshold.
-	RecoveryTimeout time.Duration
-	// LastError is the failure that tripped the breaker, on openings only
-	// (the script leaves it empty on other transitions).
-	LastError string
-	// Outage is how long the breaker had been away from closed (0 on the
-	// opening itself). Meaningful only when From is not closed.
-	Outage time.Duration
-	// Refused counts calls refused since the outage began (same caveat).
-	Refused int64
-	// Actor names who triggered an operator action; empty for automatic
-	// transitions.
-	Actor string
-}
-
-// parseTransition reads a stream entry. Missing or malformed numbers read
-// as 0: an entry written by hand must still be posted and acknowledged,
-// never block the stream.
-func parseTransition(id string, values map[string]any) Transition {
-	str := func(k string) string {
-		switch v := values[k].(type) {
-		case string:
-			return v
-		case nil:
-			return ""
-		default:
-			return fmt.Sprint(v)
-		}
-	}
-	num := func(k string) int64 {
-		n, err := strconv.ParseInt(str(k), 10, 64)
-		if err != nil {
-			return 0
-		}
-		return n
-	}
-	tr := Transition{
-		ID: id, Event: str("event"), From: str("from"), To: str("to"), Mode: str("mode"),
-		Generation: num("generation"), Failures: num("failures"),
-		FailureThreshold: num("failure_threshold"),
-		RecoveryTimeout:  time.Duration(num("recovery_timeout_ms")) * time.Millisecond,
-		LastError:        str("last_error"),
-		Outage:           time.Duration(num("outage_ms")) * time.Millisecond,
-		Refused:          num("refused"), Actor: str("actor"),
-	}
-	ms := num("time_ms")
-	if ms <= 0 {
-		ms, _ = idMillis(id) // the entry ID's first part is Redis's clock too
-	}
-	tr.Time = time.UnixMilli(ms).UTC()
-	if tr.Event == "" {
-		tr.Event = "unknown"
-	}
-	return tr
-}
-
-// Operator reports whether the transition is an operator action (or a
-// repair of a corrupted key) rather than a move of the state machine.
-func (t Transition) Operator() bool {
-	switch t.Event {
-	case "opened", "half_opened", "closed":
-		return false
-	}
-	return true
-}
 
 // Kind says what an Alert is about.
 type Kind string
@@ -116,7 +32,7 @@ type Alert struct {
 	// Breaker is the breaker's name.
 	Breaker string
 	// Transitions covered, in stream order; exactly one for KindTransition.
-	Transitions []Transition
+	Transitions []breakerbox.Transition
 	// FlapWindow is the window the transitions of a KindFlapping alert
 	// were folded in.
 	FlapWindow time.Duration
@@ -133,18 +49,18 @@ type Alert struct {
 }
 
 // First returns the first transition covered.
-func (a Alert) First() Transition {
+func (a Alert) First() breakerbox.Transition {
 	if len(a.Transitions) == 0 {
-		return Transition{}
+		return breakerbox.Transition{}
 	}
 	return a.Transitions[0]
 }
 
 // Last returns the last transition covered: the breaker's state after it
 // is the state the alert reports.
-func (a Alert) Last() Transition {
+func (a Alert) Last() breakerbox.Transition {
 	if len(a.Transitions) == 0 {
-		return Transition{}
+		return breakerbox.Transition{}
 	}
 	return a.Transitions[len(a.Transitions)-1]
 }
@@ -251,13 +167,13 @@ func (a Alert) render(esc func(string) string) string {
 }
 
 // stateText prints a state and its mode when the mode is not normal.
-func stateText(state, mode string) string {
+func stateText(state string, mode breakerbox.Mode) string {
 	s := strings.ToUpper(state)
 	if s == "" {
 		s = "UNKNOWN"
 	}
 	if mode != "" && mode != "normal" {
-		s += " (" + strings.ReplaceAll(mode, "_", " ") + ")"
+		s += " (" + strings.ReplaceAll(string(mode), "_", " ") + ")"
 	}
 	return s
 }
@@ -308,7 +224,7 @@ func (a Alert) renderTransition(l *lines, esc func(string) string) {
 	l.line(operatorNote(t))
 }
 
-func operatorNote(t Transition) string {
+func operatorNote(t breakerbox.Transition) string {
 	switch t.Event {
 	case "reset":
 		return "Consecutive failures cleared and overrides lifted: calls are admitted again."

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // seedOpening is the alert of the seed document, byte for byte.
@@ -23,8 +25,8 @@ const seedOpening = "🚨 Circuit Breaker Alert: openai_transcription\n" +
 	"\n" +
 	"⏰ Alert Time: 2025-10-25 11:30:00 UTC"
 
-func seedTransition() Transition {
-	return parseTransition("1761391800000-0", map[string]any{
+func seedTransition() breakerbox.Transition {
+	return breakerbox.ParseTransition("1761391800000-0", map[string]any{
 		"event": "opened", "from": "closed", "to": "open", "mode": "normal", "generation": "1",
 		"time_ms": "1761391800000", "failures": "3", "failure_threshold": "3",
 		"recovery_timeout_ms": "30000", "last_error": "OpenAI API error: Connection timeout",
@@ -33,32 +35,16 @@ func seedTransition() Transition {
 }
 
 func TestOpeningTextIsTheSeedsAlert(t *testing.T) {
-	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []Transition{seedTransition()}}
+	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []breakerbox.Transition{seedTransition()}}
 	if got := a.Text(); got != seedOpening {
 		t.Errorf("opening text:\n%s\n--- want ---\n%s", got, seedOpening)
 	}
 }
 
-func TestParseTransition(t *testing.T) {
-	got := seedTransition()
-	want := Transition{ID: "1761391800000-0", Event: "opened", From: "closed", To: "open", Mode: "normal",
-		Generation: 1, Time: t0, Failures: 3, FailureThreshold: 3, RecoveryTimeout: 30 * time.Second,
-		LastError: "OpenAI API error: Connection timeout"}
-	if got != want {
-		t.Errorf("parseTransition = %+v\nwant %+v", got, want)
-	}
-	t.Run("a hand-written entry without fields takes its time from the ID", func(t *testing.T) {
-		got := parseTransition("1761391800000-3", map[string]any{"failures": "many"})
-		if got.Event != "unknown" || !got.Time.Equal(t0) || got.Failures != 0 {
-			t.Errorf("parseTransition = %+v", got)
-		}
-	})
-}
-
 func TestAlertTexts(t *testing.T) {
-	op := func(event, from, to, mode, actor string) Transition {
+	op := func(event, from, to, mode, actor string) breakerbox.Transition {
 		x := tr(5, 0, event, from, to)
-		x.Mode, x.Actor, x.Outage, x.Refused = mode, actor, 135*time.Second, 1234
+		x.Mode, x.Actor, x.Outage, x.Refused = breakerbox.Mode(mode), actor, 135*time.Second, 1234
 		return x
 	}
 	closing := closed(3, 0)
@@ -67,7 +53,7 @@ func TestAlertTexts(t *testing.T) {
 	half.Outage, half.Refused = 30*time.Second, 17
 	reopen := tr(4, 0, "opened", "half_open", "open")
 	reopen.Failures, reopen.RecoveryTimeout, reopen.Outage, reopen.Refused = 4, 30*time.Second, time.Minute, 99
-	flaps := []Transition{opened(4, 3), halfOpened(5, 4), closed(6, 5), opened(7, 6), closed(8, 9)}
+	flaps := []breakerbox.Transition{opened(4, 3), halfOpened(5, 4), closed(6, 5), opened(7, 6), closed(8, 9)}
 	flaps[4].LastError = "dial tcp: refused"
 	tests := []struct {
 		name string
@@ -75,34 +61,34 @@ func TestAlertTexts(t *testing.T) {
 		want []string
 	}{
 		{"closing reports how long it was open and the refused calls",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{closing}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{closing}},
 			[]string{"✅ Circuit Breaker Recovered: svc\n", "State:       CLOSED\n", "Was Open:    2m15s\n",
 				"Refused:     1234 calls while open\n", "⏰ Alert Time: 2025-10-25 11:30:00 UTC"}},
 		{"half-open reports the outage so far",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{half}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{half}},
 			[]string{"🔄 Circuit Breaker Half-Open: svc\n", "State:       HALF_OPEN\n", "Open For:    30s so far\n",
 				"Refused:     17 calls so far\n"}},
 		{"a failed probe's re-opening says so",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{reopen}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{reopen}},
 			[]string{"🚨 Circuit Breaker Alert: svc\n", "Failures:    4\n",
 				"Reopened:    a recovery probe failed; open for 1m so far, 99 calls refused\n",
 				"```\n(no error text recorded)\n```"}},
 		{"reset names its actor and the outage it ended",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{op("reset", "open", "closed", "normal", "cbctl:alice@ops")}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("reset", "open", "closed", "normal", "cbctl:alice@ops")}},
 			[]string{"🛠️ Circuit Breaker Reset: svc\n", "State:       CLOSED (was OPEN)\n", "By:          cbctl:alice@ops\n",
 				"Was Open:    2m15s\n", "Refused:     1234 calls while open\n"}},
 		{"force-open names its actor and mode",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{op("forced_open", "closed", "open", "forced_open", "go:host:1")}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("forced_open", "closed", "open", "forced_open", "go:host:1")}},
 			[]string{"⛔ Circuit Breaker Forced Open: svc\n", "State:       OPEN (forced open) (was CLOSED)\n",
 				"By:          go:host:1\n", "refused until the breaker is released or reset"}},
 		{"disable from closed shows no outage",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{op("disabled", "closed", "closed", "disabled", "")}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("disabled", "closed", "closed", "disabled", "")}},
 			[]string{"⚠️ Circuit Breaker Disabled: svc\n", "State:       CLOSED (disabled)\n", "By:          unknown\n"}},
 		{"release to half-open",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{op("released", "open", "half_open", "normal", "me")}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("released", "open", "half_open", "normal", "me")}},
 			[]string{"▶️ Circuit Breaker Released: svc\n", "probing the upstream before closing"}},
 		{"repaired",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{op("repaired", "banana", "closed", "normal", "breakerbox")}},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("repaired", "banana", "closed", "normal", "breakerbox")}},
 			[]string{"🩹 Circuit Breaker Repaired: svc\n", "invalid value"}},
 		{"flapping counts the re-openings",
 			Alert{Kind: KindFlapping, Breaker: "svc", Transitions: flaps, FlapWindow: time.Minute},
@@ -111,11 +97,11 @@ func TestAlertTexts(t *testing.T) {
 				"Transitions: 5 (opened 2, half_opened 1, closed 2)\n", "```\ndial tcp: refused\n```",
 				"⏰ Alert Time: 2025-10-25 11:30:09 UTC"}},
 		{"summary of stale transitions",
-			Alert{Kind: KindSummary, Breaker: "svc", Transitions: []Transition{opened(1, 0), op("reset", "open", "closed", "normal", "bob")}},
+			Alert{Kind: KindSummary, Breaker: "svc", Transitions: []breakerbox.Transition{opened(1, 0), op("reset", "open", "closed", "normal", "bob")}},
 			[]string{"🕰️ Circuit Breaker Summary: svc\n", "2 transitions happened while alerts were not being delivered",
 				"Openings:    1\n", "Transitions: 2 (opened 1, reset 1)\n", "By:          bob\n"}},
 		{"late, trimmed and repeated alerts say so",
-			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{opened(1, 0)}, Late: time.Hour, Missed: 2, Repeat: true},
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{opened(1, 0)}, Late: time.Hour, Missed: 2, Repeat: true},
 			[]string{"Delivered late: this happened 1h before", "2 earlier transition(s) were trimmed", "Possibly a repeat"}},
 	}
 	for _, tt := range tests {
@@ -133,7 +119,7 @@ func TestAlertTexts(t *testing.T) {
 func TestSlackTextEscapesControlCharacters(t *testing.T) {
 	x := opened(1, 0)
 	x.LastError = "<html>502 & co</html>"
-	a := Alert{Kind: KindTransition, Breaker: "a<b>", Transitions: []Transition{x}}
+	a := Alert{Kind: KindTransition, Breaker: "a<b>", Transitions: []breakerbox.Transition{x}}
 	got := a.SlackText()
 	for _, w := range []string{"Alert: a&lt;b&gt;", "&lt;html&gt;502 &amp; co&lt;/html&gt;"} {
 		if !strings.Contains(got, w) {
@@ -163,7 +149,7 @@ func TestWriterSinkSeparatesAlerts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []Transition{seedTransition()}}
+	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []breakerbox.Transition{seedTransition()}}
 	for range 2 {
 		if retry, err := s.Notify(context.Background(), a); err != nil || retry {
 			t.Fatalf("Notify = %v, %v", retry, err)
@@ -180,7 +166,7 @@ func TestWriterSinkSeparatesAlerts(t *testing.T) {
 // The standard-output sink prints the seed's alert.
 func ExampleWriterSink() {
 	s, _ := NewWriterSink(os.Stdout)
-	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []Transition{seedTransition()}}
+	a := Alert{Kind: KindTransition, Breaker: "openai_transcription", Transitions: []breakerbox.Transition{seedTransition()}}
 	_, _ = s.Notify(context.Background(), a)
 	// Output:
 	// 🚨 Circuit Breaker Alert: openai_transcription

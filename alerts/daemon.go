@@ -13,7 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Daemon reads every breaker's transition stream through a consumer group
@@ -219,7 +219,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 // discover lists every breaker (registry and SCAN, on every master of a
 // cluster) and sets up the group on the new ones.
 func (d *Daemon) discover(ctx context.Context) {
-	names, err := client.Names(ctx, d.rdb)
+	names, err := admin.Names(ctx, d.rdb)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("breaker discovery failed", "err", err)

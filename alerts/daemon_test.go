@@ -15,6 +15,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -152,15 +153,15 @@ func TestOperatorActionsArePostedWithTheirActor(t *testing.T) {
 	rec := &Recorder{}
 	cfg, _ := testConfig(t, "alertd-1")
 	b := newBreaker(t, rdb, "search", client.DefaultConfig())
-	if _, err := b.Status(context.Background()); err != nil {
+	if _, err := admin.Status(context.Background(), rdb, b.Name()); err != nil {
 		t.Fatal(err)
 	}
 	d := startDaemon(t, rdb, cfg, rec)
 
-	control(t, rdb, "search", client.ActionForceOpen, "cbctl:alice@ops")
-	control(t, rdb, "search", client.ActionRelease, "cbctl:alice@ops")
-	control(t, rdb, "search", client.ActionDisable, "cbctl:bob@ops")
-	control(t, rdb, "search", client.ActionReset, "cbctl:bob@ops")
+	control(t, rdb, "search", breakerbox.ActionForceOpen, "cbctl:alice@ops")
+	control(t, rdb, "search", breakerbox.ActionRelease, "cbctl:alice@ops")
+	control(t, rdb, "search", breakerbox.ActionDisable, "cbctl:bob@ops")
+	control(t, rdb, "search", breakerbox.ActionReset, "cbctl:bob@ops")
 	got := waitAlerts(t, rec, 4)
 	waitDrained(t, d, 1)
 
@@ -324,12 +325,12 @@ func TestTwoDaemonsDeliverEachTransitionOnceInOrder(t *testing.T) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			trip(t, b, "down")                                   // opened
-			control(t, rdb, name, client.ActionReset, "ops")     // reset
-			trip(t, b, "down again")                             // opened
-			control(t, rdb, name, client.ActionForceOpen, "ops") // forced_open
-			control(t, rdb, name, client.ActionRelease, "ops")   // released
-			control(t, rdb, name, client.ActionReset, "ops")     // reset
+			trip(t, b, "down")                                       // opened
+			control(t, rdb, name, breakerbox.ActionReset, "ops")     // reset
+			trip(t, b, "down again")                                 // opened
+			control(t, rdb, name, breakerbox.ActionForceOpen, "ops") // forced_open
+			control(t, rdb, name, breakerbox.ActionRelease, "ops")   // released
+			control(t, rdb, name, breakerbox.ActionReset, "ops")     // reset
 		}()
 	}
 	wg.Wait()
@@ -465,7 +466,7 @@ func TestRestartDeliversTransitionsThatHappenedWhileDown(t *testing.T) {
 		t.Errorf("after a clean stop the group has consumers %+v (%v), want the stopped daemon gone", consumers, err)
 	}
 
-	control(t, rdb, "alpha", client.ActionReset, "cbctl:alice@ops")
+	control(t, rdb, "alpha", breakerbox.ActionReset, "cbctl:alice@ops")
 	trip(t, newBreaker(t, rdb, "beta", fastConfig(time.Hour)), "beta down")
 
 	cfg2, _ := testConfig(t, "alertd-2")
@@ -616,7 +617,7 @@ func TestDeliveredButUnacknowledgedEntryIsNotPostedAgain(t *testing.T) {
 	if err := rdb.XGroupDestroy(ctx, streamKey("alpha"), DefaultGroup).Err(); err != nil {
 		t.Fatal(err)
 	}
-	control(t, rdb, "alpha", client.ActionReset, "ops")
+	control(t, rdb, "alpha", breakerbox.ActionReset, "ops")
 	cfg2, _ := testConfig(t, "alertd-2")
 	d2 := startDaemon(t, rdb, cfg2, rec)
 	waitAlerts(t, rec, 2)

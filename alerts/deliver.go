@@ -13,6 +13,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // maxEntries bounds the entries one delivery round takes for a breaker
@@ -226,7 +228,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 		again = true
 	}
 
-	var entries []Transition
+	var entries []breakerbox.Transition
 	var handled []string // delivered before, pending again: acknowledge only
 	seen := map[string]bool{}
 	for _, m := range msgs {
@@ -238,7 +240,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 			handled = append(handled, m.ID)
 			continue
 		}
-		entries = append(entries, parseTransition(m.ID, m.Values))
+		entries = append(entries, breakerbox.ParseTransition(m.ID, m.Values))
 	}
 	sort.Slice(entries, func(i, j int) bool {
 		return idLessEq(entries[i].ID, entries[j].ID) && entries[i].ID != entries[j].ID
@@ -281,7 +283,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 // sendingOverlaps reports whether the in-flight mark "FIRST LAST CONSUMER
 // MS" of an interrupted attempt covers any of ts: that attempt may have
 // reached the sink.
-func sendingOverlaps(sending string, ts []Transition) bool {
+func sendingOverlaps(sending string, ts []breakerbox.Transition) bool {
 	f := strings.Fields(sending)
 	if len(f) < 2 || len(ts) == 0 {
 		return false

@@ -43,8 +43,8 @@ func Example() {
 	go func() { done <- d.Run(ctx) }()
 
 	b, _ := client.New(rdb, "openai_transcription", client.DefaultConfig(),
-		client.WithAdmission(client.Strict), client.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
-	defer b.Close(context.Background())
+		client.WithAdmission(client.AdmitStrict), client.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))))
+	defer b.Shutdown(context.Background())
 	for range 3 {
 		p, _ := b.Allow(ctx)
 		_ = p.Failure(ctx, errors.New("OpenAI API error: Connection timeout"))

@@ -50,12 +50,6 @@ func parseID(id string) (ms, seq uint64, ok bool) {
 	return ms, seq, true
 }
 
-// idMillis is the millisecond part of a stream ID.
-func idMillis(id string) (int64, bool) {
-	ms, _, ok := parseID(id)
-	return int64(ms), ok
-}
-
 // idLessEq reports whether stream ID a <= b. An unparsable ID is never
 // <= anything, so a bad record can never hide an entry.
 func idLessEq(a, b string) bool {

@@ -3,6 +3,8 @@ package alerts
 import (
 	"strconv"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // record is the group's delivery record of one breaker, kept in the hash
@@ -51,9 +53,9 @@ type step struct {
 // and returns the time it ends: the caller comes back then. Each alert
 // covers a contiguous run of entries, so posting the steps in order keeps
 // the stream's order.
-func plan(name string, entries []Transition, rec record, now time.Time, cfg Config) (steps []step, wakeAt time.Time) {
+func plan(name string, entries []breakerbox.Transition, rec record, now time.Time, cfg Config) (steps []step, wakeAt time.Time) {
 	prevGen := rec.AckedGen
-	missed := func(ts []Transition) int64 {
+	missed := func(ts []breakerbox.Transition) int64 {
 		var n int64
 		for _, t := range ts {
 			if prevGen > 0 && t.Generation > prevGen+1 {
@@ -84,7 +86,7 @@ func plan(name string, entries []Transition, rec record, now time.Time, cfg Conf
 	}
 
 	w := cfg.FlapWindow
-	var fold []Transition
+	var fold []breakerbox.Transition
 	flush := func() {
 		ws = ws.Add(w)
 		add(Alert{Kind: KindFlapping, Transitions: fold, FlapWindow: w})
@@ -108,7 +110,7 @@ func plan(name string, entries []Transition, rec record, now time.Time, cfg Conf
 		case e.Operator():
 			ws = time.Time{} // an operator acted: the next opening is news again
 		}
-		add(Alert{Kind: KindTransition, Transitions: []Transition{e}})
+		add(Alert{Kind: KindTransition, Transitions: []breakerbox.Transition{e}})
 	}
 	if len(fold) > 0 {
 		if end := ws.Add(w); now.Before(end) {

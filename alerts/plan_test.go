@@ -5,23 +5,31 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 var t0 = time.Date(2025, 10, 25, 11, 30, 0, 0, time.UTC)
 
 // tr makes a transition at t0+sec with ID "ms-0" and generation gen.
-func tr(gen int64, sec float64, event, from, to string) Transition {
+func tr(gen int64, sec float64, event, from, to string) breakerbox.Transition {
 	at := t0.Add(time.Duration(sec * float64(time.Second)))
-	return Transition{ID: fmt.Sprintf("%d-0", at.UnixMilli()), Event: event, From: from, To: to,
+	return breakerbox.Transition{ID: fmt.Sprintf("%d-0", at.UnixMilli()), Event: event, From: from, To: to,
 		Mode: "normal", Generation: gen, Time: at}
 }
 
-func opened(gen int64, sec float64) Transition { return tr(gen, sec, "opened", "closed", "open") }
-func halfOpened(gen int64, sec float64) Transition {
+func opened(gen int64, sec float64) breakerbox.Transition {
+	return tr(gen, sec, "opened", "closed", "open")
+}
+func halfOpened(gen int64, sec float64) breakerbox.Transition {
 	return tr(gen, sec, "half_opened", "open", "half_open")
 }
-func closed(gen int64, sec float64) Transition { return tr(gen, sec, "closed", "half_open", "closed") }
-func reset(gen int64, sec float64) Transition  { return tr(gen, sec, "reset", "open", "closed") }
+func closed(gen int64, sec float64) breakerbox.Transition {
+	return tr(gen, sec, "closed", "half_open", "closed")
+}
+func reset(gen int64, sec float64) breakerbox.Transition {
+	return tr(gen, sec, "reset", "open", "closed")
+}
 
 // describe prints steps as "kind:events" for comparison, e.g.
 // "transition:opened flapping:opened,closed".
@@ -51,7 +59,7 @@ func TestPlan(t *testing.T) {
 		name      string
 		cfg       Config
 		rec       record
-		entries   []Transition
+		entries   []breakerbox.Transition
 		now       time.Time
 		want      string
 		wantWake  time.Time
@@ -60,7 +68,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:      "a single opening is posted at once and opens a window",
 			cfg:       cfg,
-			entries:   []Transition{opened(1, 0)},
+			entries:   []breakerbox.Transition{opened(1, 0)},
 			now:       t0.Add(time.Second),
 			want:      "transition:opened",
 			wantStart: t0,
@@ -68,7 +76,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:      "an outage without re-opening is posted transition by transition",
 			cfg:       cfg,
-			entries:   []Transition{opened(1, 0), halfOpened(2, 30), closed(3, 31)},
+			entries:   []breakerbox.Transition{opened(1, 0), halfOpened(2, 30), closed(3, 31)},
 			now:       t0.Add(40 * time.Second),
 			want:      "transition:opened transition:half_opened transition:closed",
 			wantStart: t0,
@@ -76,7 +84,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "re-openings inside the window wait for the window's end",
 			cfg:  cfg,
-			entries: []Transition{opened(1, 0), halfOpened(2, 1), closed(3, 2),
+			entries: []breakerbox.Transition{opened(1, 0), halfOpened(2, 1), closed(3, 2),
 				opened(4, 3), halfOpened(5, 4), closed(6, 5), opened(7, 6)},
 			now:       t0.Add(10 * time.Second),
 			want:      "transition:opened transition:half_opened transition:closed",
@@ -86,7 +94,7 @@ func TestPlan(t *testing.T) {
 		{
 			name: "after the window the re-openings are one flapping alert",
 			cfg:  cfg,
-			entries: []Transition{opened(1, 0), halfOpened(2, 1), closed(3, 2),
+			entries: []breakerbox.Transition{opened(1, 0), halfOpened(2, 1), closed(3, 2),
 				opened(4, 3), halfOpened(5, 4), closed(6, 5), opened(7, 6)},
 			now:       t0.Add(61 * time.Second),
 			want:      "transition:opened transition:half_opened transition:closed flapping:opened,half_opened,closed,opened",
@@ -96,7 +104,7 @@ func TestPlan(t *testing.T) {
 			name:      "a window recorded by another daemon folds the next opening",
 			cfg:       cfg,
 			rec:       record{WindowStart: t0, AckedGen: 3},
-			entries:   []Transition{opened(4, 3), closed(5, 5)},
+			entries:   []breakerbox.Transition{opened(4, 3), closed(5, 5)},
 			now:       t0.Add(90 * time.Second),
 			want:      "flapping:opened,closed",
 			wantStart: t0.Add(time.Minute),
@@ -105,7 +113,7 @@ func TestPlan(t *testing.T) {
 			name:      "an entry after the window's end flushes the fold first",
 			cfg:       cfg,
 			rec:       record{WindowStart: t0, AckedGen: 3},
-			entries:   []Transition{opened(4, 3), closed(5, 5), halfOpened(6, 61)},
+			entries:   []breakerbox.Transition{opened(4, 3), closed(5, 5), halfOpened(6, 61)},
 			now:       t0.Add(62 * time.Second),
 			want:      "flapping:opened,closed transition:half_opened",
 			wantStart: t0.Add(time.Minute),
@@ -114,7 +122,7 @@ func TestPlan(t *testing.T) {
 			name:      "a breaker that keeps flapping gets one message per window",
 			cfg:       cfg,
 			rec:       record{WindowStart: t0, AckedGen: 3},
-			entries:   []Transition{opened(4, 3), closed(5, 5), opened(6, 65), closed(7, 66)},
+			entries:   []breakerbox.Transition{opened(4, 3), closed(5, 5), opened(6, 65), closed(7, 66)},
 			now:       t0.Add(70 * time.Second),
 			want:      "flapping:opened,closed",
 			wantWake:  t0.Add(2 * time.Minute),
@@ -124,7 +132,7 @@ func TestPlan(t *testing.T) {
 			name:      "an opening after a quiet window is posted on its own",
 			cfg:       cfg,
 			rec:       record{WindowStart: t0, AckedGen: 3},
-			entries:   []Transition{opened(4, 300)},
+			entries:   []breakerbox.Transition{opened(4, 300)},
 			now:       t0.Add(301 * time.Second),
 			want:      "transition:opened",
 			wantStart: t0.Add(300 * time.Second),
@@ -133,14 +141,14 @@ func TestPlan(t *testing.T) {
 			name:    "an operator action ends the fold early, is posted on its own and closes the window",
 			cfg:     cfg,
 			rec:     record{WindowStart: t0, AckedGen: 3},
-			entries: []Transition{opened(4, 3), reset(5, 4)},
+			entries: []breakerbox.Transition{opened(4, 3), reset(5, 4)},
 			now:     t0.Add(5 * time.Second),
 			want:    "flapping:opened transition:reset",
 		},
 		{
 			name:      "an opening after an operator action is posted at once",
 			cfg:       cfg,
-			entries:   []Transition{opened(1, 0), reset(2, 5), opened(3, 10)},
+			entries:   []breakerbox.Transition{opened(1, 0), reset(2, 5), opened(3, 10)},
 			now:       t0.Add(11 * time.Second),
 			want:      "transition:opened transition:reset transition:opened",
 			wantStart: t0.Add(10 * time.Second),
@@ -148,7 +156,7 @@ func TestPlan(t *testing.T) {
 		{
 			name:      "folding off: every opening is posted",
 			cfg:       noFold,
-			entries:   []Transition{opened(1, 0), closed(2, 1), opened(3, 2)},
+			entries:   []breakerbox.Transition{opened(1, 0), closed(2, 1), opened(3, 2)},
 			now:       t0.Add(3 * time.Second),
 			want:      "transition:opened transition:closed transition:opened",
 			wantStart: t0.Add(2 * time.Second),
@@ -156,21 +164,21 @@ func TestPlan(t *testing.T) {
 		{
 			name:    "stale entries are summarised in one alert",
 			cfg:     cfg,
-			entries: []Transition{opened(1, 0), halfOpened(2, 30), opened(3, 31), reset(4, 60)},
+			entries: []breakerbox.Transition{opened(1, 0), halfOpened(2, 30), opened(3, 31), reset(4, 60)},
 			now:     t0.Add(time.Hour),
 			want:    "summary:opened,half_opened,opened,reset",
 		},
 		{
 			name:    "one stale entry is posted on its own, marked late",
 			cfg:     cfg,
-			entries: []Transition{opened(1, 0)},
+			entries: []breakerbox.Transition{opened(1, 0)},
 			now:     t0.Add(time.Hour),
 			want:    "transition:opened(late)",
 		},
 		{
 			name:      "stale entries are summarised and fresh ones follow",
 			cfg:       cfg,
-			entries:   []Transition{opened(1, 0), closed(2, 60), opened(3, 3600)},
+			entries:   []breakerbox.Transition{opened(1, 0), closed(2, 60), opened(3, 3600)},
 			now:       t0.Add(3601 * time.Second),
 			want:      "summary:opened,closed transition:opened",
 			wantStart: t0.Add(time.Hour),
@@ -179,7 +187,7 @@ func TestPlan(t *testing.T) {
 			name:      "a gap in generations counts trimmed transitions",
 			cfg:       cfg,
 			rec:       record{AckedGen: 10},
-			entries:   []Transition{opened(14, 0)},
+			entries:   []breakerbox.Transition{opened(14, 0)},
 			now:       t0.Add(time.Second),
 			want:      "transition:opened(missed 3)",
 			wantStart: t0,
@@ -220,7 +228,7 @@ func TestPlan(t *testing.T) {
 }
 
 func TestSendingOverlaps(t *testing.T) {
-	ts := []Transition{{ID: "100-0"}, {ID: "200-0"}, {ID: "300-1"}}
+	ts := []breakerbox.Transition{{ID: "100-0"}, {ID: "200-0"}, {ID: "300-1"}}
 	tests := []struct {
 		sending string
 		want    bool

@@ -10,6 +10,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // secretPath is the part of a webhook URL that must never leak.
@@ -96,7 +98,7 @@ func status(code int, retryAfter string) func(int, http.ResponseWriter) int {
 }
 
 func TestSlackSinkClassifiesAnswers(t *testing.T) {
-	a := Alert{Kind: KindTransition, Breaker: "svc<1>", Transitions: []Transition{seedTransition()}}
+	a := Alert{Kind: KindTransition, Breaker: "svc<1>", Transitions: []breakerbox.Transition{seedTransition()}}
 	tests := []struct {
 		name       string
 		respond    func(int, http.ResponseWriter) int
@@ -142,7 +144,7 @@ func TestSlackSinkClassifiesAnswers(t *testing.T) {
 }
 
 func TestSlackSinkNeverLeaksTheURL(t *testing.T) {
-	a := Alert{Kind: KindTransition, Breaker: "svc", Transitions: []Transition{seedTransition()}}
+	a := Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{seedTransition()}}
 	t.Run("network error", func(t *testing.T) {
 		h := newHook(t, nil)
 		url := h.URL()

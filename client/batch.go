@@ -5,6 +5,8 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // outcome is one reported call, as the record operation takes it.
@@ -154,7 +156,7 @@ func (q *batcher) send(batch []outcome, refused int64) {
 	for _, o := range batch {
 		args = append(args, o.kind, o.gen, o.lease, o.err)
 	}
-	arr, err := b.eval(b.ctx, args...)
+	res, err := b.eval(b.ctx, args...)
 	if err != nil {
 		if b.ctx.Err() == nil {
 			b.outage.begin(b, err)
@@ -163,8 +165,10 @@ func (q *batcher) send(batch []outcome, refused int64) {
 		b.log.Warn("circuit breaker outcomes not recorded", "count", len(batch), "err", err)
 		return
 	}
-	if r, err := parseView(arr, 0); err == nil {
-		b.observe(r, false)
+	if r, err := breakerbox.ParseRecordReply(res); err == nil {
+		b.observe(r.Announcement, fromRecordReply)
+	} else {
+		b.log.Warn("circuit breaker ignored a malformed record reply", "err", err)
 	}
 }
 

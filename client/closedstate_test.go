@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 )
 
@@ -24,11 +25,11 @@ func TestExecuteTripsAfterThresholdAndRefusesWithoutRunning(t *testing.T) {
 			t.Fatalf("after 3 failures: ran=%v err=%v, want ErrOpen without running", ran, err)
 		}
 		var oe *client.OpenError
-		if !errors.As(err, &oe) || oe.State != client.Open || oe.RetryAfter <= 0 || oe.RetryAfter > 200*time.Millisecond {
+		if !errors.As(err, &oe) || oe.State != breakerbox.StateOpen || oe.RetryAfter <= 0 || oe.RetryAfter > 200*time.Millisecond {
 			t.Errorf("open error %#v, want state open with a retry within the recovery timeout", oe)
 		}
 		st := status(t, b)
-		if st.State != client.Open || st.CurrentFailures != 3 || st.TotalFailures != 3 ||
+		if st.State != breakerbox.StateOpen || st.CurrentFailures != 3 || st.TotalFailures != 3 ||
 			st.TotalRefused != 1 || st.LastFailureError != errBoom.Error() || st.OpenedAt.IsZero() {
 			t.Errorf("status %+v", st)
 		}
@@ -41,7 +42,7 @@ func TestSuccessBetweenFailuresKeepsItClosed(t *testing.T) {
 		for _, fn := range []func(context.Context) error{fail, fail, ok, fail, fail} {
 			_ = run(t, b, fn)
 		}
-		if st := status(t, b); st.State != client.Closed || st.CurrentFailures != 2 || st.SuccessRate != 20 {
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.CurrentFailures != 2 || st.SuccessRate != 20 {
 			t.Errorf("status %+v, want closed with 2 consecutive failures and 20%% success", st)
 		}
 	})
@@ -105,16 +106,42 @@ func TestCallerCancellationIsNotCounted(t *testing.T) {
 	})
 }
 
-func TestClassifierDecidesWhatCountsAsFailure(t *testing.T) {
+func TestClassifierHasThreeAnswers(t *testing.T) {
 	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
-		notFound := errors.New("404")
-		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a),
-			client.WithIsFailure(func(err error) bool { return !errors.Is(err, notFound) }))
-		for i := 0; i < 5; i++ {
-			_ = run(t, b, func(context.Context) error { return fmt.Errorf("lookup: %w", notFound) })
+		notFound, invalid := errors.New("404"), errors.New("400 invalid prompt")
+		classify := func(err error) client.Verdict {
+			switch {
+			case errors.Is(err, notFound):
+				return client.VerdictIgnore // says nothing about the upstream
+			case errors.Is(err, invalid):
+				return client.VerdictSuccess // the upstream answered
+			}
+			return client.VerdictFailure
 		}
-		if st := status(t, b); st.State != client.Closed || st.TotalSuccesses != 5 {
-			t.Errorf("status %+v, want 5 successes", st)
+		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a), client.WithClassifier(classify))
+		for i := 0; i < 5; i++ {
+			if err := run(t, b, func(context.Context) error { return fmt.Errorf("lookup: %w", notFound) }); !errors.Is(err, notFound) {
+				t.Fatalf("an ignored call returns its error: %v", err)
+			}
+		}
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalRequests != 0 {
+			t.Errorf("after 5 ignored calls: %+v, want nothing counted", st)
+		}
+		_ = run(t, b, fail)
+		_ = run(t, b, fail)
+		_ = run(t, b, func(context.Context) error { return invalid })
+		_ = run(t, b, fail)
+		_ = run(t, b, fail)
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.TotalSuccesses != 1 || st.CurrentFailures != 2 {
+			t.Errorf("a success verdict between failures: %+v, want closed, 1 success, 2 consecutive failures", st)
+		}
+		_ = run(t, b, func(context.Context) error { return notFound }) // ignored: the count stays at 2
+		if st := status(t, b); st.CurrentFailures != 2 {
+			t.Errorf("an ignored call changed the consecutive failures to %d", st.CurrentFailures)
+		}
+		_ = run(t, b, fail)
+		if st := status(t, b); st.State != breakerbox.StateOpen {
+			t.Errorf("three failures: %+v, want open", st)
 		}
 	})
 }
@@ -180,7 +207,7 @@ func TestStaleOutcomeCountsInTotalsOnly(t *testing.T) {
 		_ = late.Success(ctx) // admitted before the trip
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if late.Generation() != 0 || st.Generation != 1 || st.State != client.Open || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
+		if late.Generation() != 0 || st.Generation != 1 || st.State != breakerbox.StateOpen || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
 			t.Errorf("late generation %d, status %+v: want open, 1 success in totals, 3 consecutive failures",
 				late.Generation(), st)
 		}

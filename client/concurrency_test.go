@@ -11,6 +11,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -19,7 +20,7 @@ import (
 // full closed → open → half-open → closed cycle on a real redis-server.
 func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, adm := range []client.Admission{client.Fast, client.Strict} {
+	for _, adm := range []client.Admission{client.AdmitFast, client.AdmitStrict} {
 		t.Run(adm.String(), func(t *testing.T) {
 			name := "cycle-" + adm.String()
 			cfg := client.Config{FailureThreshold: 5, RecoveryTimeout: 50 * time.Millisecond,
@@ -38,10 +39,10 @@ func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 			for i := range breakers {
 				breakers[i] = newBreaker(t, srv.Client(t), name, cfg, client.WithAdmission(adm))
 			}
-			admin := srv.Client(t)
+			ops := srv.Client(t)
 			closedAgain := func() bool {
-				st, err := client.ReadStatus(ctx, admin, name)
-				return err == nil && st.State == client.Closed && st.Generation >= 3
+				st, err := admin.Status(ctx, ops, name)
+				return err == nil && st.State == breakerbox.StateClosed && st.Generation >= 3
 			}
 			for _, b := range breakers {
 				wg.Add(1)
@@ -89,7 +90,7 @@ func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 			if ctx.Err() != nil {
 				t.Fatal("the cycle did not complete in 10s")
 			}
-			st, err := client.ReadStatus(context.Background(), admin, name)
+			st, err := admin.Status(context.Background(), ops, name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -102,7 +103,7 @@ func TestConcurrentWorkersKeepExactCounts(t *testing.T) {
 			if maxProbes.Load() > int64(cfg.HalfOpenMaxCalls) || !sawOpen.Load() {
 				t.Errorf("max concurrent probes %d (limit %d), saw open %v", maxProbes.Load(), cfg.HalfOpenMaxCalls, sawOpen.Load())
 			}
-			entries, err := admin.XRange(context.Background(), breakerbox.Key(name, "events"), "-", "+").Result()
+			entries, err := ops.XRange(context.Background(), breakerbox.Key(name, "events"), "-", "+").Result()
 			if err != nil {
 				t.Fatal(err)
 			}

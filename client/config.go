@@ -1,103 +1,46 @@
 package client
 
 import (
-	"errors"
-	"fmt"
 	"log/slog"
 	"os"
 	"strconv"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
-// Config is a breaker's shared configuration. It is stored in Redis with
-// the breaker (circuit_breaker:{NAME}:config) so every worker, in any
-// language, uses the same values; New registers it on first use.
-type Config struct {
-	// FailureThreshold is how many consecutive failures open the breaker.
-	// Seed default 3; must be at least 1.
-	FailureThreshold int
-	// RecoveryTimeout is how long the breaker stays open before it admits
-	// probes, on Redis's clock. Seed default 30s; must be at least 1ms.
-	RecoveryTimeout time.Duration
-	// SuccessThreshold is how many probe successes close a half-open
-	// breaker. Seed default 2; must be at least 1.
-	SuccessThreshold int
-	// HalfOpenMaxCalls is how many probes a half-open breaker admits at once
-	// across the fleet. Zero means SuccessThreshold.
-	HalfOpenMaxCalls int
-	// RequestTimeout bounds a protected call: Execute cancels the call's
-	// context after it (a timeout is a failure), and a probe's lease expires
-	// after it. Seed default 45s; must be at least 1ms.
-	RequestTimeout time.Duration
-}
+// Config is the breaker's shared configuration, defined in the root
+// package (see [breakerbox.Config] for each field's bounds and default).
+type Config = breakerbox.Config
 
-// DefaultConfig returns the seed's defaults: 3 failures open the breaker,
-// 30s recovery timeout, 2 successes close it, 45s request timeout.
-func DefaultConfig() Config {
-	return Config{FailureThreshold: 3, RecoveryTimeout: 30 * time.Second,
-		SuccessThreshold: 2, RequestTimeout: 45 * time.Second}
-}
-
-// ErrInvalidConfig is returned by New and SetConfig for a config that cannot be used.
-var ErrInvalidConfig = errors.New("invalid breaker config")
-
-// Validate reports whether c can be used, naming the first bad field.
-func (c Config) Validate() error {
-	bad := func(field string, v any, want string) error {
-		return fmt.Errorf("%w: %s is %v, want %s", ErrInvalidConfig, field, v, want)
-	}
-	switch {
-	case c.FailureThreshold < 1:
-		return bad("FailureThreshold", c.FailureThreshold, "at least 1")
-	case c.SuccessThreshold < 1:
-		return bad("SuccessThreshold", c.SuccessThreshold, "at least 1")
-	case c.HalfOpenMaxCalls < 0:
-		return bad("HalfOpenMaxCalls", c.HalfOpenMaxCalls, "0 (same as SuccessThreshold) or more")
-	case c.RecoveryTimeout < time.Millisecond:
-		return bad("RecoveryTimeout", c.RecoveryTimeout, "at least 1ms")
-	case c.RequestTimeout < time.Millisecond:
-		return bad("RequestTimeout", c.RequestTimeout, "at least 1ms")
-	}
-	return nil
-}
-
-// fields returns the config as the script's configure arguments.
-func (c Config) fields() []any {
-	hoMax := c.HalfOpenMaxCalls
-	if hoMax == 0 {
-		hoMax = c.SuccessThreshold
-	}
-	return []any{
-		"failure_threshold", c.FailureThreshold,
-		"recovery_timeout_ms", c.RecoveryTimeout.Milliseconds(),
-		"success_threshold", c.SuccessThreshold,
-		"half_open_max_calls", hoMax,
-		"request_timeout_ms", c.RequestTimeout.Milliseconds(),
-	}
-}
+// DefaultConfig returns the protocol's defaults: see [breakerbox.DefaultConfig].
+func DefaultConfig() Config { return breakerbox.DefaultConfig() }
 
 // OutagePolicy says what a breaker does while Redis cannot be reached.
 type OutagePolicy int
 
 const (
-	// LocalBreaker (the default) runs the same Lua state machine in process,
-	// with the same config, on this worker's outcomes only, until Redis
-	// answers again.
-	LocalBreaker OutagePolicy = iota
-	// FailOpen admits every call while Redis is unreachable.
-	FailOpen
-	// FailClosed refuses every call (with ErrOpen) while Redis is unreachable.
-	FailClosed
+	// OutageDecideLocally (the default) runs the same Lua state machine in
+	// process, with the same config, on this worker's outcomes only, until
+	// Redis answers again.
+	OutageDecideLocally OutagePolicy = iota
+	// OutageAdmitAll admits every call while Redis is unreachable.
+	OutageAdmitAll
+	// OutageRefuseAll refuses every call while Redis is unreachable, with
+	// an *OpenError whose Outage is true and whose Cause matches
+	// ErrRedisUnavailable.
+	OutageRefuseAll
 )
 
+// String names the policy in logs: decide-locally, admit-all or refuse-all.
 func (p OutagePolicy) String() string {
 	switch p {
-	case LocalBreaker:
-		return "local-breaker"
-	case FailOpen:
-		return "fail-open"
-	case FailClosed:
-		return "fail-closed"
+	case OutageDecideLocally:
+		return "decide-locally"
+	case OutageAdmitAll:
+		return "admit-all"
+	case OutageRefuseAll:
+		return "refuse-all"
 	}
 	return "OutagePolicy(" + strconv.Itoa(int(p)) + ")"
 }
@@ -106,34 +49,65 @@ func (p OutagePolicy) String() string {
 type Admission int
 
 const (
-	// Fast (the default) admits calls in the closed state, and refuses them
-	// while the breaker is open and its recovery timer runs, from the
+	// AdmitFast (the default) admits calls in the closed state, and refuses
+	// them while the breaker is open and its recovery timer runs, from the
 	// worker's view of the breaker, without a round trip. The view is kept
 	// fresh by the script's PUBLISH on every transition and is trusted only
 	// while the subscription is live. Outcomes are sent in order, batched:
 	// a success does not wait, a failure waits for its batch (one round trip
 	// shared by concurrent failures) so the worker sees a trip before its
 	// next call. Half-open probes are always admitted by the script.
-	Fast Admission = iota
-	// Strict asks the script for every admission and waits for every
+	AdmitFast Admission = iota
+	// AdmitStrict asks the script for every admission and waits for every
 	// outcome to be recorded: two round trips per call.
-	Strict
+	AdmitStrict
 )
 
+// String names the admission in logs: fast or strict.
 func (a Admission) String() string {
-	if a == Strict {
+	if a == AdmitStrict {
 		return "strict"
 	}
 	return "fast"
 }
 
+// Verdict is a classifier's answer about a call's error.
+type Verdict int
+
+const (
+	// VerdictSuccess counts the call as a success.
+	VerdictSuccess Verdict = iota
+	// VerdictFailure counts the call as a failure (the breaker's last
+	// error is the call's).
+	VerdictFailure
+	// VerdictIgnore counts the call neither way: it cannot move the
+	// breaker, and a half-open probe's lease is returned at once (outcome
+	// r on the wire). For errors that say nothing about the upstream's
+	// health: a validation error, a 404 the caller expects.
+	VerdictIgnore
+)
+
+// String returns success, failure or ignore.
+func (v Verdict) String() string {
+	switch v {
+	case VerdictSuccess:
+		return "success"
+	case VerdictFailure:
+		return "failure"
+	case VerdictIgnore:
+		return "ignore"
+	}
+	return "Verdict(" + strconv.Itoa(int(v)) + ")"
+}
+
 type options struct {
-	logger       *slog.Logger
-	isFailure    func(error) bool
-	outage       OutagePolicy
-	admission    Admission
-	redisTimeout time.Duration
-	actor        string
+	logger        *slog.Logger
+	classify      func(error) Verdict
+	outage        OutagePolicy
+	admission     Admission
+	redisTimeout  time.Duration
+	actor         string
+	onStateChange func(StateChange)
 }
 
 // Option changes how a Breaker behaves in this process (not the shared Config).
@@ -142,15 +116,18 @@ type Option func(*options)
 // WithLogger sends the breaker's logs to l instead of slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
 
-// WithIsFailure sets which errors count as failures. Errors for which it
-// returns false count as successes. By default every error counts, except
-// the caller's own cancellation, which is never counted either way.
-func WithIsFailure(f func(error) bool) Option { return func(o *options) { o.isFailure = f } }
+// WithClassifier sets how a call's non-nil error counts (Execute, Do, Wrap
+// and Permit.Done use it). By default every error is VerdictFailure,
+// except the caller's own cancellation, which is always ignored and never
+// reaches the classifier. A nil classify restores the default.
+func WithClassifier(classify func(error) Verdict) Option {
+	return func(o *options) { o.classify = classify }
+}
 
-// WithOutagePolicy sets what happens while Redis is unreachable (default LocalBreaker).
+// WithOutagePolicy sets what happens while Redis is unreachable (default OutageDecideLocally).
 func WithOutagePolicy(p OutagePolicy) Option { return func(o *options) { o.outage = p } }
 
-// WithAdmission chooses Fast (default) or Strict admission.
+// WithAdmission chooses AdmitFast (default) or AdmitStrict admission.
 func WithAdmission(a Admission) Option { return func(o *options) { o.admission = a } }
 
 // WithRedisTimeout bounds each Redis call the breaker makes on a caller's
@@ -160,12 +137,27 @@ func WithRedisTimeout(d time.Duration) Option { return func(o *options) { o.redi
 // WithActor names this process in operator events (default "go:HOSTNAME:PID").
 func WithActor(actor string) Option { return func(o *options) { o.actor = actor } }
 
+// WithOnStateChange calls hook for every change of the breaker's state or
+// mode that this handle learns of (see StateChange). The hook runs on a
+// goroutine of the handle, one change at a time and in order, never on a
+// caller's path and never while the handle holds a lock, so it may block
+// or call the breaker. Up to 64 changes wait for a slow hook; past that,
+// each newer change is merged into the last one waiting (its To, Mode and
+// Generation become the newer change's and its Cause "observed"), so a
+// slow hook lags and sees fewer steps but still a consistent chain of
+// states ending in the latest, and callers never wait for it. A panic in
+// the hook is logged and the hook keeps being called.
+func WithOnStateChange(hook func(StateChange)) Option {
+	return func(o *options) { o.onStateChange = hook }
+}
+
 func defaultOptions() options {
 	host, _ := os.Hostname()
 	return options{
 		logger:       slog.Default(),
-		isFailure:    func(error) bool { return true },
 		redisTimeout: 250 * time.Millisecond,
 		actor:        "go:" + host + ":" + strconv.Itoa(os.Getpid()),
 	}
 }
+
+func failureVerdict(error) Verdict { return VerdictFailure }

@@ -12,42 +12,38 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func TestOperatorControlsFromGo(t *testing.T) {
 	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
 		ctx := context.Background()
 		b := newBreaker(t, e.rdb(t), name, quickConfig(), client.WithAdmission(a), client.WithActor("tester"))
-		must := func(err error) {
-			t.Helper()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-		must(b.ForceOpen(ctx))
+		_ = run(t, b, ok) // registers the config
+		control(t, b, breakerbox.ActionForceOpen)
 		e.wait(time.Second) // longer than the recovery timeout: still refused
 		if err := run(t, b, ok); !errors.Is(err, client.ErrOpen) {
 			t.Fatalf("forced open: %v", err)
 		}
-		must(b.Release(ctx))
-		if st := status(t, b); st.State != client.HalfOpen || st.Mode != client.ModeNormal {
+		control(t, b, breakerbox.ActionRelease)
+		if st := status(t, b); st.State != breakerbox.StateHalfOpen || st.Mode != breakerbox.ModeNormal {
 			t.Fatalf("after release: %+v", st)
 		}
-		must(b.Disable(ctx))
+		control(t, b, breakerbox.ActionDisable)
 		for i := 0; i < 5; i++ {
 			if err := run(t, b, fail); !errors.Is(err, errBoom) {
 				t.Fatalf("disabled breaker refused: %v", err)
 			}
 		}
-		if st := status(t, b); st.State != client.Closed || st.Mode != client.ModeDisabled || st.CurrentFailures != 5 {
+		if st := status(t, b); st.State != breakerbox.StateClosed || st.Mode != breakerbox.ModeDisabled || st.CurrentFailures != 5 {
 			t.Fatalf("disabled: %+v", st)
 		}
-		must(b.Reset(ctx))
+		control(t, b, breakerbox.ActionReset)
 		st := status(t, b)
-		if st.State != client.Closed || st.Mode != client.ModeNormal || st.CurrentFailures != 0 || st.TotalFailures != 5 {
+		if st.State != breakerbox.StateClosed || st.Mode != breakerbox.ModeNormal || st.CurrentFailures != 0 || st.TotalFailures != 5 {
 			t.Fatalf("after reset: %+v", st)
 		}
-		h, err := b.History(ctx, 100)
+		h, err := admin.History(ctx, rdbOf(t, b), name, 100)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -87,10 +83,10 @@ func TestRegisteringADifferentConfigOverwritesAndLogs(t *testing.T) {
 	for i := 0; i < 4; i++ {
 		_ = run(t, first, fail)
 	}
-	if st := status(t, first); st.State != client.Closed || st.FailureThreshold != 5 {
+	if st := status(t, first); st.State != breakerbox.StateClosed || st.FailureThreshold != 5 {
 		t.Errorf("after 4 failures with a shared threshold of 5: %+v", st)
 	}
-	if names, err := client.Names(ctx, rdb); err != nil || len(names) != 1 || names[0] != "shared" {
+	if names, err := admin.Names(ctx, rdb); err != nil || len(names) != 1 || names[0] != "shared" {
 		t.Errorf("Names = %v, %v", names, err)
 	}
 }
@@ -109,12 +105,12 @@ func TestNewRefusesBadInputWithoutTouchingRedis(t *testing.T) {
 		{strings.Repeat("x", 201), good, breakerbox.ErrInvalidName},
 		{"a{b}", good, breakerbox.ErrInvalidName},
 		{"tab\there", good, breakerbox.ErrInvalidName},
-		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), client.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), client.ErrInvalidConfig},
-		{"ok", client.Config{}, client.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), breakerbox.ErrInvalidConfig},
+		{"ok", client.Config{}, breakerbox.ErrInvalidConfig},
 	}
 	for _, c := range cases {
 		if _, err := client.New(rdb, c.name, c.cfg); !errors.Is(err, c.want) {
@@ -129,44 +125,6 @@ func TestNewRefusesBadInputWithoutTouchingRedis(t *testing.T) {
 	}
 	if n := mr.CommandCount(); n != 0 {
 		t.Errorf("New made %d Redis commands, want none", n)
-	}
-}
-
-func TestCorruptedStoredConfigIsAClearError(t *testing.T) {
-	mr := miniredis.RunT(t)
-	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
-	mr.HSet(breakerbox.Key("svc", "config"), "failure_threshold", "abc")
-	if _, err := client.ReadStatus(context.Background(), rdb, "svc"); !errors.Is(err, breakerbox.ErrBadConfig) ||
-		!strings.Contains(err.Error(), `failure_threshold is "abc"`) {
-		t.Errorf("status of a breaker with a corrupted config: %v, want ErrBadConfig naming the field", err)
-	}
-}
-
-func TestListReadsEveryBreaker(t *testing.T) {
-	for _, e := range engines(t) {
-		t.Run(e.name, func(t *testing.T) {
-			ctx := context.Background()
-			rdb := e.rdb(t)
-			for _, n := range []string{"b", "a", "c"} {
-				b := newBreaker(t, rdb, n, quickConfig())
-				_ = run(t, b, fail)
-			}
-			// A breaker used by another language without registering is found by SCAN.
-			if _, err := breakerbox.Breaker.Run(ctx, rdb, breakerbox.Keys("python-only"), "control", "force_open", "py").Result(); err != nil {
-				t.Fatal(err)
-			}
-			all, err := client.List(ctx, rdb)
-			if err != nil {
-				t.Fatal(err)
-			}
-			var names []string
-			for _, st := range all {
-				names = append(names, st.Name+":"+st.State.String())
-			}
-			if strings.Join(names, ",") != "a:closed,b:closed,c:closed,python-only:open" {
-				t.Errorf("List = %v", names)
-			}
-		})
 	}
 }
 
@@ -196,11 +154,17 @@ func TestSetConfigChangesItForEveryWorker(t *testing.T) {
 		if err := run(t, other, fail); !errors.Is(err, errBoom) {
 			t.Fatal(err)
 		}
-		if st := status(t, other); st.State != client.Open || st.FailureThreshold != 1 {
+		if st := status(t, other); st.State != breakerbox.StateOpen || st.FailureThreshold != 1 {
 			t.Errorf("another worker's breaker after one failure: %+v, want open on the shared threshold 1", st)
 		}
-		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, client.ErrInvalidConfig) {
+		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, breakerbox.ErrInvalidConfig) {
 			t.Errorf("SetConfig with a zero config: %v, want ErrInvalidConfig", err)
 		}
 	})
+}
+
+func TestCommandsDefaultToTheSameRedisURL(t *testing.T) {
+	if client.DefaultRedisURL != client.DefaultURLOfCommands {
+		t.Errorf("client.DefaultRedisURL %q, cbctl and alertd default to %q", client.DefaultRedisURL, client.DefaultURLOfCommands)
+	}
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // fbRedis starts a miniredis with a fixed clock and a client on it.
@@ -32,7 +33,7 @@ func fbRedis() (*miniredis.Miniredis, *redis.Client) {
 // fbBreaker makes a breaker with the seed's defaults (3 failures open it,
 // 30s recovery, 2 probe successes close it).
 func fbBreaker(rdb *redis.Client, name string) *client.Breaker {
-	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.Strict),
+	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict),
 		client.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		panic(err)
@@ -63,7 +64,7 @@ func Example_fallbackEmptyResult() {
 	defer rdb.Close()
 	ctx := context.Background()
 	b := fbBreaker(rdb, "openai_transcription")
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 
 	transcribe := func(ctx context.Context, audio string) string {
@@ -82,7 +83,7 @@ func Example_fallbackEmptyResult() {
 	for i := 1; i <= 5; i++ {
 		fmt.Printf("call %d: %q\n", i, transcribe(ctx, "a.wav"))
 	}
-	st, _ := b.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, b.Name())
 	fmt.Println("breaker:", st.State, "- upstream called", openai.calls, "times")
 	// Output:
 	// call 1: ""
@@ -102,7 +103,7 @@ func Example_fallbackQueueForLater() {
 	defer rdb.Close()
 	ctx := context.Background()
 	b := fbBreaker(rdb, "openai_transcription")
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 	const queue = "transcription_queue"
 
@@ -151,7 +152,7 @@ func Example_fallbackQueueForLater() {
 		}
 		fmt.Printf("drained %s for %s: %q\n", audio, user, text)
 	}
-	st, _ := b.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, b.Name())
 	fmt.Println("breaker:", st.State)
 	// Output:
 	// a1.wav: {Status: Text:} openai: connection timeout
@@ -173,8 +174,8 @@ func Example_fallbackAlternativeService() {
 	defer rdb.Close()
 	ctx := context.Background()
 	primary, backup := fbBreaker(rdb, "openai_transcription"), fbBreaker(rdb, "backup_transcription")
-	defer primary.Close(ctx)
-	defer backup.Close(ctx)
+	defer primary.Shutdown(ctx)
+	defer backup.Shutdown(ctx)
 	openai := &fbUpstream{name: "openai"}
 	local := &fbUpstream{name: "local-whisper", up: true}
 
@@ -194,8 +195,8 @@ func Example_fallbackAlternativeService() {
 		text, err := transcribe(ctx, "a.wav")
 		fmt.Printf("call %d: %q %v\n", i, text, err)
 	}
-	p, _ := primary.Status(ctx)
-	bk, _ := backup.Status(ctx)
+	p, _ := admin.Status(ctx, rdb, primary.Name())
+	bk, _ := admin.Status(ctx, rdb, backup.Name())
 	fmt.Println("primary:", p.State, "- backup:", bk.State)
 	// Output:
 	// call 1: "" openai: connection timeout

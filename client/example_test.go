@@ -10,7 +10,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func exampleRedis() (redis.UniversalClient, func()) {
@@ -31,11 +33,11 @@ func ExampleBreaker_Execute() {
 	defer done()
 	ctx := context.Background()
 	cb, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), quietLogs,
-		client.WithAdmission(client.Strict))
+		client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	for i := 1; i <= 4; i++ {
 		err := cb.Execute(ctx, func(ctx context.Context) error {
@@ -47,7 +49,7 @@ func ExampleBreaker_Execute() {
 		}
 		fmt.Printf("call %d: %v\n", i, err)
 	}
-	st, _ := cb.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, cb.Name())
 	fmt.Printf("%s: %s, failures %d/%d\n", st.Name, st.State, st.CurrentFailures, st.FailureThreshold)
 	// Output:
 	// call 1: OpenAI API error: Connection timeout
@@ -66,7 +68,7 @@ func ExampleWrap() {
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	complete := client.Wrap(cb, func(ctx context.Context, prompt string) (string, error) {
 		return "echo: " + prompt, nil
@@ -85,7 +87,7 @@ func ExampleBreaker_Allow() {
 	if err != nil {
 		panic(err)
 	}
-	defer cb.Close(ctx)
+	defer cb.Shutdown(ctx)
 
 	p, err := cb.Allow(ctx)
 	if err != nil {
@@ -98,35 +100,111 @@ func ExampleBreaker_Allow() {
 		_ = p.Success(ctx)
 	}
 	_ = cb.Flush(ctx)
-	st, _ := cb.Status(ctx)
+	st, _ := admin.Status(ctx, rdb, cb.Name())
 	fmt.Println(st.State, st.TotalSuccesses)
 	// Output: closed 1
 }
 
-// List is the seed's get_all_circuit_breakers.
-func ExampleList() {
+// Do is the decorator style for one call: it returns the function's
+// result, or an error matching ErrOpen without calling it.
+func ExampleDo() {
 	rdb, done := exampleRedis()
 	defer done()
 	ctx := context.Background()
-	for _, name := range []string{"openai_transcription", "payments"} {
-		cb, _ := client.New(rdb, name, client.DefaultConfig(), quietLogs)
-		_ = cb.Execute(ctx, func(context.Context) error { return nil })
-		_ = cb.Close(ctx)
-	}
-	breakers, err := client.List(ctx, rdb)
+	cb, err := client.New(rdb, "geocoder", client.DefaultConfig(), quietLogs)
 	if err != nil {
 		panic(err)
 	}
-	for _, cb := range breakers {
-		fmt.Printf("%s: %s\n", cb.Name, cb.State)
-		fmt.Printf("  Failures: %d/%d\n", cb.CurrentFailures, cb.FailureThreshold)
-		fmt.Printf("  Success Rate: %.1f%%\n", cb.SuccessRate)
+	defer cb.Shutdown(ctx)
+
+	type place struct{ Lat, Lng float64 }
+	p, err := client.Do(ctx, cb, func(ctx context.Context) (place, error) {
+		return place{48.8566, 2.3522}, nil // the upstream call
+	})
+	if errors.Is(err, client.ErrOpen) {
+		p = place{} // the fallback
 	}
+	fmt.Println(p, err)
+	// Output: {48.8566 2.3522} <nil>
+}
+
+// A classifier says how an error counts. A 404 means the upstream answered
+// (a success for the breaker); a request refused before it was sent says
+// nothing about the upstream (ignored); anything else is a failure.
+func ExampleWithClassifier() {
+	rdb, done := exampleRedis()
+	defer done()
+	ctx := context.Background()
+	errNotFound := errors.New("404 not found")
+	errInvalid := errors.New("invalid request: empty prompt")
+	classify := func(err error) client.Verdict {
+		switch {
+		case errors.Is(err, errNotFound):
+			return client.VerdictSuccess
+		case errors.Is(err, errInvalid):
+			return client.VerdictIgnore
+		}
+		return client.VerdictFailure
+	}
+	cb, err := client.New(rdb, "search", client.DefaultConfig(), quietLogs,
+		client.WithAdmission(client.AdmitStrict), client.WithClassifier(classify))
+	if err != nil {
+		panic(err)
+	}
+	defer cb.Shutdown(ctx)
+
+	for _, callErr := range []error{errNotFound, errInvalid, errInvalid, errors.New("timeout"), errNotFound} {
+		_ = cb.Execute(ctx, func(context.Context) error { return callErr })
+	}
+	st, _ := admin.Status(ctx, rdb, "search")
+	fmt.Printf("%s: %d successes, %d failures, %d consecutive\n", st.State, st.TotalSuccesses, st.TotalFailures, st.CurrentFailures)
+	// Output: closed: 2 successes, 1 failures, 0 consecutive
+}
+
+// The hook is told of every transition the handle learns of, in order, on
+// a goroutine of its own: log it, count it, page someone.
+func ExampleWithOnStateChange() {
+	rdb, done := exampleRedis()
+	defer done()
+	ctx := context.Background()
+	cfg := client.DefaultConfig()
+	cfg.FailureThreshold = 2
+	cb, err := client.New(rdb, "payments", cfg, quietLogs, client.WithAdmission(client.AdmitStrict),
+		client.WithOnStateChange(func(c client.StateChange) {
+			fmt.Printf("%s: %s -> %s (%s, generation %d)\n", c.Name, c.From, c.To, c.Cause, c.Generation)
+		}))
+	if err != nil {
+		panic(err)
+	}
+	for i := 0; i < 2; i++ {
+		_ = cb.Execute(ctx, func(context.Context) error { return errors.New("timeout") })
+	}
+	// An operator resets it; this worker learns of it on its next call.
+	_, _ = admin.Control(ctx, rdb, "payments", breakerbox.ActionReset, "alice@ops")
+	_ = cb.Execute(ctx, func(context.Context) error { return nil })
+
+	_ = cb.Shutdown(ctx) // hands the hook every change before it returns
 	// Output:
-	// openai_transcription: closed
-	//   Failures: 0/3
-	//   Success Rate: 100.0%
-	// payments: closed
-	//   Failures: 0/3
-	//   Success Rate: 100.0%
+	// payments: closed -> open (opened, generation 1)
+	// payments: open -> closed (reset, generation 2)
+}
+
+// State is the handle's view of the breaker: no round trip.
+func ExampleBreaker_State() {
+	rdb, done := exampleRedis()
+	defer done()
+	ctx := context.Background()
+	cfg := client.DefaultConfig()
+	cfg.FailureThreshold = 1
+	cb, err := client.New(rdb, "email", cfg, quietLogs, client.WithAdmission(client.AdmitStrict))
+	if err != nil {
+		panic(err)
+	}
+	defer cb.Shutdown(ctx)
+	fmt.Println(cb.State())
+	_ = cb.Execute(ctx, func(context.Context) error { return errors.New("smtp: connection refused") })
+	fmt.Println(cb.State())
+	// Output:
+	// closed
+	// open
 }

@@ -48,7 +48,7 @@ func TestFastWorkersLearnOfATripAndRefuseWithoutRoundTrips(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = p.Release(ctx)
+		_ = p.Ignore(ctx)
 	}
 	if d := evalshaCalls(t, admin) - before; d != 0 {
 		t.Errorf("50 closed-state admissions made %d EVALSHA calls, want 0", d)

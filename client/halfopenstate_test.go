@@ -6,7 +6,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // tripAndWait opens b and lets its recovery timeout pass on the server.
@@ -15,7 +17,7 @@ func tripAndWait(t *testing.T, e engine, b *client.Breaker) {
 	for i := 0; i < b.Config().FailureThreshold; i++ {
 		_ = run(t, b, fail)
 	}
-	if st := status(t, b); st.State != client.Open {
+	if st := status(t, b); st.State != breakerbox.StateOpen {
 		t.Fatalf("not open after %d failures: %+v", b.Config().FailureThreshold, st)
 	}
 	e.wait(b.Config().RecoveryTimeout + 5*time.Millisecond)
@@ -37,18 +39,18 @@ func TestHalfOpenAdmitsLimitedProbesThenCloses(t *testing.T) {
 		if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {
 			t.Fatalf("third call while 2 probes run: %v, want ErrOpen", err)
 		}
-		if st := status(t, b); st.State != client.HalfOpen || st.Probes != 2 {
+		if st := status(t, b); st.State != breakerbox.StateHalfOpen || st.Probes != 2 {
 			t.Fatalf("status %+v, want half-open with 2 probes", st)
 		}
 		_ = p1.Success(ctx)
 		_ = p2.Success(ctx)
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if st.State != client.Closed || st.Generation != 3 || st.CurrentFailures != 0 {
+		if st.State != breakerbox.StateClosed || st.Generation != 3 || st.CurrentFailures != 0 {
 			t.Fatalf("status %+v, want closed in generation 3", st)
 		}
 		eventually(t, "an admission after closing", func() bool { return run(t, b, ok) == nil })
-		h, err := b.History(ctx, 10)
+		h, err := admin.History(ctx, rdbOf(t, b), b.Name(), 10)
 		// Newest first; the oldest is the registration of quickConfig, whose
 		// timeouts differ from the defaults in force before it.
 		if err != nil || len(h) != 4 || h[0].Event != "closed" || h[1].Event != "half_opened" ||
@@ -67,7 +69,7 @@ func TestHalfOpenProbeFailureReopens(t *testing.T) {
 			t.Fatalf("probe: %v", err)
 		}
 		st := status(t, b)
-		if st.State != client.Open || st.Generation != 3 || st.RetryAfter <= 100*time.Millisecond {
+		if st.State != breakerbox.StateOpen || st.Generation != 3 || st.RetryAfter <= 100*time.Millisecond {
 			t.Errorf("status %+v, want re-opened with a fresh timer", st)
 		}
 		if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {
@@ -76,7 +78,7 @@ func TestHalfOpenProbeFailureReopens(t *testing.T) {
 	})
 }
 
-func TestReleasedProbeFreesItsSlot(t *testing.T) {
+func TestIgnoredProbeFreesItsSlot(t *testing.T) {
 	each(t, func(t *testing.T, e engine, a client.Admission, name string) {
 		ctx := context.Background()
 		cfg := quickConfig()
@@ -87,13 +89,13 @@ func TestReleasedProbeFreesItsSlot(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		_ = p.Release(ctx)
+		_ = p.Ignore(ctx)
 		_ = b.Flush(ctx)
-		if st := status(t, b); st.Probes != 0 || st.State != client.HalfOpen {
+		if st := status(t, b); st.Probes != 0 || st.State != breakerbox.StateHalfOpen {
 			t.Fatalf("status %+v, want half-open with the slot free", st)
 		}
 		if _, err := b.Allow(ctx); err != nil {
-			t.Errorf("after a release: %v, want a new probe", err)
+			t.Errorf("after an ignored probe: %v, want a new probe", err)
 		}
 	})
 }

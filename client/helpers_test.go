@@ -14,7 +14,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -49,7 +51,7 @@ func engines(t *testing.T) []engine {
 			now = now.Add(d)
 			mr.SetTime(now)
 		},
-		admissions: []client.Admission{client.Strict},
+		admissions: []client.Admission{client.AdmitStrict},
 	}
 	srv := redistest.Start(t)
 	real := engine{
@@ -60,7 +62,7 @@ func engines(t *testing.T) []engine {
 			return c
 		},
 		wait:       time.Sleep,
-		admissions: []client.Admission{client.Fast, client.Strict},
+		admissions: []client.Admission{client.AdmitFast, client.AdmitStrict},
 	}
 	return []engine{mini, real}
 }
@@ -93,8 +95,36 @@ func newBreaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	redisOf.Store(b, rdb)
 	return b
+}
+
+// redisOf maps each Breaker of newBreaker to its Redis client, for the
+// operator calls of status and control.
+var redisOf sync.Map
+
+func rdbOf(t *testing.T, b *client.Breaker) redis.UniversalClient {
+	t.Helper()
+	rdb, ok := redisOf.Load(b)
+	if !ok {
+		t.Fatal("breaker not made by newBreaker")
+	}
+	return rdb.(redis.UniversalClient)
+}
+
+// control applies an operator action to b's breaker (as cbctl would) and,
+// when b admits from its view, waits until the view has caught up.
+func control(t *testing.T, b *client.Breaker, a breakerbox.Action) breakerbox.Status {
+	t.Helper()
+	st, err := admin.Control(context.Background(), rdbOf(t, b), b.Name(), a, "tester")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if client.AdmitsFromView(b) {
+		eventually(t, "the worker's view follows "+string(a), func() bool { return client.ViewGeneration(b) >= st.Generation })
+	}
+	return st
 }
 
 var errBoom = errors.New("upstream said no")
@@ -124,9 +154,9 @@ func eventually(t *testing.T, what string, cond func() bool) {
 	}
 }
 
-func status(t *testing.T, b *client.Breaker) client.Status {
+func status(t *testing.T, b *client.Breaker) breakerbox.Status {
 	t.Helper()
-	st, err := b.Status(context.Background())
+	st, err := admin.Status(context.Background(), rdbOf(t, b), b.Name())
 	if err != nil {
 		t.Fatal(err)
 	}

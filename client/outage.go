@@ -42,7 +42,7 @@ func (o *outage) begin(b *Breaker, cause error) {
 		return
 	}
 	o.since, o.cause = time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
-	if b.o.outage == LocalBreaker {
+	if b.o.outage == OutageDecideLocally {
 		o.local = newLocalBreaker(b)
 	}
 	o.on.Store(true) // after local is set: allow reads it once on is seen
@@ -67,13 +67,15 @@ func (o *outage) recheck(b *Breaker) {
 		if err != nil {
 			continue
 		}
-		b.observe(reply{state: st.State, gen: st.Generation, mode: st.Mode,
-			retryAfterMs: st.RetryAfter.Milliseconds()}, true)
 		o.mu.Lock()
 		o.on.Store(false)
+		if o.local != nil {
+			o.local.retired.Store(true) // its late replies no longer change the view
+		}
 		o.local, o.cause = nil, nil
 		since := o.since
 		o.mu.Unlock()
+		b.observe(st.Announcement(), fromRefresh)
 		b.forgetRegistration() // Redis may have restarted empty: store the config again
 		b.log.Info("circuit breaker reaches redis again", "outage", time.Since(since).Round(time.Millisecond))
 		return
@@ -83,13 +85,14 @@ func (o *outage) recheck(b *Breaker) {
 // allow admits or refuses a call by the outage policy.
 func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 	switch b.o.outage {
-	case FailOpen:
+	case OutageAdmitAll:
 		return &Permit{b: b, via: viaNone}, nil
-	case FailClosed:
+	case OutageRefuseAll:
 		o.mu.Lock()
 		cause := o.cause
 		o.mu.Unlock()
-		return nil, b.openError(Closed, ModeNormal, 0, errors.Join(ErrRedisUnavailable, cause))
+		state, mode := b.lastView() // what this worker last knew, not a made-up state
+		return nil, b.openError(state, mode, 0, true, errors.Join(ErrRedisUnavailable, cause))
 	}
 	local := o.current()
 	if local == nil { // the outage ended a moment ago
@@ -99,50 +102,46 @@ func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: local breaker: %w", b.name, err)
 	}
-	if !r.admitted {
-		return nil, b.openError(r.state, r.mode, time.Duration(r.retryAfterMs)*time.Millisecond, nil)
+	if !r.Admitted {
+		return nil, b.openError(r.State, r.Mode, r.RetryAfter, true, nil)
 	}
-	return &Permit{b: b, gen: r.gen, lease: r.lease, via: viaLocal, local: local}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local}, nil
 }
 
 // localBreaker runs lua/breaker-8.lua in process, on this worker's calls
-// only, with the breaker's config and the local clock: the LocalBreaker
-// outage policy. Transitions are still decided by the one Lua source.
+// only, with the breaker's config and the local clock: the
+// OutageDecideLocally policy. Transitions are still decided by the one Lua
+// source, and the handle's view (State, the state-change hook) follows
+// its replies until the outage ends.
 type localBreaker struct {
-	b      *Breaker
-	engine *luaengine.Engine
+	b       *Breaker
+	engine  *luaengine.Engine
+	retired atomic.Bool // the outage ended
 }
 
 func newLocalBreaker(b *Breaker) *localBreaker {
 	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
-	args := []string{"configure", b.o.actor}
-	for _, f := range b.Config().fields() {
-		args = append(args, fmt.Sprint(f))
-	}
+	args := append([]string{"configure", b.o.actor}, b.Config().Fields()...)
 	if _, err := l.eval(args...); err != nil {
 		b.log.Error("circuit breaker local fallback not configured", "err", err)
 	}
 	return l
 }
 
-func (l *localBreaker) eval(args ...string) ([]any, error) {
-	res, err := l.engine.Eval(breakerbox.Breaker.Source, l.b.keys, args...)
-	if err != nil {
-		return nil, err
-	}
-	arr, ok := res.([]any)
-	if !ok {
-		return nil, fmt.Errorf("%s reply is %T, want an array", args[0], res)
-	}
-	return arr, nil
+func (l *localBreaker) eval(args ...string) (any, error) {
+	return l.engine.Eval(breakerbox.BreakerScript.Source, l.b.keys, args...)
 }
 
-func (l *localBreaker) allow() (reply, error) {
-	arr, err := l.eval("allow")
+func (l *localBreaker) allow() (breakerbox.AllowReply, error) {
+	res, err := l.eval("allow")
 	if err != nil {
-		return reply{}, err
+		return breakerbox.AllowReply{}, err
 	}
-	return parseAllow(arr)
+	r, err := breakerbox.ParseAllowReply(res)
+	if err == nil {
+		l.b.observeLocal(r.Announcement, l)
+	}
+	return r, err
 }
 
 // record applies one outcome. A generation below 0 stands for an outcome
@@ -150,17 +149,23 @@ func (l *localBreaker) allow() (reply, error) {
 // failures that came with the outage still count locally.
 func (l *localBreaker) record(o outcome) {
 	if o.gen < 0 {
-		arr, err := l.eval("status")
+		res, err := l.eval("status")
 		if err != nil {
 			return
 		}
-		for i := 0; i+1 < len(arr); i += 2 {
-			if arr[i] == "generation" {
-				o.gen, _ = asInt(arr[i+1])
-			}
+		st, err := breakerbox.ParseStatus(l.b.name, res)
+		if err != nil {
+			l.b.log.Error("circuit breaker local fallback status unreadable", "err", err)
+			return
 		}
+		o.gen = st.Generation
 	}
-	if _, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err); err != nil {
+	res, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err)
+	if err != nil {
 		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
+		return
+	}
+	if r, err := breakerbox.ParseRecordReply(res); err == nil {
+		l.b.observeLocal(r.Announcement, l)
 	}
 }

@@ -10,7 +10,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 const redisTimeout = 100 * time.Millisecond
@@ -49,34 +51,63 @@ func timed(t *testing.T, b *client.Breaker, fn func(context.Context) error) erro
 }
 
 func TestOutagePolicies(t *testing.T) {
-	t.Run("fail-open admits every call", func(t *testing.T) {
+	t.Run("admit-all admits every call", func(t *testing.T) {
 		var logs logBuffer
-		b, _ := downRedis(t, client.FailOpen, &logs)
+		b, _ := downRedis(t, client.OutageAdmitAll, &logs)
 		for i := 0; i < 5; i++ {
 			if err := timed(t, b, fail); !errors.Is(err, errBoom) {
 				t.Fatalf("call %d: %v, want the call to run", i, err)
 			}
 		}
 	})
-	t.Run("fail-closed refuses every call", func(t *testing.T) {
+	t.Run("refuse-all refuses every call from the last view", func(t *testing.T) {
 		var logs logBuffer
-		b, _ := downRedis(t, client.FailClosed, &logs)
+		b, _ := downRedis(t, client.OutageRefuseAll, &logs)
 		ran := false
 		err := timed(t, b, func(context.Context) error { ran = true; return nil })
 		if ran || !errors.Is(err, client.ErrOpen) || !errors.Is(err, client.ErrRedisUnavailable) {
 			t.Fatalf("ran=%v err=%v, want ErrOpen and ErrRedisUnavailable", ran, err)
 		}
+		var oe *client.OpenError
+		if !errors.As(err, &oe) || !oe.Outage || oe.State != b.State() || oe.Mode != breakerbox.ModeNormal {
+			t.Errorf("refusal %#v, want Outage set and the worker's last view (%s, normal)", oe, b.State())
+		}
+	})
+	t.Run("refuse-all does not claim closed for a breaker last seen open", func(t *testing.T) {
+		mr := miniredis.RunT(t)
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		t.Cleanup(func() { rdb.Close() })
+		b := newBreaker(t, rdb, "svc", quickConfig(), client.WithOutagePolicy(client.OutageRefuseAll),
+			client.WithAdmission(client.AdmitStrict), client.WithRedisTimeout(redisTimeout))
+		for i := 0; i < 3; i++ {
+			_ = run(t, b, fail)
+		}
+		if b.State() != breakerbox.StateOpen {
+			t.Fatalf("worker's view after 3 failures: %s", b.State())
+		}
+		mr.Close()
+		_ = b.Execute(context.Background(), ok) // learns of the outage
+		err := timed(t, b, ok)
+		var oe *client.OpenError
+		if !errors.As(err, &oe) || !oe.Outage || oe.State != breakerbox.StateOpen {
+			t.Errorf("refusal %v, want Outage and the last view, open", err)
+		}
 	})
 	t.Run("local breaker trips on this worker's failures", func(t *testing.T) {
 		var logs logBuffer
-		b, _ := downRedis(t, client.LocalBreaker, &logs)
+		b, _ := downRedis(t, client.OutageDecideLocally, &logs)
 		for i := 0; i < 3; i++ {
 			if err := timed(t, b, fail); !errors.Is(err, errBoom) {
 				t.Fatalf("call %d: %v", i, err)
 			}
 		}
-		if err := timed(t, b, ok); !errors.Is(err, client.ErrOpen) {
-			t.Fatalf("after 3 local failures: %v, want ErrOpen", err)
+		err := timed(t, b, ok)
+		var oe *client.OpenError
+		if !errors.As(err, &oe) || !oe.Outage || oe.State != breakerbox.StateOpen || oe.Cause != nil {
+			t.Fatalf("after 3 local failures: %v, want an ErrOpen decided during the outage", err)
+		}
+		if b.State() != breakerbox.StateOpen {
+			t.Errorf("State() = %s during a local opening, want open", b.State())
 		}
 		for i := 0; i < 20; i++ {
 			_ = timed(t, b, ok)
@@ -92,7 +123,7 @@ func TestOutagePolicies(t *testing.T) {
 
 func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 	var logs logBuffer
-	b, mr := downRedis(t, client.LocalBreaker, &logs)
+	b, mr := downRedis(t, client.OutageDecideLocally, &logs)
 	if err := mr.Restart(); err != nil {
 		t.Fatal(err)
 	}
@@ -104,7 +135,7 @@ func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		_ = run(t, b, fail)
 	}
-	if st := status(t, b); st.State != client.Open || st.TotalFailures != 3 {
+	if st := status(t, b); st.State != breakerbox.StateOpen || st.TotalFailures != 3 {
 		t.Errorf("status after recovery %+v, want the failures in Redis", st)
 	}
 	if n := logs.count("circuit breaker reaches redis again"); n != 1 {
@@ -115,7 +146,7 @@ func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 func TestUnreachableRedisIsAClearErrorForOperators(t *testing.T) {
 	rdb := redis.NewClient(&redis.Options{Addr: "127.0.0.1:1", MaxRetries: -1, DialTimeout: 100 * time.Millisecond})
 	t.Cleanup(func() { rdb.Close() })
-	_, err := client.ReadStatus(context.Background(), rdb, "svc")
+	_, err := admin.Status(context.Background(), rdb, "svc")
 	if err == nil || !strings.Contains(err.Error(), "connection refused") || !strings.Contains(err.Error(), `breaker "svc": status`) {
 		t.Errorf("status against a closed port: %v, want a connection error", err)
 	}

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"sort"
-	"strconv"
 	"strings"
 
 	"github.com/breakerbox/breakerbox"
@@ -67,59 +66,14 @@ func (r *run) check(ctx context.Context, s Step, kind string, reply any, err err
 }
 
 // namedReply names the elements of a reply of operation kind and checks
-// its shape: the documented length, integers and strings where documented.
+// its shape against the documented one (breakerbox.NamedReply): the
+// length, integers and strings where documented, every status field.
 func namedReply(kind string, reply any) (map[string]any, string) {
-	arr, ok := reply.([]any)
-	if !ok {
-		return nil, "not an array"
+	fields, err := breakerbox.NamedReply(kind, reply)
+	if err != nil {
+		return fields, err.Error()
 	}
-	out := map[string]any{}
-	if kind == "status" {
-		if len(arr)%2 != 0 {
-			return nil, "odd length: want field/value pairs"
-		}
-		for i := 0; i < len(arr); i += 2 {
-			f, ok := arr[i].(string)
-			if !ok {
-				return nil, fmt.Sprintf("field name %s is not a string", show(arr[i]))
-			}
-			out[f] = arr[i+1]
-		}
-		var missing []string
-		for _, f := range StatusFields {
-			v, ok := out[f]
-			switch {
-			case !ok:
-				missing = append(missing, f)
-			case statusStrings[f]:
-				if _, isStr := v.(string); !isStr {
-					return out, fmt.Sprintf("%s is %s, want a string", f, show(v))
-				}
-			default:
-				if _, isInt := v.(int64); !isInt {
-					return out, fmt.Sprintf("%s is %s, want an integer", f, show(v))
-				}
-			}
-		}
-		if len(missing) > 0 {
-			return out, "missing fields " + strings.Join(missing, ", ")
-		}
-		return out, ""
-	}
-	names := ReplyFields[kind]
-	if len(arr) != len(names) {
-		return nil, fmt.Sprintf("%d elements, want %d (%s)", len(arr), len(names), strings.Join(names, ", "))
-	}
-	for i, n := range names {
-		out[n] = arr[i]
-		_, isStr := arr[i].(string)
-		_, isInt := arr[i].(int64)
-		wantStr := n == "state" || n == "mode" || n == "lease"
-		if (wantStr && !isStr) || (!wantStr && !isInt) {
-			return out, fmt.Sprintf("%s is %s, want %s", n, show(arr[i]), map[bool]string{true: "a string", false: "an integer"}[wantStr])
-		}
-	}
-	return out, ""
+	return fields, ""
 }
 
 // checkKeys checks the parts of e that read the breaker's keys.
@@ -213,7 +167,7 @@ func (r *run) checkKeys(ctx context.Context, e *Expect) []string {
 				if !ok {
 					m = map[string]any{"raw": text}
 				} else {
-					for _, f := range HistoryFields {
+					for _, f := range breakerbox.EventFields() {
 						if _, has := m[f]; !has {
 							fail("history[%d]: JSON entry without %q: %s", i, f, text)
 						}
@@ -243,7 +197,7 @@ func (r *run) checkKeys(ctx context.Context, e *Expect) []string {
 				for f, v := range x.Fields {
 					m[f] = v
 				}
-				for _, f := range StreamFields {
+				for _, f := range breakerbox.TransitionFields() {
 					if _, has := m[f]; !has {
 						fail("stream[%d] (%s): no field %q", i, x.ID, f)
 					}
@@ -312,19 +266,15 @@ func headOf(entries []map[string]any, n int) []map[string]any {
 	return entries
 }
 
-// parseAnnouncement reads "STATE GENERATION MODE RETRY_AFTER_MS" into
-// fields, integers as integers; anything else is kept under "raw".
+// parseAnnouncement reads an announcement (breakerbox.ParseAnnouncement)
+// into its fields by wire name; a malformed one is kept under "raw".
 func parseAnnouncement(payload string) map[string]any {
-	f := strings.Split(payload, " ")
-	if len(f) != 4 {
+	a, err := breakerbox.ParseAnnouncement(payload)
+	if err != nil {
 		return map[string]any{"raw": payload}
 	}
-	gen, err1 := strconv.ParseInt(f[1], 10, 64)
-	retry, err2 := strconv.ParseInt(f[3], 10, 64)
-	if err1 != nil || err2 != nil {
-		return map[string]any{"raw": payload}
-	}
-	return map[string]any{"state": f[0], "generation": gen, "mode": f[2], "retry_after_ms": retry}
+	return map[string]any{"state": a.State.String(), "generation": a.Generation,
+		"mode": string(a.Mode), "retry_after_ms": a.RetryAfterMs()}
 }
 
 func sortedKeys[V any](m map[string]V) []string {

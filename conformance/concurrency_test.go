@@ -23,6 +23,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -93,9 +94,9 @@ func workerMain(specJSON string) int {
 	defer rdb.Close()
 	cfg := client.Config{FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
 		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond}
-	adm := client.Fast
+	adm := client.AdmitFast
 	if spec.Strict {
-		adm = client.Strict
+		adm = client.AdmitStrict
 		rep.Worker += "-strict"
 	}
 	b, err := client.New(rdb, spec.Name, cfg, client.WithAdmission(adm), client.WithActor(rep.Worker),
@@ -130,7 +131,7 @@ func workerMain(specJSON string) int {
 			err = p.Failure(ctx, errors.New("go worker failure"))
 			rep.Failures++
 		default:
-			err = p.Release(ctx)
+			err = p.Ignore(ctx)
 			rep.Releases++
 		}
 		if err != nil {
@@ -143,7 +144,7 @@ func workerMain(specJSON string) int {
 	}
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	if err := b.Close(cctx); err != nil {
+	if err := b.Shutdown(cctx); err != nil {
 		rep.Error = "close: " + err.Error()
 		return emit(1)
 	}
@@ -226,11 +227,11 @@ func runWorkers(t *testing.T, spec workerSpec, goWorkers int, py string, seed ui
 		cmds = append(cmds, exec.CommandContext(ctx, py, filepath.Join(pythonDir, "conformance.py"), "worker",
 			"--addr", spec.Addr, "--name", spec.Name, "--calls", strconv.Itoa(spec.Calls),
 			"--seed", strconv.FormatUint(seed, 10), "--window-ms", strconv.FormatInt(spec.WindowMs, 10),
-			"--script", filepath.Join("..", "lua", breakerbox.Breaker.File)))
+			"--script", filepath.Join("..", "lua", breakerbox.BreakerScript.File)))
 	}
 	// The Go workers register the config on first use; the Python worker
 	// does not, so store it first.
-	if _, err := client.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, client.Config{
+	if _, err := admin.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, client.Config{
 		FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
 		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond,
 	}, "conformance"); err != nil {
@@ -296,7 +297,7 @@ func checkTrial(t *testing.T, rdb *redis.Client, spec workerSpec, reports []work
 			probes[gen] = append(probes[gen], interval{a, b})
 		}
 	}
-	status, err := client.ReadStatus(ctx, rdb, spec.Name)
+	status, err := admin.Status(ctx, rdb, spec.Name)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -15,7 +15,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -47,7 +49,7 @@ type counted struct{ successes, failures, refused atomic.Int64 }
 // (EVALSHA, NOSCRIPT, EVAL) and lose or double no outcome.
 func TestFaultScriptFlushMidTraffic(t *testing.T) {
 	srv := redistest.Start(t)
-	for _, adm := range []client.Admission{client.Strict, client.Fast} {
+	for _, adm := range []client.Admission{client.AdmitStrict, client.AdmitFast} {
 		t.Run(adm.String(), func(t *testing.T) {
 			rdb := srv.Client(t)
 			name := "flush-" + adm.String()
@@ -107,13 +109,13 @@ func TestFaultScriptFlushMidTraffic(t *testing.T) {
 				flushes++
 			}
 			<-done
-			if err := b.Close(ctx); err != nil {
+			if err := b.Shutdown(ctx); err != nil {
 				t.Fatalf("close: %v", err)
 			}
 			if u := b.Stats().Unrecorded; u != 0 {
 				t.Errorf("%d outcomes unrecorded; want 0 (the script cache was flushed, Redis never went away)\nlogs:\n%s", u, logs.String())
 			}
-			st, err := client.ReadStatus(ctx, rdb, name)
+			st, err := admin.Status(ctx, rdb, name)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -153,8 +155,8 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 		policy client.OutagePolicy
 		adm    client.Admission
 	}{
-		{client.LocalBreaker, client.Strict}, {client.FailOpen, client.Strict}, {client.FailClosed, client.Strict},
-		{client.LocalBreaker, client.Fast}, {client.FailClosed, client.Fast},
+		{client.OutageDecideLocally, client.AdmitStrict}, {client.OutageAdmitAll, client.AdmitStrict}, {client.OutageRefuseAll, client.AdmitStrict},
+		{client.OutageDecideLocally, client.AdmitFast}, {client.OutageRefuseAll, client.AdmitFast},
 	}
 	for _, tc := range cases {
 		t.Run(tc.policy.String()+"/"+tc.adm.String(), func(t *testing.T) {
@@ -170,7 +172,7 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			t.Cleanup(func() { _ = b.Close(context.Background()) })
+			t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 			ctx := context.Background()
 
 			var mu sync.Mutex
@@ -218,7 +220,7 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 			var recovered time.Duration
 			deadline := upAt.Add(3 * time.Second)
 			for time.Now().Before(deadline) {
-				st, err := client.ReadStatus(ctx, rdb, name)
+				st, err := admin.Status(ctx, rdb, name)
 				if err == nil && st.TotalSuccesses > 0 && !b.Stats().Outage {
 					recovered = time.Since(upAt)
 					break
@@ -243,7 +245,7 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 				}
 				// Calls entirely inside the outage, once this worker knew of it
 				// (a Fast worker admits from its view until it learns).
-				if c.start.Before(downAt) || c.end.After(upBegin) || (tc.adm == client.Fast && !c.outageWhenAsked) {
+				if c.start.Before(downAt) || c.end.After(upBegin) || (tc.adm == client.AdmitFast && !c.outageWhenAsked) {
 					continue
 				}
 				during++
@@ -251,14 +253,14 @@ func TestFaultRedisRestartMidTraffic(t *testing.T) {
 					admittedDuring++
 				}
 				switch tc.policy {
-				case client.FailOpen, client.LocalBreaker:
+				case client.OutageAdmitAll, client.OutageDecideLocally:
 					// Only successes are reported, so the local breaker never trips.
 					if !c.admitted || c.allowErr != nil {
 						t.Errorf("call %d during the outage: admitted %v, err %v; %s admits", i, c.admitted, c.allowErr, tc.policy)
 					}
-				case client.FailClosed:
+				case client.OutageRefuseAll:
 					if c.admitted || !errors.Is(c.allowErr, client.ErrOpen) || !errors.Is(c.allowErr, client.ErrRedisUnavailable) {
-						t.Errorf("call %d during the outage: admitted %v, err %v; fail-closed refuses with ErrOpen and ErrRedisUnavailable", i, c.admitted, c.allowErr)
+						t.Errorf("call %d during the outage: admitted %v, err %v; refuse-all refuses with ErrOpen and ErrRedisUnavailable", i, c.admitted, c.allowErr)
 					}
 				}
 			}
@@ -281,24 +283,24 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	ctx := context.Background()
 	cfg := client.Config{FailureThreshold: 1, RecoveryTimeout: 7 * time.Second, SuccessThreshold: 1, RequestTimeout: time.Second}
 	var logs syncBuffer
-	b, err := client.New(rdb, "cfg-restart", cfg, client.WithAdmission(client.Strict),
+	b, err := client.New(rdb, "cfg-restart", cfg, client.WithAdmission(client.AdmitStrict),
 		client.WithRedisTimeout(100*time.Millisecond), client.WithLogger(logs.logger()))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(ctx) })
+	t.Cleanup(func() { _ = b.Shutdown(ctx) })
 	p, err := b.Allow(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
 	_ = p.Success(ctx)
 	srv.Restart(t)
-	var st client.Status
+	var st breakerbox.Status
 	deadline := time.Now().Add(3 * time.Second)
 	for time.Now().Before(deadline) {
 		if p, err := b.Allow(ctx); err == nil && !b.Stats().Outage {
 			_ = p.Success(ctx)
-			if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.TotalSuccesses > 0 {
+			if st, err = admin.Status(ctx, rdb, "cfg-restart"); err == nil && st.TotalSuccesses > 0 {
 				break
 			}
 		}
@@ -309,7 +311,7 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	}
 	// The worker checks every 2s that its config is stored (client.keepConfig).
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
-		if st, err = client.ReadStatus(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
+		if st, err = admin.Status(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
 			break
 		}
 	}
@@ -358,11 +360,11 @@ func TestFaultBadCredentialsOrAddress(t *testing.T) {
 				return false
 			}
 			// The admin calls return the error as it is.
-			if _, err := client.ReadStatus(ctx, rdb, "svc"); err == nil || !mentions(err.Error()) {
-				t.Errorf("ReadStatus: %v, want an error naming %v", err, tc.cause)
+			if _, err := admin.Status(ctx, rdb, "svc"); err == nil || !mentions(err.Error()) {
+				t.Errorf("admin.Status: %v, want an error naming %v", err, tc.cause)
 			}
 			// A breaker handle: the first call must say why Redis is not usable.
-			for _, policy := range []client.OutagePolicy{client.LocalBreaker, client.FailClosed} {
+			for _, policy := range []client.OutagePolicy{client.OutageDecideLocally, client.OutageRefuseAll} {
 				var logs syncBuffer
 				b, err := client.New(rdb, "svc", client.DefaultConfig(), client.WithOutagePolicy(policy),
 					client.WithRedisTimeout(200*time.Millisecond), client.WithLogger(logs.logger()))
@@ -375,14 +377,14 @@ func TestFaultBadCredentialsOrAddress(t *testing.T) {
 					t.Errorf("%s: first Allow took %s", policy, d)
 				}
 				if p != nil {
-					_ = p.Release(ctx)
+					_ = p.Ignore(ctx)
 				}
-				_ = b.Close(ctx)
+				_ = b.Shutdown(ctx)
 				logged := logs.String()
 				if !strings.Contains(logged, "level=ERROR") || !mentions(logged) {
 					t.Errorf("%s: first use logged no error naming %v:\n%s", policy, tc.cause, logged)
 				}
-				if policy == client.FailClosed && (err == nil || !mentions(err.Error())) {
+				if policy == client.OutageRefuseAll && (err == nil || !mentions(err.Error())) {
 					t.Errorf("%s: first Allow returned %v; want it to name %v", tc.name, err, tc.cause)
 				}
 			}
@@ -405,7 +407,7 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(ctx) })
+	t.Cleanup(func() { _ = b.Shutdown(ctx) })
 	// Let the Fast view go live: the subscription is started on first use
 	// and trusted once its first refresh is done (a few ms on loopback).
 	p, err := b.Allow(ctx)
@@ -422,7 +424,7 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	if err := b.Flush(ctx); err != nil {
 		t.Fatal(err)
 	}
-	if st, err := client.ReadStatus(ctx, rdb, "shorter"); err != nil || st.State != client.Open {
+	if st, err := admin.Status(ctx, rdb, "shorter"); err != nil || st.State != breakerbox.StateOpen {
 		t.Fatalf("the breaker did not open: %+v %v", st, err)
 	}
 	time.Sleep(50 * time.Millisecond) // the announcement reaches the view
@@ -437,11 +439,11 @@ func TestFastWorkerSeesShorterRecoveryTimeout(t *testing.T) {
 	// An operator (another process) shortens the timer to 50ms.
 	short := cfg
 	short.RecoveryTimeout = 50 * time.Millisecond
-	if _, err := client.Configure(ctx, rdb, "shorter", short, "ops"); err != nil {
+	if _, err := admin.Configure(ctx, rdb, "shorter", short, "ops"); err != nil {
 		t.Fatal(err)
 	}
 	time.Sleep(300 * time.Millisecond) // well past the new deadline
-	st, err := client.ReadStatus(ctx, rdb, "shorter")
+	st, err := admin.Status(ctx, rdb, "shorter")
 	if err != nil || st.RetryAfter != 0 {
 		t.Fatalf("status after the change: retry after %s, err %v; want 0 (the shorter timer has run out)", st.RetryAfter, err)
 	}

@@ -41,7 +41,7 @@ const doScript = "return redis.call(unpack(ARGV))"
 func (t *luaTarget) Name() string { return t.name }
 
 func (t *luaTarget) Eval(_ context.Context, keys []string, args ...string) (any, error) {
-	return luaReply(t.eng.Eval(breakerbox.Breaker.Source, keys, args...))
+	return luaReply(t.eng.Eval(breakerbox.BreakerScript.Source, keys, args...))
 }
 
 func (t *luaTarget) Do(_ context.Context, args ...string) (any, error) {

@@ -68,7 +68,7 @@ func TestVectorsPython(t *testing.T) {
 	defer cancel()
 	cmd := exec.CommandContext(ctx, py, filepath.Join(pythonDir, "conformance.py"), "run",
 		"--addr", srv.Addr, "--scale", strconv.FormatInt(*flagScale, 10),
-		"--script", filepath.Join("..", "lua", breakerbox.Breaker.File), "--vectors", vectorDir)
+		"--script", filepath.Join("..", "lua", breakerbox.BreakerScript.File), "--vectors", vectorDir)
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()
@@ -103,8 +103,8 @@ func TestVectorsPython(t *testing.T) {
 	if sum == nil {
 		t.Fatalf("python runner printed no summary\nstderr:\n%s", stderr.String())
 	}
-	if sum.Summary.ScriptSHA1 != breakerbox.Breaker.SHA1 {
-		t.Errorf("python loaded a script with SHA1 %s, Go embeds %s", sum.Summary.ScriptSHA1, breakerbox.Breaker.SHA1)
+	if sum.Summary.ScriptSHA1 != breakerbox.BreakerScript.SHA1 {
+		t.Errorf("python loaded a script with SHA1 %s, Go embeds %s", sum.Summary.ScriptSHA1, breakerbox.BreakerScript.SHA1)
 	}
 	for _, v := range vectors {
 		if !seen[v.Name] {

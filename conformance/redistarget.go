@@ -68,7 +68,7 @@ func (t *redisTarget) Eval(ctx context.Context, keys []string, args ...string) (
 	for i, s := range args {
 		a[i] = s
 	}
-	res, err := breakerbox.Breaker.Run(ctx, t.rdb, keys, a...).Result()
+	res, err := breakerbox.BreakerScript.Run(ctx, t.rdb, keys, a...).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}

@@ -217,26 +217,29 @@ func (r *run) wait(ctx context.Context, at int64) error {
 // opening sets opened_at) or an admitted probe (its lease expires
 // request_timeout_ms later). Status, configure and raw commands never do.
 func (r *run) startsTimer(kind string, reply any) bool {
-	arr, _ := reply.([]any)
-	var gen any
+	var a breakerbox.Announcement
+	var err error
 	switch kind {
 	case "allow":
-		if len(arr) == 6 {
-			if lease, _ := arr[5].(string); arr[0] == int64(1) && lease != "" {
-				r.lastGen, _ = arr[2].(int64)
-				return true
-			}
-			gen = arr[2]
+		var ar breakerbox.AllowReply
+		if ar, err = breakerbox.ParseAllowReply(reply); err == nil && ar.Admitted && ar.Lease != "" {
+			r.lastGen = ar.Generation
+			return true
 		}
-	case "record", "control":
-		if len(arr) >= 4 {
-			gen = arr[1]
-		}
-	}
-	g, ok := gen.(int64)
-	if !ok {
+		a = ar.Announcement
+	case "record":
+		var rr breakerbox.RecordReply
+		rr, err = breakerbox.ParseRecordReply(reply)
+		a = rr.Announcement
+	case "control":
+		a, err = breakerbox.ParseControlReply(reply)
+	default:
 		return false
 	}
+	if err != nil {
+		return false
+	}
+	g := a.Generation
 	changed := g != r.lastGen
 	r.lastGen = g
 	return changed
@@ -376,7 +379,7 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 			args[i] = fmt.Sprint(a)
 		}
 		kind := ""
-		if _, named := ReplyFields[args[0]]; named || args[0] == "status" {
+		if breakerbox.ReplyFields(args[0]) != nil || args[0] == "status" {
 			kind = args[0]
 		}
 		reply, err := r.eval(ctx, keys, args...)

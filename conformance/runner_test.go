@@ -170,7 +170,7 @@ func TestRunnersCatchWrongExpectations(t *testing.T) {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 		defer cancel()
 		out, err := exec.CommandContext(ctx, py, filepath.Join(pythonDir, "conformance.py"), "run", "--addr", srv.Addr,
-			"--script", filepath.Join("..", "lua", breakerbox.Breaker.File), "--vectors", dir).Output()
+			"--script", filepath.Join("..", "lua", breakerbox.BreakerScript.File), "--vectors", dir).Output()
 		if code := exitCode(err); code != 1 {
 			t.Fatalf("python runner on mutants: exit %d (%v), want 1\n%s", code, err, out)
 		}

@@ -73,7 +73,7 @@ type Outcome struct {
 // _tail. Instants are written "@T" or "@T+D": the Redis-clock time of the
 // steps at offset T, plus D milliseconds.
 type Expect struct {
-	Reply       map[string]any    `json:"reply,omitempty"`     // reply fields by name (see ReplyFields)
+	Reply       map[string]any    `json:"reply,omitempty"`     // reply fields by name (see breakerbox.ReplyFields)
 	ReplyRaw    []any             `json:"reply_raw,omitempty"` // the whole reply, for eval steps
 	Error       string            `json:"error,omitempty"`     // the reply is an error starting with this code
 	Keys        map[string]any    `json:"keys,omitempty"`      // GET of state, failures, last_failure_time
@@ -91,34 +91,6 @@ type Expect struct {
 	StreamTail  []map[string]any  `json:"stream_tail,omitempty"` // newest entries, oldest first
 	Published   *[]map[string]any `json:"published,omitempty"`   // announcements since the last published check
 }
-
-// ReplyFields names the elements of each operation's reply, as
-// docs/protocol.md lists them. status replies are field/value lists.
-var ReplyFields = map[string][]string{
-	"allow":     {"admitted", "state", "generation", "mode", "retry_after_ms", "lease"},
-	"record":    {"state", "generation", "mode", "retry_after_ms", "counted", "stale"},
-	"control":   {"state", "generation", "mode", "retry_after_ms"},
-	"configure": {"written", "overwritten"},
-}
-
-// StatusFields are the fields the status operation must report.
-var StatusFields = []string{"state", "mode", "generation", "current_failures",
-	"failure_threshold", "success_threshold", "half_open_max_calls",
-	"recovery_timeout_ms", "request_timeout_ms", "total_successes",
-	"total_failures", "total_refused", "total_requests", "success_rate",
-	"half_open_successes", "probes", "opened_at", "retry_after_ms",
-	"last_failure_time", "last_failure_error", "time_ms"}
-
-// statusStrings are the status fields whose value is a string.
-var statusStrings = map[string]bool{"state": true, "mode": true, "success_rate": true, "last_failure_error": true}
-
-// StreamFields are the fields of every transition stream entry.
-var StreamFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
-	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
-	"outage_ms", "refused", "actor"}
-
-// HistoryFields are the fields of every JSON history entry.
-var HistoryFields = []string{"ts", "event", "from", "to", "generation", "actor", "error", "detail"}
 
 // opKind maps each step operation to the script operation whose reply it gets.
 var opKind = map[string]string{
@@ -345,9 +317,9 @@ func (e *Expect) validate(kind string, s Step) error {
 		if s.Op == "eval" && len(s.Args) > 0 {
 			k = fmt.Sprint(s.Args[0])
 		}
-		names := ReplyFields[k]
+		names := breakerbox.ReplyFields(k)
 		if k == "status" {
-			names = StatusFields
+			names = breakerbox.StatusFields()
 		}
 		if names == nil {
 			return fmt.Errorf("expect.reply: op %s has no named reply; use reply_raw", s.Op)

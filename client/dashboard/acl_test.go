@@ -14,7 +14,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
@@ -171,7 +171,7 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 			t.Fatalf("config: %d %s", code, msg)
 		}
 		st := state(t, admin, "payments")
-		if st.State != client.Closed || st.FailureThreshold != 4 {
+		if st.State != breakerbox.StateClosed || st.FailureThreshold != 4 {
 			t.Fatalf("payments: %s, threshold %d", st.State, st.FailureThreshold)
 		}
 		waitHealth(t, web, 200, nil)
@@ -184,7 +184,7 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 		if code != http.StatusBadGateway || !strings.Contains(msg, "can't run this command") {
 			t.Fatalf("reset under the read-only rule: %d %s, want Redis's refusal", code, msg)
 		}
-		if st := state(t, admin, "payments"); st.State != client.Open {
+		if st := state(t, admin, "payments"); st.State != breakerbox.StateOpen {
 			t.Fatalf("payments is %s after a refused reset", st.State)
 		}
 		waitHealth(t, web, 503, func(h dashboard.Health) bool {

@@ -17,8 +17,10 @@ import (
 	"github.com/chromedp/chromedp"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 	"github.com/breakerbox/breakerbox/internal/demo"
 	"github.com/breakerbox/breakerbox/internal/redistest"
@@ -86,9 +88,9 @@ func do(t *testing.T, ctx context.Context, steps ...chromedp.Action[chromedp.Voi
 }
 
 // state reads a breaker's state from Redis.
-func state(t *testing.T, rdb redis.UniversalClient, name string) client.Status {
+func state(t *testing.T, rdb redis.UniversalClient, name string) breakerbox.Status {
 	t.Helper()
-	st, err := client.ReadStatus(context.Background(), rdb, name)
+	st, err := admin.Status(context.Background(), rdb, name)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,15 +101,15 @@ func state(t *testing.T, rdb redis.UniversalClient, name string) client.Status {
 func failUntilOpen(t *testing.T, rdb redis.UniversalClient, name string) {
 	t.Helper()
 	ctx := context.Background()
-	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.Strict), client.WithLogger(quietLog))
+	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict), client.WithLogger(quietLog))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	for range 3 {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("upstream said 503") })
 	}
-	if st := state(t, rdb, name); st.State != client.Open {
+	if st := state(t, rdb, name); st.State != breakerbox.StateOpen {
 		t.Fatalf("breaker %s is %s after 3 failures", name, st.State)
 	}
 }
@@ -122,14 +124,14 @@ func TestDashboardInABrowser(t *testing.T) {
 	rdb := srv.Client(t)
 	ctx := context.Background()
 	for _, n := range []string{"payments", "search", "email"} {
-		b, err := client.New(rdb, n, client.DefaultConfig(), client.WithAdmission(client.Strict), client.WithLogger(quietLog))
+		b, err := client.New(rdb, n, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict), client.WithLogger(quietLog))
 		if err != nil {
 			t.Fatal(err)
 		}
 		if err := b.Execute(ctx, func(context.Context) error { return nil }); err != nil {
 			t.Fatal(err)
 		}
-		_ = b.Close(ctx)
+		_ = b.Shutdown(ctx)
 	}
 	logs := &syncBuffer{}
 	d, err := dashboard.New(rdb, dashboard.WithOperators(dashboard.Operator{Name: "alice", Secret: "alice-secret"}),
@@ -171,7 +173,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitFor(t, tab, "reset button", `!!document.querySelector('button[data-action="reset"]')`)
 		do(t, tab, chromedp.Click(chromedp.CSS(`button[data-action="reset"]`)))
 		waitFor(t, tab, "refusal shown", `document.querySelector('#action-msg').textContent.includes('refused: sign in as an operator')`)
-		if st := state(t, rdb, "payments"); st.State != client.Open {
+		if st := state(t, rdb, "payments"); st.State != breakerbox.StateOpen {
 			t.Fatalf("payments is %s after a refused reset", st.State)
 		}
 	})
@@ -196,7 +198,7 @@ func TestDashboardInABrowser(t *testing.T) {
 		defer evil.Close()
 		do(t, tab, chromedp.Navigate(evil.URL))
 		waitFor(t, tab, "refusal", `document.body.innerText.includes('cross-origin request refused')`)
-		if st := state(t, rdb, "payments"); st.State != client.Open {
+		if st := state(t, rdb, "payments"); st.State != breakerbox.StateOpen {
 			t.Fatalf("payments is %s after a cross-site reset", st.State)
 		}
 		if !strings.Contains(logs.String(), "cross-origin request refused") {
@@ -210,10 +212,10 @@ func TestDashboardInABrowser(t *testing.T) {
 		do(t, tab, chromedp.Click(chromedp.CSS(`button[data-action="reset"]`)))
 		waitFor(t, tab, "done", `document.querySelector('#action-msg').textContent.startsWith('Reset: done by dashboard:alice@')`)
 		st := state(t, rdb, "payments")
-		if st.State != client.Closed || st.CurrentFailures != 0 {
+		if st.State != breakerbox.StateClosed || st.CurrentFailures != 0 {
 			t.Fatalf("payments after the reset: %s with %d failures", st.State, st.CurrentFailures)
 		}
-		h, err := client.ReadHistory(ctx, rdb, "payments", 1)
+		h, err := admin.History(ctx, rdb, "payments", 1)
 		if err != nil || len(h) != 1 || h[0].Event != "reset" || !strings.HasPrefix(h[0].Actor, "dashboard:alice@") {
 			t.Fatalf("history after the reset: %+v, %v", h, err)
 		}

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 //go:embed assets
@@ -352,27 +354,19 @@ func (d *Dashboard) serveConfig(w http.ResponseWriter, r *http.Request, user str
 		return
 	}
 	for f, v := range in.Fields {
-		if !knownField(f) {
+		cf, ok := breakerbox.ConfigFieldByName(f)
+		if !ok {
 			writeError(w, http.StatusBadRequest, fmt.Sprintf("unknown config field %q", f))
 			return
 		}
-		if v < 1 {
-			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is %d, want an integer >= 1", f, v))
+		if v < cf.Min || v > cf.Max {
+			writeError(w, http.StatusBadRequest, fmt.Sprintf("%s is %d, want an integer from %d to %d", f, v, cf.Min, cf.Max))
 			return
 		}
 	}
 	d.act(w, r, user, in.Name, "configure", func(ctx context.Context, actor string) error {
 		return d.st.configure(ctx, in.Name, in.Fields, actor)
 	})
-}
-
-func knownField(f string) bool {
-	for _, k := range configFields {
-		if f == k {
-			return true
-		}
-	}
-	return false
 }
 
 // act runs an operator's action on a breaker the dashboard knows.

@@ -16,7 +16,8 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 )
 
@@ -31,7 +32,7 @@ func serve(t *testing.T, opts ...dashboard.Option) (*httptest.Server, *miniredis
 	t.Cleanup(func() { _ = rdb.Close() })
 	ctx := context.Background()
 	for _, n := range []string{"payments", "search"} {
-		if _, err := client.ReadStatus(ctx, rdb, n); err != nil { // loads the script
+		if _, err := admin.Status(ctx, rdb, n); err != nil { // loads the script
 			t.Fatal(err)
 		}
 		if err := rdb.SAdd(ctx, "circuit_breaker:registry", n).Err(); err != nil {
@@ -134,15 +135,15 @@ func TestActionsNeedAnOperatorAndAreSafeFromOtherSites(t *testing.T) {
 			if code != tc.want {
 				t.Fatalf("status %d (%s), want %d", code, strings.TrimSpace(body), tc.want)
 			}
-			st, err := client.ReadStatus(context.Background(), rdb, "payments")
+			st, err := admin.Status(context.Background(), rdb, "payments")
 			if err != nil {
 				t.Fatal(err)
 			}
-			if reset := st.State == client.Closed; reset != (tc.want == 200) {
+			if reset := st.State == breakerbox.StateClosed; reset != (tc.want == 200) {
 				t.Fatalf("status %d but the breaker is %s", code, st.State)
 			}
 			if tc.want == 200 {
-				h, err := client.ReadHistory(context.Background(), rdb, "payments", 1)
+				h, err := admin.History(context.Background(), rdb, "payments", 1)
 				host, _ := os.Hostname()
 				if err != nil || h[0].Event != "reset" || h[0].Actor != "dashboard:alice@"+host {
 					t.Fatalf("history %+v, %v; want a reset by dashboard:alice@%s", h, err, host)
@@ -154,7 +155,7 @@ func TestActionsNeedAnOperatorAndAreSafeFromOtherSites(t *testing.T) {
 
 func forceOpen(t *testing.T, rdb redis.UniversalClient, name string) {
 	t.Helper()
-	if _, err := client.Control(context.Background(), rdb, name, client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, name, breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -233,14 +234,14 @@ func TestConfigChangeWritesOnlyTheFieldsGiven(t *testing.T) {
 	if code != 200 {
 		t.Fatalf("config: %d %s", code, body)
 	}
-	st, err := client.ReadStatus(context.Background(), rdb, "payments")
+	st, err := admin.Status(context.Background(), rdb, "payments")
 	if err != nil {
 		t.Fatal(err)
 	}
 	if st.FailureThreshold != 5 || st.RequestTimeout != 90*time.Second {
 		t.Fatalf("after the change: failure_threshold %d, request_timeout %s; want 5 and the 90s left alone", st.FailureThreshold, st.RequestTimeout)
 	}
-	if h, _ := client.ReadHistory(context.Background(), rdb, "payments", 1); len(h) != 1 || h[0].Event != "config_changed" || !strings.HasPrefix(h[0].Actor, "dashboard:alice@") {
+	if h, _ := admin.History(context.Background(), rdb, "payments", 1); len(h) != 1 || h[0].Event != "config_changed" || !strings.HasPrefix(h[0].Actor, "dashboard:alice@") {
 		t.Fatalf("history %+v", h)
 	}
 	for body, want := range map[string]int{

@@ -11,13 +11,13 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
-// redisStore is the dashboard's Redis access: the client package's operator
-// calls, the script's configure operation, and plain reads of the probes
-// and the transition stream. It is the only file that imports go-redis or
-// the client package.
+// redisStore is the dashboard's Redis access: the operator calls of
+// client/admin, the script's configure operation, and plain reads of the
+// probes and the transition stream. It is the only file that imports
+// go-redis or client/admin.
 type redisStore struct{ rdb redis.UniversalClient }
 
 var _ store = redisStore{}
@@ -27,15 +27,15 @@ var _ store = redisStore{}
 const changedPattern = breakerbox.KeyPrefix + "*:changed"
 
 func (s redisStore) names(ctx context.Context) ([]string, error) {
-	return client.Names(ctx, s.rdb)
+	return admin.Names(ctx, s.rdb)
 }
 
 func (s redisStore) statuses(ctx context.Context, names []string) ([]Breaker, error) {
-	sts, err := client.ReadStatuses(ctx, s.rdb, names)
+	sts, err := admin.Statuses(ctx, s.rdb, names)
 	if err != nil && (!hasBreakerErrors(err) || isPermission(err)) {
 		return nil, err // Redis itself failed, or refused the reads (ACL)
 	}
-	got := make(map[string]client.Status, len(sts))
+	got := make(map[string]breakerbox.Status, len(sts))
 	for _, st := range sts {
 		got[st.Name] = st
 	}
@@ -52,13 +52,13 @@ func (s redisStore) statuses(ctx context.Context, names []string) ([]Breaker, er
 }
 
 // hasBreakerErrors reports whether err joins errors of single breakers
-// (ReadStatuses names each), rather than being a failure of Redis.
+// (admin.Statuses names each), rather than being a failure of Redis.
 func hasBreakerErrors(err error) bool {
 	j, ok := err.(interface{ Unwrap() []error })
 	return ok && len(j.Unwrap()) > 0
 }
 
-// breakerError finds the error ReadStatuses gave for breaker name.
+// breakerError finds the error admin.Statuses gave for breaker name.
 func breakerError(err error, name string) string {
 	if j, ok := err.(interface{ Unwrap() []error }); ok {
 		prefix := fmt.Sprintf("breaker %q: status: ", name)
@@ -71,7 +71,7 @@ func breakerError(err error, name string) string {
 	return "could not be read"
 }
 
-func fromStatus(st client.Status) Breaker {
+func fromStatus(st breakerbox.Status) Breaker {
 	ms := func(t time.Time) int64 {
 		if t.IsZero() {
 			return 0
@@ -104,7 +104,7 @@ func fromStatus(st client.Status) Breaker {
 const sinceDepth = 10
 
 func (s redisStore) since(ctx context.Context, name string) (int64, error) {
-	evs, err := client.ReadHistory(ctx, s.rdb, name, sinceDepth)
+	evs, err := admin.History(ctx, s.rdb, name, sinceDepth)
 	if err != nil {
 		return 0, err
 	}
@@ -118,7 +118,7 @@ func (s redisStore) since(ctx context.Context, name string) (int64, error) {
 
 func (s redisStore) detail(ctx context.Context, name string) (Detail, error) {
 	var d Detail
-	evs, err := client.ReadHistory(ctx, s.rdb, name, 100)
+	evs, err := admin.History(ctx, s.rdb, name, 100)
 	if err != nil {
 		return d, err
 	}
@@ -161,7 +161,7 @@ func (s redisStore) detail(ctx context.Context, name string) (Detail, error) {
 func isWrongType(err error) bool { return redis.HasErrorPrefix(err, "WRONGTYPE") }
 
 func (s redisStore) control(ctx context.Context, name, action, actor string) error {
-	_, err := client.Control(ctx, s.rdb, name, client.Action(action), actor)
+	_, err := admin.Control(ctx, s.rdb, name, breakerbox.Action(action), actor)
 	return err
 }
 
@@ -170,11 +170,11 @@ func (s redisStore) control(ctx context.Context, name, action, actor string) err
 func (s redisStore) configure(ctx context.Context, name string, fields map[string]int64, actor string) error {
 	args := []any{"configure", actor}
 	for _, f := range configFields {
-		if v, ok := fields[f]; ok {
-			args = append(args, f, v)
+		if v, ok := fields[f.Field]; ok {
+			args = append(args, f.Field, v)
 		}
 	}
-	if err := breakerbox.Breaker.Run(ctx, s.rdb, breakerbox.Keys(name), args...).Err(); err != nil {
+	if err := breakerbox.BreakerScript.Run(ctx, s.rdb, breakerbox.Keys(name), args...).Err(); err != nil {
 		return fmt.Errorf("breaker %q: configure: %w", name, breakerbox.ScriptError(err))
 	}
 	return nil
@@ -220,7 +220,7 @@ func (s redisStore) subscribe(ctx context.Context, ready func(), changed func(na
 func classify(err error) (code int, permission bool) {
 	switch {
 	case errors.Is(err, breakerbox.ErrBadArgs), errors.Is(err, breakerbox.ErrBadConfig),
-		errors.Is(err, breakerbox.ErrInvalidName), errors.Is(err, client.ErrInvalidConfig):
+		errors.Is(err, breakerbox.ErrInvalidName), errors.Is(err, breakerbox.ErrInvalidConfig):
 		return http.StatusBadRequest, false
 	case isPermission(err):
 		return http.StatusBadGateway, true

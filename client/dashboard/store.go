@@ -1,6 +1,10 @@
 package dashboard
 
-import "context"
+import (
+	"context"
+
+	"github.com/breakerbox/breakerbox"
+)
 
 // store is everything the dashboard asks of Redis. redisStore (redis.go)
 // is its one implementation and the only file of the package that calls
@@ -113,10 +117,10 @@ type Group struct {
 	LastDelivered string `json:"last_delivered"`
 }
 
-// configFields are the :config fields the page lets an operator change,
-// in the order it shows them. Issue 11's trip policies add theirs here.
-var configFields = []string{"failure_threshold", "recovery_timeout_ms",
-	"success_threshold", "half_open_max_calls", "request_timeout_ms"}
+// configFields are the :config fields an operator may change, in the
+// order the protocol lists them, with their bounds (breakerbox.ConfigFields:
+// fields added there, such as issue 11's, are accepted here too).
+var configFields = breakerbox.ConfigFields()
 
 // actions are the operator actions the control operation takes.
 var actions = map[string]bool{"reset": true, "force_open": true, "disable": true, "release": true}

@@ -3,13 +3,13 @@ package health_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http/httptest"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/health"
 )
 
@@ -32,12 +32,9 @@ func ExampleNew() {
 		fmt.Print(rec.Code, " ", rec.Body.String())
 	}
 
-	b, _ := client.New(rdb, "openai_transcription", client.DefaultConfig(),
-		client.WithLogger(slog.New(slog.DiscardHandler)))
-	defer b.Close(ctx)
-	_ = b.Reset(ctx)
+	_, _ = admin.Control(ctx, rdb, "openai_transcription", breakerbox.ActionReset, "example")
 	show()
-	_ = b.ForceOpen(ctx) // as if three calls had failed
+	_, _ = admin.Control(ctx, rdb, "openai_transcription", breakerbox.ActionForceOpen, "example") // as if three calls had failed
 	show()
 	// Output:
 	// 200 {"status":"healthy"}

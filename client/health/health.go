@@ -22,7 +22,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Response is the JSON body the handler writes.
@@ -46,7 +46,7 @@ const (
 // Handler is the health check. It is safe for concurrent use.
 type Handler struct {
 	rdb     redis.UniversalClient
-	names   []string // nil: every breaker (client.List)
+	names   []string // nil: every breaker (admin.List)
 	timeout time.Duration
 	log     *slog.Logger
 }
@@ -100,12 +100,12 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Handler, error) {
 func (h *Handler) Check(ctx context.Context) (Response, int) {
 	ctx, cancel := context.WithTimeout(ctx, h.timeout)
 	defer cancel()
-	var sts []client.Status
+	var sts []breakerbox.Status
 	var err error
 	if h.names != nil {
-		sts, err = client.ReadStatuses(ctx, h.rdb, h.names)
+		sts, err = admin.Statuses(ctx, h.rdb, h.names)
 	} else {
-		sts, err = client.List(ctx, h.rdb)
+		sts, err = admin.List(ctx, h.rdb)
 	}
 	if err != nil {
 		h.log.Warn("health check could not read the circuit breakers", "err", err)
@@ -114,7 +114,7 @@ func (h *Handler) Check(ctx context.Context) (Response, int) {
 	}
 	var open []string
 	for _, st := range sts {
-		if st.State == client.Open {
+		if st.State == breakerbox.StateOpen {
 			open = append(open, st.Name)
 		}
 	}

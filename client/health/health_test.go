@@ -13,7 +13,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/health"
 )
 
@@ -33,11 +35,11 @@ func use(t *testing.T, rdb *redis.Client, name string, failures int) *client.Bre
 	t.Helper()
 	ctx := context.Background()
 	cfg := client.DefaultConfig()
-	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	p, err := b.Allow(ctx) // registers the breaker
 	if err != nil {
 		t.Fatal(err)
@@ -90,7 +92,7 @@ func TestDegradedListsOpenBreakersSorted(t *testing.T) {
 	use(t, rdb, "openai_transcription", 3)
 	use(t, rdb, "anthropic_api", 0)
 	forced := use(t, rdb, "s3", 0)
-	if err := forced.ForceOpen(context.Background()); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, forced.Name(), breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	code, body, _ := get(t, mustNew(t, rdb), "GET")
@@ -106,7 +108,7 @@ func TestHalfOpenIsNotDegraded(t *testing.T) {
 	if _, err := b.Allow(context.Background()); err != nil {    // becomes the half-open probe
 		t.Fatal(err)
 	}
-	if st, _ := b.Status(context.Background()); st.State != client.HalfOpen {
+	if st, _ := admin.Status(context.Background(), rdb, b.Name()); st.State != breakerbox.StateHalfOpen {
 		t.Fatalf("state %s, want half_open", st.State)
 	}
 	if code, body, _ := get(t, mustNew(t, rdb), "GET"); code != 200 {

@@ -33,9 +33,9 @@ func BenchmarkScrape1000(b *testing.B) {
 		if i%10 == 0 {
 			args = append(args, "f", 0, "", "timeout", "f", 0, "", "timeout")
 		}
-		breakerbox.Breaker.Run(ctx, pipe, breakerbox.Keys(names[i]), args...)
+		breakerbox.BreakerScript.Run(ctx, pipe, breakerbox.Keys(names[i]), args...)
 	}
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		b.Fatal(err)
 	}
 	if _, err := pipe.Exec(ctx); err != nil {

@@ -18,7 +18,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"go.yaml.in/yaml/v3"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/metrics"
 )
 
@@ -115,18 +117,18 @@ func servedSeries(t *testing.T) map[string]bool {
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	defer rdb.Close()
 	ctx := context.Background()
-	b, err := client.New(rdb, "failing", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(rdb, "failing", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	_ = b.Execute(ctx, func(context.Context) error { return nil })
 	for range 3 {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("503") })
 	}
 	_ = b.Execute(ctx, func(context.Context) error { return nil }) // refused
-	for name, a := range map[string]client.Action{"forced": client.ActionForceOpen, "disabled": client.ActionDisable} {
-		if _, err := client.Control(ctx, rdb, name, a, "test"); err != nil {
+	for name, a := range map[string]breakerbox.Action{"forced": breakerbox.ActionForceOpen, "disabled": breakerbox.ActionDisable} {
+		if _, err := admin.Control(ctx, rdb, name, a, "test"); err != nil {
 			t.Fatal(err)
 		}
 	}

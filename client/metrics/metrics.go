@@ -1,5 +1,5 @@
 // Package metrics exports breakerbox breakers to Prometheus. The Collector
-// reads Redis at scrape time (client.List, or client.ReadStatuses for a
+// reads Redis at scrape time (admin.List, or admin.Statuses for a
 // fixed list of names: pipelined, one round trip per 1,000 breakers), so
 // every process that registers it reports the fleet-wide truth, and no
 // process has to run for the numbers to exist.
@@ -45,7 +45,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Collector is a prometheus.Collector reading breakers from Redis at every
@@ -168,22 +168,22 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 // read returns the breakers' snapshots. A breaker that cannot be read (a
 // corrupted config) is left out and named in the error; the others are
 // still exported.
-func (c *Collector) read(ctx context.Context) ([]client.Status, error) {
+func (c *Collector) read(ctx context.Context) ([]breakerbox.Status, error) {
 	names := c.names
 	if names == nil {
 		var err error
-		if names, err = client.Names(ctx, c.rdb); err != nil {
+		if names, err = admin.Names(ctx, c.rdb); err != nil {
 			return nil, err
 		}
 	}
-	return client.ReadStatuses(ctx, c.rdb, names)
+	return admin.Statuses(ctx, c.rdb, names)
 }
 
-func modeValue(m client.Mode) float64 {
+func modeValue(m breakerbox.Mode) float64 {
 	switch m {
-	case client.ModeForcedOpen:
+	case breakerbox.ModeForcedOpen:
 		return 1
-	case client.ModeDisabled:
+	case breakerbox.ModeDisabled:
 		return 2
 	}
 	return 0

@@ -16,6 +16,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/metrics"
 )
 
@@ -35,12 +36,12 @@ func setup(t *testing.T) (*miniredis.Miniredis, *redis.Client) {
 func run(t *testing.T, rdb *redis.Client, name, outcomes string) *client.Breaker {
 	t.Helper()
 	ctx := context.Background()
-	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, name, client.DefaultConfig(), client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
-	if err := b.Reset(ctx); err != nil { // makes the breaker exist even without outcomes
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	if _, err := admin.Control(ctx, rdb, name, breakerbox.ActionReset, "test"); err != nil { // makes the breaker exist even without outcomes
 		t.Fatal(err)
 	}
 	for i, o := range outcomes {
@@ -95,10 +96,12 @@ func TestSeriesOfBreakersInEveryStateAndMode(t *testing.T) {
 	ctx := context.Background()
 	run(t, rdb, "openai_transcription", "sfffx") // reset, success, 3 failures open it, 1 refused
 	run(t, rdb, "anthropic_api", "ss")
-	if err := run(t, rdb, "s3", "").ForceOpen(ctx); err != nil {
+	run(t, rdb, "s3", "")
+	if _, err := admin.Control(ctx, rdb, "s3", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
-	if err := run(t, rdb, "legacy", "f").Disable(ctx); err != nil {
+	run(t, rdb, "legacy", "f")
+	if _, err := admin.Control(ctx, rdb, "legacy", breakerbox.ActionDisable, "test"); err != nil {
 		t.Fatal(err)
 	}
 	rec := run(t, rdb, "recovering", "fff")
@@ -227,7 +230,7 @@ func TestValuesAreReadAtScrapeTime(t *testing.T) {
 	if got := state(); got != 0 {
 		t.Errorf("before: %v", got)
 	}
-	if err := b.ForceOpen(context.Background()); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, b.Name(), breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if got := state(); got != 1 {
@@ -292,7 +295,7 @@ func TestAScrapeOfAThousandBreakersIsAFewRoundTrips(t *testing.T) {
 	}
 	// Workers have loaded the script. (On a server that lost it, the first
 	// scrape sends the pipeline again after one SCRIPT LOAD.)
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		t.Fatal(err)
 	}
 	rt := &roundTrips{}

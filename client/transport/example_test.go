@@ -29,7 +29,7 @@ func ExampleNew() {
 
 	b, _ := client.New(rdb, "openai_transcription", client.DefaultConfig(),
 		client.WithLogger(slog.New(slog.DiscardHandler)))
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	rt, err := transport.New(http.DefaultTransport, b)
 	if err != nil {
 		panic(err)

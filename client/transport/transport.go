@@ -14,8 +14,8 @@
 //   - a response with status 100-499 is a success (4xx means the upstream
 //     is up and answered: the request was wrong), unless WithFailureStatus
 //     or WithTooManyRequestsAsFailure says otherwise;
-//   - the caller's own cancellation (context.Canceled) releases the permit
-//     and counts nothing;
+//   - the caller's own cancellation (context.Canceled) ignores the call
+//     (Permit.Ignore): it counts nothing and returns a probe's lease;
 //   - when the breaker refuses, RoundTrip returns an error matching
 //     client.ErrOpen (through the *url.Error of http.Client) without
 //     touching the network.
@@ -25,7 +25,7 @@
 // fails mid-read (failure: a stream broken by the upstream), or is closed
 // before the end (success: the upstream answered well and the caller chose
 // to stop, as json.Decoder does; counting it as a failure would blame the
-// upstream for the caller's choice, and releasing it would let a half-open
+// upstream for the caller's choice, and ignoring it would let a half-open
 // breaker never close). A body that is never closed reports nothing; its
 // probe lease, if any, expires after the breaker's RequestTimeout.
 package transport
@@ -204,12 +204,12 @@ func (t *Transport) failureStatus(code int) bool {
 	return t.o.isFailureStatus(code) || (t.o.tooMany && code == http.StatusTooManyRequests)
 }
 
-// reportErr records a transport error: the caller's cancellation releases
-// the permit, other errors are failures unless the classifier says not.
+// reportErr records a transport error: the caller's cancellation is
+// ignored, other errors are failures unless the classifier says not.
 func (t *Transport) reportErr(ctx context.Context, p *client.Permit, err error) {
 	switch {
 	case ctx.Err() != nil && errors.Is(ctx.Err(), context.Canceled) && !errors.Is(err, ErrResponseTimeout):
-		_ = p.Release(ctx)
+		_ = p.Ignore(ctx)
 	case t.o.isFailureErr(err):
 		_ = p.Failure(ctx, err)
 	default:

@@ -16,7 +16,9 @@ import (
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/transport"
 )
 
@@ -83,10 +85,11 @@ func (u *upstream) set(m mode) { u.mode.Store(int32(m)) }
 var quiet = slog.New(slog.DiscardHandler)
 
 type fixture struct {
-	mr *miniredis.Miniredis
-	b  *client.Breaker
-	hc *http.Client
-	up *upstream
+	mr  *miniredis.Miniredis
+	rdb redis.UniversalClient
+	b   *client.Breaker
+	hc  *http.Client
+	up  *upstream
 }
 
 // setup builds a breaker (Strict admission, so outcomes are in Redis when
@@ -98,16 +101,16 @@ func setup(t *testing.T, cfg client.Config, opts ...transport.Option) *fixture {
 	mr.SetTime(time.Date(2025, 10, 25, 11, 30, 0, 0, time.UTC))
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	t.Cleanup(func() { _ = rdb.Close() })
-	b, err := client.New(rdb, "upstream", cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(rdb, "upstream", cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = b.Close(context.Background()) })
+	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
 	rt, err := transport.New(nil, b, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return &fixture{mr: mr, b: b, hc: &http.Client{Transport: rt}, up: newUpstream(t)}
+	return &fixture{mr: mr, rdb: rdb, b: b, hc: &http.Client{Transport: rt}, up: newUpstream(t)}
 }
 
 // call makes a GET and reads the whole body; it returns the status code
@@ -123,9 +126,9 @@ func (f *fixture) call(t *testing.T) (int, error) {
 	return resp.StatusCode, err
 }
 
-func (f *fixture) status(t *testing.T) client.Status {
+func (f *fixture) status(t *testing.T) breakerbox.Status {
 	t.Helper()
-	st, err := f.b.Status(context.Background())
+	st, err := admin.Status(context.Background(), f.rdb, f.b.Name())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -142,7 +145,7 @@ func TestServerErrorsOpenTheBreakerAndThenNoRequestIsSent(t *testing.T) {
 		}
 	}
 	st := f.status(t)
-	if st.State != client.Open || st.TotalFailures != 3 {
+	if st.State != breakerbox.StateOpen || st.TotalFailures != 3 {
 		t.Fatalf("after 3 x 500: %s with %d failures", st.State, st.TotalFailures)
 	}
 	if !strings.Contains(st.LastFailureError, "500 Internal Server Error") || strings.Contains(st.LastFailureError, "secret") {
@@ -334,7 +337,7 @@ func TestHalfOpenProbesThroughStreamingBodiesCloseTheBreaker(t *testing.T) {
 			t.Fatalf("probe %d: %d %v", i, code, err)
 		}
 	}
-	if st := f.status(t); st.State != client.Closed {
+	if st := f.status(t); st.State != breakerbox.StateClosed {
 		t.Errorf("after two streamed probe successes: %s", st.State)
 	}
 }
@@ -347,7 +350,7 @@ func TestFastAdmissionRefusesLocallyOnceOpen(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	rt, err := transport.New(http.DefaultTransport, b)
 	if err != nil {
 		t.Fatal(err)

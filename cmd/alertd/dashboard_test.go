@@ -11,7 +11,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -30,7 +31,7 @@ func TestListenServesTheDashboardWithOperatorsFromEnvAndFile(t *testing.T) {
 	rdb := srv.Client(t)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	if _, err := client.Control(ctx, rdb, "payments", client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(ctx, rdb, "payments", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	file := filepath.Join(t.TempDir(), "operators")

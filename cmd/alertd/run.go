@@ -19,9 +19,9 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/alerts"
-	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/health"
 	"github.com/breakerbox/breakerbox/client/metrics"
+	"github.com/breakerbox/breakerbox/internal/redisurl"
 )
 
 const usageHead = `alertd posts breakerbox transitions to Slack.
@@ -92,9 +92,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	}
 	redisDefault := getenv("REDIS_URL")
 	if redisDefault == "" {
-		redisDefault = client.DefaultRedisURL
+		redisDefault = redisurl.Default
 	}
-	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL; overrides REDIS_URL (default "+client.DefaultRedisURL+")")
+	fs.StringVar(&o.redisURL, "redis-url", "", "Redis URL; overrides REDIS_URL (default "+redisurl.Default+")")
 	str(&o.group, "group", "ALERTD_GROUP", alerts.DefaultGroup, "consumer group shared by the daemons that split the work")
 	str(&o.consumer, "consumer", "ALERTD_CONSUMER", "", "this daemon's name in the group, unique among running daemons (default HOSTNAME-PID)")
 	dur(&o.flapWindow, "flap-window", "ALERTD_FLAP_WINDOW", alerts.DefaultFlapWindow,
@@ -157,7 +157,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
-	rdb, err := client.RedisFromURL(o.redisURL)
+	rdb, err := redisurl.New(o.redisURL)
 	if err != nil {
 		log.Error("cannot use the Redis URL", "err", err)
 		return 1

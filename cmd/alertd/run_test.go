@@ -16,8 +16,10 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -97,11 +99,11 @@ func TestRunPrintsAlertsWithoutWebhookAndStopsOnCancel(t *testing.T) {
 			"--consumer", "demo"}, &stdout, &stderr, env(nil))
 	}()
 
-	b, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(rdb, "openai_transcription", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
+	defer b.Shutdown(context.Background())
 	for i := 0; i < 3; i++ {
 		p, err := b.Allow(ctx)
 		if err != nil {
@@ -133,12 +135,12 @@ func TestRunPrintsAlertsWithoutWebhookAndStopsOnCancel(t *testing.T) {
 func TestHealthzReportsRedisAndLag(t *testing.T) {
 	srv := redistest.Start(t)
 	rdb := srv.Client(t)
-	b, err := client.New(rdb, "alpha", client.DefaultConfig(), client.WithAdmission(client.Strict))
+	b, err := client.New(rdb, "alpha", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(context.Background())
-	if _, err := b.Status(context.Background()); err != nil {
+	defer b.Shutdown(context.Background())
+	if _, err := admin.Status(context.Background(), rdb, b.Name()); err != nil {
 		t.Fatal(err)
 	}
 	held := make(chan struct{})
@@ -184,11 +186,11 @@ func TestHealthzReportsRedisAndLag(t *testing.T) {
 
 	// An operator action is being posted (the sink holds it): one entry
 	// pending; a second one waits undelivered behind it.
-	if _, err := client.Control(ctx, rdb, "alpha", client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(ctx, rdb, "alpha", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	<-held
-	if _, err := client.Control(ctx, rdb, "alpha", client.ActionReset, "test"); err != nil {
+	if _, err := admin.Control(ctx, rdb, "alpha", breakerbox.ActionReset, "test"); err != nil {
 		t.Fatal(err)
 	}
 	code, h := get()
@@ -208,7 +210,7 @@ func TestHealthzReportsRedisAndLag(t *testing.T) {
 	if resp.StatusCode != http.StatusOK || !strings.Contains(string(body), `"healthy"`) {
 		t.Errorf("/health = %d %s, want 200 healthy", resp.StatusCode, body)
 	}
-	if _, err := client.Control(ctx, rdb, "alpha", client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(ctx, rdb, "alpha", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	resp, err = http.Get(web.URL + "/health")

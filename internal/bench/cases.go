@@ -12,7 +12,9 @@ import (
 	"github.com/redis/go-redis/v9"
 	"github.com/sony/gobreaker/v2"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // instance is one process's handle on a case: call makes one protected
@@ -45,12 +47,12 @@ func Cases() []*Case {
 	return []*Case{
 		{Name: "ping", Desc: "go-redis PING round trip (the floor)",
 			open: openPing},
-		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.Fast, closedCfg(), nil, false),
-		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.Strict, closedCfg(), nil, false),
-		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.Fast, openCfg(), prepareOpen, true),
-		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.Strict, openCfg(), prepareOpen, true),
-		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.Fast, halfOpenCfg(), prepareHalfOpen, false),
-		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.Strict, halfOpenCfg(), prepareHalfOpen, false),
+		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.AdmitFast, closedCfg(), nil, false),
+		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.AdmitStrict, closedCfg(), nil, false),
+		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.AdmitFast, openCfg(), prepareOpen, true),
+		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.AdmitStrict, openCfg(), prepareOpen, true),
+		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.AdmitFast, halfOpenCfg(), prepareHalfOpen, false),
+		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.AdmitStrict, halfOpenCfg(), prepareHalfOpen, false),
 		{Name: "gobreaker-local", Desc: "sony/gobreaker/v2 Execute, in process (no Redis)",
 			open: openGobreakerLocal},
 		{Name: "gobreaker-redis", Desc: "sony/gobreaker/v2 DistributedCircuitBreaker, go-redis store",
@@ -129,11 +131,11 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 				return err
 			},
 			flush: b.Flush,
-			close: func() { _ = b.Close(context.Background()) },
+			close: func() { _ = b.Shutdown(context.Background()) },
 		}, nil
 	}
 	c.recorded = func(ctx context.Context, ctl *redis.Client, n string) (int64, error) {
-		st, err := client.ReadStatus(ctx, ctl, n)
+		st, err := admin.Status(ctx, ctl, n)
 		if err != nil {
 			return 0, err
 		}
@@ -147,19 +149,19 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 
 // prepareOpen trips the breaker with one recorded failure.
 func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
-	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	if err != nil {
 		return err
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	if err := b.Execute(ctx, func(context.Context) error { return errProbe }); !errors.Is(err, errProbe) {
 		return fmt.Errorf("trip %s: %v", name, err)
 	}
-	st, err := b.Status(ctx)
+	st, err := admin.Status(ctx, ctl, name)
 	if err != nil {
 		return err
 	}
-	if st.State != client.Open {
+	if st.State != breakerbox.StateOpen {
 		return fmt.Errorf("trip %s: state %s, want open", name, st.State)
 	}
 	return nil
@@ -168,22 +170,17 @@ func prepareOpen(ctx context.Context, ctl *redis.Client, name string, cfg client
 // prepareHalfOpen forces the breaker open and releases it: released from
 // forced_open, it goes to half-open.
 func prepareHalfOpen(ctx context.Context, ctl *redis.Client, name string, cfg client.Config) error {
-	b, err := client.New(ctl, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+	if _, err := admin.Configure(ctx, ctl, name, cfg, "bbbench"); err != nil {
+		return err
+	}
+	if _, err := admin.Control(ctx, ctl, name, breakerbox.ActionForceOpen, "bbbench"); err != nil {
+		return err
+	}
+	st, err := admin.Control(ctx, ctl, name, breakerbox.ActionRelease, "bbbench")
 	if err != nil {
 		return err
 	}
-	defer b.Close(ctx)
-	if err := b.ForceOpen(ctx); err != nil {
-		return err
-	}
-	if err := b.Release(ctx); err != nil {
-		return err
-	}
-	st, err := b.Status(ctx)
-	if err != nil {
-		return err
-	}
-	if st.State != client.HalfOpen {
+	if st.State != breakerbox.StateHalfOpen {
 		return fmt.Errorf("half-open %s: state %s", name, st.State)
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // KeyMemory is one key of a breaker as Redis stores it.
@@ -93,13 +94,14 @@ func breakerMemory(ctx context.Context, rdb *redis.Client, scenario, name string
 var realisticError = errors.New(`Post "https://api.openai.com/v1/audio/transcriptions": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`)
 
 // cycle trips b (threshold failures) and resets it: two transitions.
-func cycle(ctx context.Context, b *client.Breaker, threshold int) error {
+func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int) error {
 	for i := 0; i < threshold; i++ {
 		if err := b.Execute(ctx, func(context.Context) error { return realisticError }); err == nil || errors.Is(err, client.ErrOpen) {
 			return fmt.Errorf("trip: failure %d: %v", i+1, err)
 		}
 	}
-	return b.Reset(ctx)
+	_, err := admin.Control(ctx, rdb, b.Name(), breakerbox.ActionReset, "bbbench")
+	return err
 }
 
 // MeasureMemory builds breakers in the states the issue names and
@@ -108,7 +110,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 	var out []BreakerMemory
 	cfg := client.DefaultConfig()
 	newB := func(name string) (*client.Breaker, error) {
-		return client.New(rdb, name, cfg, client.WithAdmission(client.Strict), client.WithLogger(quiet))
+		return client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	}
 	use := func(ctx context.Context, b *client.Breaker) error {
 		for i := 0; i < 20; i++ {
@@ -128,11 +130,11 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 	name := "mem-protocol-only"
 	keys := breakerbox.Keys(name)
 	for i := 0; i < 20; i++ {
-		if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "s", 0, "", "").Err(); err != nil {
+		if err := breakerbox.BreakerScript.Run(ctx, rdb, keys, "record", 0, "s", 0, "", "").Err(); err != nil {
 			return nil, err
 		}
 	}
-	if err := breakerbox.Breaker.Run(ctx, rdb, keys, "record", 0, "f", 0, "", realisticError.Error()).Err(); err != nil {
+	if err := breakerbox.BreakerScript.Run(ctx, rdb, keys, "record", 0, "f", 0, "", realisticError.Error()).Err(); err != nil {
 		return nil, err
 	}
 	m, err := breakerMemory(ctx, rdb, "used, never tripped, protocol-only worker (no configure: no history)", name)
@@ -148,7 +150,7 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 		return nil, err
 	}
 	err = use(ctx, b)
-	b.Close(ctx)
+	b.Shutdown(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -172,12 +174,12 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 			return nil, err
 		}
 		for i := 0; i < v.cycles && err == nil; i++ {
-			err = cycle(ctx, b, cfg.FailureThreshold)
+			err = cycle(ctx, rdb, b, cfg.FailureThreshold)
 		}
 		if err == nil {
 			err = use(ctx, b)
 		}
-		b.Close(ctx)
+		b.Shutdown(ctx)
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
@@ -198,7 +200,7 @@ type Scale struct {
 	R2          float64      // of that line
 	SampleBytes int64        // MEMORY USAGE over one breaker's keys
 	SampleKeys  string
-	ListTimes   []time.Duration // client.List, each run
+	ListTimes   []time.Duration // admin.List, each run
 	ListMedian  time.Duration
 	Listed      int
 	NamesMedian time.Duration
@@ -215,14 +217,14 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (float64, error) {
 
 // MeasureScale creates n breakers the way the Go client leaves them
 // (config registered, in the registry, some outcomes; one in ten tripped
-// once), in steps, reading used_memory after each, then times client.List.
+// once), in steps, reading used_memory after each, then times admin.List.
 // It empties the server first (FLUSHALL: the benchmark's own server).
 func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int) (Scale, error) {
 	s := Scale{Breakers: n}
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return s, err
 	}
-	if _, err := breakerbox.Breaker.Load(ctx, rdb); err != nil {
+	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		return s, err
 	}
 	base, err := usedMemory(ctx, rdb)
@@ -245,11 +247,11 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 				name := fmt.Sprintf("svc-%05d", i)
 				keys := breakerbox.Keys(name)
 				pipe.SAdd(ctx, breakerbox.RegistryKey, name)
-				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, cfgArgs...)
-				pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
+				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, cfgArgs...)
+				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
 					"s", 0, "", "", "s", 0, "", "", "f", 0, "", errText, "s", 0, "", "")
 				if i%10 == 0 {
-					pipe.EvalSha(ctx, breakerbox.Breaker.SHA1, keys, "record", 0,
+					pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
 						"f", 0, "", errText, "f", 0, "", errText, "f", 0, "", errText)
 				}
 			}
@@ -272,14 +274,14 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 	s.SampleBytes, s.SampleKeys = m.Total, m.KeyList()
 	for i := 0; i < listRuns; i++ {
 		t0 := time.Now()
-		sts, err := client.List(ctx, rdb)
+		sts, err := admin.List(ctx, rdb)
 		s.ListTimes = append(s.ListTimes, time.Since(t0))
 		if err != nil {
-			return s, fmt.Errorf("client.List: %w", err)
+			return s, fmt.Errorf("admin.List: %w", err)
 		}
 		s.Listed = len(sts)
 		t0 = time.Now()
-		if _, err := client.Names(ctx, rdb); err != nil {
+		if _, err := admin.Names(ctx, rdb); err != nil {
 			return s, err
 		}
 		s.NamesMedian += time.Since(t0) // summed; divided below

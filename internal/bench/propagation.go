@@ -17,7 +17,9 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // watchEnv carries a watchSpec (JSON) to a re-executed watcher process.
@@ -112,7 +114,7 @@ func startLocalWatcher(ctx context.Context, addr, name string) (*watcher, error)
 	}()
 	return &watcher{events: out, local: local, stop: func() {
 		cancel()
-		_ = b.Close(context.Background())
+		_ = b.Shutdown(context.Background())
 		rdb.Close()
 	}}, nil
 }
@@ -233,7 +235,7 @@ func measurePropagation(ctx context.Context, ctl *redis.Client, addr, name strin
 	if err != nil {
 		return Propagation{}, err
 	}
-	defer a.Close(context.Background())
+	defer a.Shutdown(context.Background())
 	if err := a.Ready(ctx); err != nil {
 		return Propagation{}, err
 	}
@@ -268,7 +270,7 @@ func measurePropagation(ctx context.Context, ctl *redis.Client, addr, name strin
 	var lag, self []time.Duration
 	for i := 0; i < trips; i++ {
 		if i > 0 {
-			if _, err := client.Control(ctx, ctl, name, client.ActionReset, "bbbench"); err != nil {
+			if _, err := admin.Control(ctx, ctl, name, breakerbox.ActionReset, "bbbench"); err != nil {
 				return res, err
 			}
 			if _, err := wait(false); err != nil {
@@ -324,7 +326,7 @@ func measureTripUnderLoad(ctx context.Context, ctl *redis.Client, addr, name str
 	if err != nil {
 		return Propagation{}, err
 	}
-	defer a.Close(context.Background())
+	defer a.Shutdown(context.Background())
 	if err := a.Ready(ctx); err != nil {
 		return Propagation{}, err
 	}
@@ -333,7 +335,7 @@ func measureTripUnderLoad(ctx context.Context, ctl *redis.Client, addr, name str
 	var lag []time.Duration
 	for i := 0; i < trips; i++ {
 		if i > 0 {
-			if _, err := client.Control(ctx, ctl, name, client.ActionReset, "bbbench"); err != nil {
+			if _, err := admin.Control(ctx, ctl, name, breakerbox.ActionReset, "bbbench"); err != nil {
 				return res, err
 			}
 			if err := waitView(w, false, 10*time.Second); err != nil {

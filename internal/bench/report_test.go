@@ -105,7 +105,7 @@ func TestTargetsAreMetOrMissedByTheNumbers(t *testing.T) {
 		"trip reaches another worker (x)":          false,
 		"memory per breaker with a full 100-event": true,
 		"10 breakers: memory grows linearly":       true,
-		"10 breakers: client.List < 1 s":           false,
+		"10 breakers: admin.List < 1 s":            false,
 	} {
 		found := false
 		for _, tg := range targets {

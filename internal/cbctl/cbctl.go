@@ -25,7 +25,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/internal/redisurl"
 )
 
 // Exit codes of cbctl.
@@ -71,7 +71,7 @@ type globals struct {
 }
 
 func (g *globals) register(fs *flag.FlagSet) {
-	fs.StringVar(&g.redisURL, "redis-url", g.redisURL, "Redis URL (default $REDIS_URL, else "+client.DefaultRedisURL+")")
+	fs.StringVar(&g.redisURL, "redis-url", g.redisURL, "Redis URL (default $REDIS_URL, else "+redisurl.Default+")")
 	fs.StringVar(&g.output, "o", g.output, "output format: text or json")
 	fs.DurationVar(&g.timeout, "timeout", g.timeout, "bound on each command's Redis work (watch: on each refresh)")
 	fs.StringVar(&g.actor, "actor", g.actor, "who acts, written to the breaker's history (default cbctl:$USER@HOST)")
@@ -150,10 +150,10 @@ func commands() []*command {
 		{name: "list", short: "every breaker: state, failures/threshold, success rate, last error, opened at", setup: noFlags(runList)},
 		{name: "status", args: "NAME", short: "one breaker's full snapshot", setup: noFlags(runStatus)},
 		{name: "history", args: "NAME [-n 10]", short: "a breaker's latest events, newest first", setup: setupHistory},
-		{name: "reset", args: "NAME", short: "force closed, clear consecutive counts, lift open/disable", setup: noFlags(runAction("reset", client.ActionReset))},
-		{name: "open", args: "NAME", short: "force open: refuse every call until release or reset", setup: noFlags(runAction("open", client.ActionForceOpen))},
-		{name: "disable", args: "NAME", short: "admit every call (still counted), never open, until release or reset", setup: noFlags(runAction("disable", client.ActionDisable))},
-		{name: "release", args: "NAME", short: "end open (to half_open, probes first) or disable (to closed)", setup: noFlags(runAction("release", client.ActionRelease))},
+		{name: "reset", args: "NAME", short: "force closed, clear consecutive counts, lift open/disable", setup: noFlags(runAction("reset", breakerbox.ActionReset))},
+		{name: "open", args: "NAME", short: "force open: refuse every call until release or reset", setup: noFlags(runAction("open", breakerbox.ActionForceOpen))},
+		{name: "disable", args: "NAME", short: "admit every call (still counted), never open, until release or reset", setup: noFlags(runAction("disable", breakerbox.ActionDisable))},
+		{name: "release", args: "NAME", short: "end open (to half_open, probes first) or disable (to closed)", setup: noFlags(runAction("release", breakerbox.ActionRelease))},
 		{name: "config", args: "NAME [--failure-threshold N ...]", short: "print the shared config; with flags, change those fields only", setup: setupConfig},
 		{name: "watch", args: "[NAME...] [--interval 1s] [--count N]", short: "live table of breakers, transitions highlighted as they happen", setup: setupWatch},
 		{name: "scripts", args: "[--no-load]", short: "each script's name, key count and SHA1; SCRIPT LOAD them (every master of a cluster)", setup: setupScripts},
@@ -239,7 +239,7 @@ func (e *env) connect() error {
 		raw = e.getenv("REDIS_URL")
 	}
 	if raw == "" {
-		raw = client.DefaultRedisURL
+		raw = redisurl.Default
 	}
 	u, err := url.Parse(raw)
 	if err != nil {
@@ -253,7 +253,7 @@ func (e *env) connect() error {
 		e.password = pw
 	}
 	e.shownURL = u.Redacted()
-	rdb, err := client.RedisFromURL(raw)
+	rdb, err := redisurl.New(raw)
 	if err != nil {
 		return usageErrorf("redis url %s: %v", e.shownURL, err)
 	}
@@ -329,7 +329,7 @@ func (e *env) classify(err error) int {
 	if isUnreachable(err) {
 		return ExitUnreachable
 	}
-	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, client.ErrInvalidConfig) {
+	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, breakerbox.ErrInvalidConfig) {
 		return ExitUsage
 	}
 	return ExitError

@@ -11,6 +11,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func TestHelpListsCommandsAndExitCodes(t *testing.T) {
@@ -85,11 +86,11 @@ func TestListShowsEveryBreakerInTextAndJSON(t *testing.T) {
 	}
 
 	r = cbctl(t, env, "list", "-o", "json")
-	var sts []client.Status
+	var sts []breakerbox.Status
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
 		t.Fatalf("list -o json: %v\n%s", err, r.stdout)
 	}
-	if len(sts) != 2 || sts[1].Name != "openai_transcription" || sts[1].State != client.Open || sts[1].TotalFailures != 3 {
+	if len(sts) != 2 || sts[1].Name != "openai_transcription" || sts[1].State != breakerbox.StateOpen || sts[1].TotalFailures != 3 {
 		t.Errorf("list -o json = %+v", sts)
 	}
 }
@@ -129,7 +130,7 @@ func TestUnknownBreakerExits3AndNamesTheKnownOnes(t *testing.T) {
 func TestBreakerWithOnlyKeysIsKnown(t *testing.T) {
 	// A worker in another language may never add itself to the registry.
 	_, rdb, env := startMini(t)
-	if _, err := client.Control(context.Background(), rdb, "py_worker", client.ActionReset, "test"); err != nil {
+	if _, err := admin.Control(context.Background(), rdb, "py_worker", breakerbox.ActionReset, "test"); err != nil {
 		t.Fatal(err)
 	}
 	if r := cbctl(t, env, "status", "py_worker"); r.code != ExitOK {
@@ -147,11 +148,11 @@ func TestStatusTextAndJSON(t *testing.T) {
 		}
 	}
 	r = cbctl(t, env, "status", "openai_transcription", "-o", "json")
-	var st client.Status
+	var st breakerbox.Status
 	if err := json.Unmarshal([]byte(r.stdout), &st); err != nil {
 		t.Fatal(err)
 	}
-	if st.State != client.Open || st.CurrentFailures != 3 || st.RetryAfter <= 0 {
+	if st.State != breakerbox.StateOpen || st.CurrentFailures != 3 || st.RetryAfter <= 0 {
 		t.Errorf("status json = %+v", st)
 	}
 }
@@ -162,28 +163,28 @@ func TestActionsMoveTheBreakerAndNameTheActor(t *testing.T) {
 	ctx := context.Background()
 	steps := []struct {
 		cmd, event string
-		state      client.State
-		mode       client.Mode
+		state      breakerbox.State
+		mode       breakerbox.Mode
 	}{
-		{"open", "forced_open", client.Open, client.ModeForcedOpen},
-		{"release", "released", client.HalfOpen, client.ModeNormal},
-		{"disable", "disabled", client.Closed, client.ModeDisabled},
-		{"release", "released", client.Closed, client.ModeNormal},
-		{"reset", "reset", client.Closed, client.ModeNormal},
+		{"open", "forced_open", breakerbox.StateOpen, breakerbox.ModeForcedOpen},
+		{"release", "released", breakerbox.StateHalfOpen, breakerbox.ModeNormal},
+		{"disable", "disabled", breakerbox.StateClosed, breakerbox.ModeDisabled},
+		{"release", "released", breakerbox.StateClosed, breakerbox.ModeNormal},
+		{"reset", "reset", breakerbox.StateClosed, breakerbox.ModeNormal},
 	}
 	for i, s := range steps {
 		r := cbctl(t, env, s.cmd, "svc")
 		if r.code != ExitOK {
 			t.Fatalf("step %d %s: exit %d: %s", i, s.cmd, r.code, r.stderr)
 		}
-		st, err := client.ReadStatus(ctx, rdb, "svc")
+		st, err := admin.Status(ctx, rdb, "svc")
 		if err != nil {
 			t.Fatal(err)
 		}
 		if st.State != s.state || st.Mode != s.mode {
 			t.Fatalf("after %s: %s/%s, want %s/%s", s.cmd, st.State, st.Mode, s.state, s.mode)
 		}
-		evs, err := client.ReadHistory(ctx, rdb, "svc", 1)
+		evs, err := admin.History(ctx, rdb, "svc", 1)
 		if err != nil || len(evs) != 1 {
 			t.Fatal(evs, err)
 		}
@@ -192,7 +193,7 @@ func TestActionsMoveTheBreakerAndNameTheActor(t *testing.T) {
 		}
 	}
 	// reset cleared the consecutive failures recorded before.
-	if st, _ := client.ReadStatus(ctx, rdb, "svc"); st.CurrentFailures != 0 {
+	if st, _ := admin.Status(ctx, rdb, "svc"); st.CurrentFailures != 0 {
 		t.Errorf("failures after reset = %d", st.CurrentFailures)
 	}
 }
@@ -203,7 +204,7 @@ func TestActorFlagOverridesUser(t *testing.T) {
 	if r := cbctl(t, env, "--actor", "oncall-bot", "open", "svc"); r.code != ExitOK {
 		t.Fatal(r.stderr)
 	}
-	evs, _ := client.ReadHistory(context.Background(), rdb, "svc", 1)
+	evs, _ := admin.History(context.Background(), rdb, "svc", 1)
 	if len(evs) != 1 || evs[0].Actor != "oncall-bot" {
 		t.Errorf("history %+v", evs)
 	}
@@ -216,7 +217,7 @@ func TestHistoryNewestFirstWithLimit(t *testing.T) {
 		cbctl(t, env, cmd, "svc")
 	}
 	r := cbctl(t, env, "history", "svc", "-n", "2", "-o", "json")
-	var evs []client.Event
+	var evs []breakerbox.Event
 	if err := json.Unmarshal([]byte(r.stdout), &evs); err != nil {
 		t.Fatalf("%v: %s", err, r.stdout)
 	}
@@ -252,12 +253,12 @@ func TestConfigPrintsAndChangesOnlyTheGivenFields(t *testing.T) {
 	if !strings.Contains(r.stdout, "failure_threshold 3 -> 5") || !strings.Contains(r.stdout, "recovery_timeout_ms 30000 -> 60000") {
 		t.Errorf("config change output:\n%s", r.stdout)
 	}
-	st, _ := client.ReadStatus(context.Background(), rdb, "svc")
+	st, _ := admin.Status(context.Background(), rdb, "svc")
 	if st.FailureThreshold != 5 || st.RecoveryTimeout != time.Minute || st.SuccessThreshold != 2 ||
 		st.HalfOpenMaxCalls != 4 || st.RequestTimeout != 45*time.Second {
 		t.Errorf("stored config after change = %+v", st)
 	}
-	evs, _ := client.ReadHistory(context.Background(), rdb, "svc", 1)
+	evs, _ := admin.History(context.Background(), rdb, "svc", 1)
 	if len(evs) != 1 || evs[0].Event != "config_changed" || !strings.HasPrefix(evs[0].Actor, "cbctl:alice@") {
 		t.Errorf("history = %+v", evs)
 	}
@@ -283,7 +284,7 @@ func TestConfigHalfOpenMaxCallsFollowsSuccessThresholdWhenEqual(t *testing.T) {
 			if r := cbctl(t, env, append([]string{"config", "svc"}, tt.args...)...); r.code != ExitOK {
 				t.Fatal(r.stderr)
 			}
-			st, _ := client.ReadStatus(context.Background(), rdb, "svc")
+			st, _ := admin.Status(context.Background(), rdb, "svc")
 			if st.SuccessThreshold != 5 || st.HalfOpenMaxCalls != tt.wantHoMax {
 				t.Errorf("success_threshold %d, half_open_max_calls %d; want 5, %d", st.SuccessThreshold, st.HalfOpenMaxCalls, tt.wantHoMax)
 			}
@@ -301,11 +302,11 @@ func TestScriptsPrintsAndLoads(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil {
 		t.Fatal(err)
 	}
-	if len(infos) != 1 || infos[0].Name != "breaker" || infos[0].Keys != 8 || infos[0].SHA1 != breakerbox.Breaker.SHA1 ||
+	if len(infos) != 1 || infos[0].Name != "breaker" || infos[0].Keys != 8 || infos[0].SHA1 != breakerbox.BreakerScript.SHA1 ||
 		!infos[0].Loaded || infos[0].Servers != 1 {
 		t.Errorf("scripts = %+v", infos)
 	}
-	ok, err := rdb.ScriptExists(context.Background(), breakerbox.Breaker.SHA1).Result()
+	ok, err := rdb.ScriptExists(context.Background(), breakerbox.BreakerScript.SHA1).Result()
 	if err != nil || !ok[0] {
 		t.Errorf("SCRIPT EXISTS after cbctl scripts = %v, %v", ok, err)
 	}
@@ -313,7 +314,7 @@ func TestScriptsPrintsAndLoads(t *testing.T) {
 
 func TestScriptsNoLoadNeedsNoRedis(t *testing.T) {
 	r := cbctl(t, map[string]string{"REDIS_URL": "redis://127.0.0.1:1/0"}, "scripts", "--no-load")
-	if r.code != ExitOK || !strings.Contains(r.stdout, breakerbox.Breaker.SHA1) || !strings.Contains(r.stdout, "breaker-8.lua") {
+	if r.code != ExitOK || !strings.Contains(r.stdout, breakerbox.BreakerScript.SHA1) || !strings.Contains(r.stdout, "breaker-8.lua") {
 		t.Errorf("exit %d, stdout %q, stderr %q", r.code, r.stdout, r.stderr)
 	}
 }
@@ -413,7 +414,7 @@ func TestConfigRepairsAnInvalidStoredValueOnlyWhenItIsGiven(t *testing.T) {
 	if err := rdb.HSet(ctx, breakerbox.Key("probe", "config"), "failure_threshold", "0").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Configure(ctx, rdb, "probe", probe, "test"); errors.Is(err, breakerbox.ErrBadConfig) {
+	if _, err := admin.Configure(ctx, rdb, "probe", probe, "test"); errors.Is(err, breakerbox.ErrBadConfig) {
 		t.Skipf("lua/breaker-8.lua refuses configure on an invalid stored config (%v), "+
 			"contrary to docs/protocol.md; the repair cannot be tested until the script allows it", err)
 	}
@@ -421,7 +422,7 @@ func TestConfigRepairsAnInvalidStoredValueOnlyWhenItIsGiven(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("repair: exit %d: %s", r.code, r.stderr)
 	}
-	st, err := client.ReadStatus(ctx, rdb, "svc")
+	st, err := admin.Status(ctx, rdb, "svc")
 	if err != nil {
 		t.Fatal(err)
 	}

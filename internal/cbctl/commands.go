@@ -8,7 +8,6 @@ import (
 	"fmt"
 	"io"
 	"sort"
-	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -17,7 +16,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // oneName checks that args is exactly one valid breaker name.
@@ -65,7 +64,7 @@ func (e *env) requireKnown(ctx context.Context, name string) error {
 		return nil
 	}
 	msg := fmt.Sprintf("no breaker named %q in Redis at %s", name, e.shownURL)
-	if names, err := client.Names(ctx, e.rdb); err == nil {
+	if names, err := admin.Names(ctx, e.rdb); err == nil {
 		switch {
 		case len(names) == 0:
 			msg += " (it holds no breakers)"
@@ -114,20 +113,20 @@ func runList(ctx context.Context, e *env, args []string) error {
 // statuses reads the breakers named (nil: every breaker) in one pipeline.
 // A breaker that cannot be read (say, a corrupted config) is left out and
 // named in the error, after the others are read.
-func (e *env) statuses(ctx context.Context, names []string) ([]client.Status, error) {
+func (e *env) statuses(ctx context.Context, names []string) ([]breakerbox.Status, error) {
 	if names == nil {
 		var err error
-		if names, err = client.Names(ctx, e.rdb); err != nil {
+		if names, err = admin.Names(ctx, e.rdb); err != nil {
 			return nil, err
 		}
 	}
-	return client.ReadStatuses(ctx, e.rdb, names)
+	return admin.Statuses(ctx, e.rdb, names)
 }
 
 // listHeader and listRow form the table of list and watch.
 const listHeader = "NAME\tSTATE\tMODE\tFAILURES\tSUCCESS\tREQUESTS\tREFUSED\tOPENED AT\tLAST ERROR"
 
-func listRow(st client.Status) string {
+func listRow(st breakerbox.Status) string {
 	return strings.Join([]string{st.Name, st.State.String(), string(st.Mode),
 		fmt.Sprintf("%d/%d", st.CurrentFailures, st.FailureThreshold), successRate(st),
 		fmt.Sprint(st.TotalRequests), fmt.Sprint(st.TotalRefused), stamp(st.OpenedAt),
@@ -136,7 +135,7 @@ func listRow(st client.Status) string {
 
 // writeTable writes sts as a table; marks, when given, prefixes each row
 // (watch uses it to flag rows that changed).
-func writeTable(w io.Writer, sts []client.Status, marks []string) {
+func writeTable(w io.Writer, sts []breakerbox.Status, marks []string) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	prefix := func(i int) string {
 		if marks == nil {
@@ -154,7 +153,7 @@ func writeTable(w io.Writer, sts []client.Status, marks []string) {
 	_ = tw.Flush()
 }
 
-func successRate(st client.Status) string {
+func successRate(st breakerbox.Status) string {
 	if st.TotalSuccesses+st.TotalFailures == 0 {
 		return "-"
 	}
@@ -190,7 +189,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 		return err
 	}
 	defer cancel()
-	st, err := client.ReadStatus(ctx, e.rdb, name)
+	st, err := admin.Status(ctx, e.rdb, name)
 	if err != nil {
 		return err
 	}
@@ -201,7 +200,7 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	return nil
 }
 
-func writeStatus(w io.Writer, st client.Status) {
+func writeStatus(w io.Writer, st breakerbox.Status) {
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
 	row := func(k, format string, args ...any) { fmt.Fprintf(tw, k+":\t"+format+"\n", args...) }
 	row("name", "%s", st.Name)
@@ -215,7 +214,7 @@ func writeStatus(w io.Writer, st client.Status) {
 	case st.RetryAfter > 0:
 		row("retry after", "%s", st.RetryAfter)
 	}
-	if st.State == client.HalfOpen {
+	if st.State == breakerbox.StateHalfOpen {
 		row("probes", "%d held of %d, %d/%d successes", st.Probes, st.HalfOpenMaxCalls,
 			st.HalfOpenSuccesses, st.SuccessThreshold)
 	}
@@ -249,13 +248,13 @@ func runHistory(ctx context.Context, e *env, args []string, n int) error {
 		return err
 	}
 	defer cancel()
-	evs, err := client.ReadHistory(ctx, e.rdb, name, n)
+	evs, err := admin.History(ctx, e.rdb, name, n)
 	if err != nil {
 		return err
 	}
 	if e.g.output == "json" {
 		if evs == nil {
-			evs = []client.Event{}
+			evs = []breakerbox.Event{}
 		}
 		return e.json(evs)
 	}
@@ -279,12 +278,12 @@ func dash(s string) string {
 	return s
 }
 
-var actionPast = map[client.Action]string{
-	client.ActionReset: "reset", client.ActionForceOpen: "forced open",
-	client.ActionDisable: "disabled", client.ActionRelease: "released",
+var actionPast = map[breakerbox.Action]string{
+	breakerbox.ActionReset: "reset", breakerbox.ActionForceOpen: "forced open",
+	breakerbox.ActionDisable: "disabled", breakerbox.ActionRelease: "released",
 }
 
-func runAction(cmd string, a client.Action) runFunc {
+func runAction(cmd string, a breakerbox.Action) runFunc {
 	return func(ctx context.Context, e *env, args []string) error {
 		name, err := oneName(cmd, args)
 		if err != nil {
@@ -295,18 +294,18 @@ func runAction(cmd string, a client.Action) runFunc {
 			return err
 		}
 		defer cancel()
-		before, err := client.ReadStatus(ctx, e.rdb, name)
+		before, err := admin.Status(ctx, e.rdb, name)
 		if err != nil {
 			return err
 		}
-		st, err := client.Control(ctx, e.rdb, name, a, e.actor())
+		st, err := admin.Control(ctx, e.rdb, name, a, e.actor())
 		if err != nil {
 			return err
 		}
 		if e.g.output == "json" {
 			return e.json(st)
 		}
-		if a == client.ActionRelease && before.Mode == client.ModeNormal {
+		if a == breakerbox.ActionRelease && before.Mode == breakerbox.ModeNormal {
 			fmt.Fprintf(e.stdout, "breaker %q: nothing to release (not forced open or disabled); still %s\n", name, st.State)
 			return nil
 		}
@@ -341,7 +340,7 @@ type configView struct {
 	Changed           []string `json:"changed,omitempty"`
 }
 
-func viewOf(st client.Status) configView {
+func viewOf(st breakerbox.Status) configView {
 	return configView{Name: st.Name, FailureThreshold: st.FailureThreshold,
 		RecoveryTimeoutMs: st.RecoveryTimeout.Milliseconds(), SuccessThreshold: st.SuccessThreshold,
 		HalfOpenMaxCalls: st.HalfOpenMaxCalls, RequestTimeoutMs: st.RequestTimeout.Milliseconds()}
@@ -384,7 +383,7 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 	defer cancel()
 	changing := set["failure-threshold"] || set["recovery-timeout"] || set["success-threshold"] ||
 		set["half-open-max-calls"] || set["request-timeout"]
-	st, err := client.ReadStatus(ctx, e.rdb, name)
+	st, err := admin.Status(ctx, e.rdb, name)
 	if err != nil && changing && errors.Is(err, breakerbox.ErrBadConfig) {
 		// The stored config holds an invalid value: start from the hash
 		// itself, and insist that the flags replace every invalid field.
@@ -401,11 +400,7 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 		writeConfig(e.stdout, before)
 		return nil
 	}
-	cfg := client.Config{
-		FailureThreshold: int(st.FailureThreshold), RecoveryTimeout: st.RecoveryTimeout,
-		SuccessThreshold: int(st.SuccessThreshold), HalfOpenMaxCalls: int(st.HalfOpenMaxCalls),
-		RequestTimeout: st.RequestTimeout,
-	}
+	cfg := st.Config()
 	if set["failure-threshold"] {
 		cfg.FailureThreshold = c.failureThreshold
 	}
@@ -432,10 +427,10 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 	if cfg.RecoveryTimeout%time.Millisecond != 0 || cfg.RequestTimeout%time.Millisecond != 0 {
 		return usageErrorf("config %s: timeouts are stored in whole milliseconds", name)
 	}
-	if _, err := client.Configure(ctx, e.rdb, name, cfg, e.actor()); err != nil {
+	if _, err := admin.Configure(ctx, e.rdb, name, cfg, e.actor()); err != nil {
 		return err
 	}
-	st, err = client.ReadStatus(ctx, e.rdb, name)
+	st, err = admin.Status(ctx, e.rdb, name)
 	if err != nil {
 		return err
 	}
@@ -468,43 +463,29 @@ var fieldFlags = map[string]string{
 // invalid (readErr) and returns it as a Status holding the valid fields
 // (defaults for absent ones). Every invalid field must be replaced by a
 // flag in set, or it is a usage error naming the flags needed.
-func (e *env) repairBase(ctx context.Context, name string, set map[string]bool, readErr error) (client.Status, error) {
+func (e *env) repairBase(ctx context.Context, name string, set map[string]bool, readErr error) (breakerbox.Status, error) {
 	raw, err := e.rdb.HGetAll(ctx, breakerbox.Key(name, "config")).Result()
 	if err != nil {
-		return client.Status{}, fmt.Errorf("%w (reading the config hash: %v; if it is not a hash, "+
+		return breakerbox.Status{}, fmt.Errorf("%w (reading the config hash: %v; if it is not a hash, "+
 			"redis-cli DEL 'circuit_breaker:{%s}:config' and set the config again)", readErr, err, name)
 	}
-	def := client.DefaultConfig()
-	vals := map[string]int64{"failure_threshold": int64(def.FailureThreshold),
-		"recovery_timeout_ms": def.RecoveryTimeout.Milliseconds(), "success_threshold": int64(def.SuccessThreshold),
-		"request_timeout_ms": def.RequestTimeout.Milliseconds()}
+	cfg, invalid := breakerbox.ConfigFromFields(raw)
 	var missing []string
-	for field, flagName := range fieldFlags {
-		v, ok := raw[field]
-		if !ok {
-			continue
+	for _, field := range invalid {
+		if flagName := fieldFlags[field]; !set[flagName] {
+			missing = append(missing, fmt.Sprintf("--%s (%s holds %q)", flagName, field, raw[field]))
 		}
-		n, perr := strconv.ParseInt(v, 10, 64)
-		if perr != nil || n < 1 {
-			if !set[flagName] {
-				missing = append(missing, fmt.Sprintf("--%s (%s holds %q)", flagName, field, v))
-			}
-			continue
-		}
-		vals[field] = n
 	}
 	if len(missing) > 0 {
-		sort.Strings(missing)
-		return client.Status{}, usageErrorf("breaker %q has an invalid stored config; give %s to repair it",
+		return breakerbox.Status{}, usageErrorf("breaker %q has an invalid stored config; give %s to repair it",
 			name, strings.Join(missing, ", "))
 	}
-	if _, ok := vals["half_open_max_calls"]; !ok {
-		vals["half_open_max_calls"] = vals["success_threshold"]
+	if cfg.HalfOpenMaxCalls == 0 {
+		cfg.HalfOpenMaxCalls = cfg.SuccessThreshold
 	}
-	return client.Status{Name: name, FailureThreshold: vals["failure_threshold"],
-		RecoveryTimeout:  time.Duration(vals["recovery_timeout_ms"]) * time.Millisecond,
-		SuccessThreshold: vals["success_threshold"], HalfOpenMaxCalls: vals["half_open_max_calls"],
-		RequestTimeout: time.Duration(vals["request_timeout_ms"]) * time.Millisecond}, nil
+	return breakerbox.Status{Name: name, FailureThreshold: int64(cfg.FailureThreshold),
+		RecoveryTimeout: cfg.RecoveryTimeout, SuccessThreshold: int64(cfg.SuccessThreshold),
+		HalfOpenMaxCalls: int64(cfg.HalfOpenMaxCalls), RequestTimeout: cfg.RequestTimeout}, nil
 }
 
 func writeConfig(w io.Writer, v configView) {

@@ -51,12 +51,12 @@ var quietLog = slog.New(slog.DiscardHandler)
 func breaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client.Config, outcomes string) {
 	t.Helper()
 	ctx := context.Background()
-	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.Strict),
+	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict),
 		client.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = b.Close(ctx) }()
+	defer func() { _ = b.Shutdown(ctx) }()
 	if err := b.SetConfig(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}

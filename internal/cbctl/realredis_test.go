@@ -24,6 +24,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
@@ -42,7 +43,7 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	if err := cc.SRem(ctx, breakerbox.RegistryKey, "svc-07").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := client.Control(ctx, cc, "svc-07", client.ActionForceOpen, "test"); err != nil {
+	if _, err := admin.Control(ctx, cc, "svc-07", breakerbox.ActionForceOpen, "test"); err != nil {
 		t.Fatal(err)
 	}
 	clusterURL := "redis://" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1]) + "&addr=" + url.QueryEscape(c.Addrs[2])
@@ -52,14 +53,14 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	if r.code != ExitOK {
 		t.Fatalf("exit %d: %s", r.code, r.stderr)
 	}
-	var sts []client.Status
+	var sts []breakerbox.Status
 	if err := json.Unmarshal([]byte(r.stdout), &sts); err != nil {
 		t.Fatal(err)
 	}
 	var got []string
 	for _, st := range sts {
 		got = append(got, st.Name)
-		if (st.Name == "svc-07") != (st.Mode == client.ModeForcedOpen) {
+		if (st.Name == "svc-07") != (st.Mode == breakerbox.ModeForcedOpen) {
 			t.Errorf("%s: mode %s", st.Name, st.Mode)
 		}
 	}
@@ -155,7 +156,7 @@ func TestDocumentedACLIsEnoughForWorkersAndEveryCommand(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Close(ctx)
+	defer b.Shutdown(ctx)
 	for range 3 {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("down") })
 	}

@@ -14,7 +14,7 @@ import (
 	"time"
 
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func setupWatch(fs *flag.FlagSet) runFunc {
@@ -42,11 +42,11 @@ type transition struct {
 
 // frame is one refresh of watch.
 type frame struct {
-	Time        time.Time       `json:"time"`
-	Refresh     int             `json:"refresh"`
-	Breakers    []client.Status `json:"breakers"`
-	Transitions []transition    `json:"transitions"` // seen in this refresh, oldest first
-	Error       string          `json:"error,omitempty"`
+	Time        time.Time           `json:"time"`
+	Refresh     int                 `json:"refresh"`
+	Breakers    []breakerbox.Status `json:"breakers"`
+	Transitions []transition        `json:"transitions"` // seen in this refresh, oldest first
+	Error       string              `json:"error,omitempty"`
 
 	changed map[string]string // name -> mark ("*" changed, "+" new) in this refresh
 }
@@ -55,7 +55,7 @@ type frame struct {
 type watcher struct {
 	e      *env
 	names  []string // nil: every breaker
-	prev   map[string]client.Status
+	prev   map[string]breakerbox.Status
 	recent []transition // the last keptTransitions, oldest first
 	n      int
 	color  bool
@@ -123,7 +123,7 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 	ctx, cancel := w.e.withTimeout(ctx)
 	defer cancel()
 	w.n++
-	f := frame{Time: time.Now().UTC(), Refresh: w.n, Breakers: []client.Status{}, Transitions: []transition{},
+	f := frame{Time: time.Now().UTC(), Refresh: w.n, Breakers: []breakerbox.Status{}, Transitions: []transition{},
 		changed: map[string]string{}}
 	sts, err := w.e.statuses(ctx, w.names)
 	if err != nil {
@@ -134,7 +134,7 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 	}
 	f.Breakers = sts
 	first := w.prev == nil
-	next := make(map[string]client.Status, len(sts))
+	next := make(map[string]breakerbox.Status, len(sts))
 	for _, st := range sts {
 		next[st.Name] = st
 		old, seen := w.prev[st.Name]
@@ -158,11 +158,11 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 // transitions returns the events that took old to now, oldest first, from
 // the breaker's history; when the history cannot tell (trimmed, deleted
 // keys), one summary transition.
-func (w *watcher) transitions(ctx context.Context, old, now client.Status) []transition {
+func (w *watcher) transitions(ctx context.Context, old, now breakerbox.Status) []transition {
 	var out []transition
 	if delta := now.Generation - old.Generation; delta > 0 {
 		// Config changes share the list without moving the generation: read a few more.
-		evs, err := client.ReadHistory(ctx, w.e.rdb, now.Name, int(min(delta, 20))+5)
+		evs, err := admin.History(ctx, w.e.rdb, now.Name, int(min(delta, 20))+5)
 		if err == nil {
 			for _, ev := range evs {
 				if ev.Generation > old.Generation && ev.Generation <= now.Generation && ev.Event != "config_changed" {
@@ -191,13 +191,13 @@ const (
 	ansiDim     = "\x1b[2m"
 )
 
-func stateColor(s client.State, m client.Mode) string {
+func stateColor(s breakerbox.State, m breakerbox.Mode) string {
 	switch {
-	case s == client.Open:
+	case s == breakerbox.StateOpen:
 		return ansiRed
-	case s == client.HalfOpen:
+	case s == breakerbox.StateHalfOpen:
 		return ansiYellow
-	case m == client.ModeDisabled:
+	case m == breakerbox.ModeDisabled:
 		return ansiDim
 	}
 	return ansiGreen
@@ -234,7 +234,7 @@ func (w *watcher) render(f frame) error {
 		for _, st := range w.prev {
 			sts = append(sts, st)
 		}
-		slices.SortFunc(sts, func(a, b client.Status) int { return strings.Compare(a.Name, b.Name) })
+		slices.SortFunc(sts, func(a, b breakerbox.Status) int { return strings.Compare(a.Name, b.Name) })
 	}
 	if len(sts) == 0 && f.Error == "" {
 		buf.WriteString("no breakers\n")

@@ -9,7 +9,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 func TestWatchPrintsCountRefreshesIntoABuffer(t *testing.T) {
@@ -76,8 +77,8 @@ func TestWatchHighlightsTransitionsBetweenRefreshes(t *testing.T) {
 
 	// Between two refreshes: svc trips; other is reset then forced open; a new breaker appears.
 	breaker(t, rdb, "svc", quickConfig(), "fff")
-	for _, a := range []client.Action{client.ActionReset, client.ActionForceOpen} {
-		if _, err := client.Control(ctx, rdb, "other", a, "cbctl:bob@host"); err != nil {
+	for _, a := range []breakerbox.Action{breakerbox.ActionReset, breakerbox.ActionForceOpen} {
+		if _, err := admin.Control(ctx, rdb, "other", a, "cbctl:bob@host"); err != nil {
 			t.Fatal(err)
 		}
 	}

@@ -20,6 +20,7 @@ import (
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 )
 
 // Options shape a demo run.
@@ -88,18 +89,18 @@ func Run(ctx context.Context, o Options) int {
 	} else {
 		say("using Redis at REDIS_URL")
 	}
-	admin, err := newRedis()
+	ops, err := newRedis()
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
 		return 1
 	}
-	defer admin.Close()
-	if err := admin.Ping(ctx).Err(); err != nil {
+	defer ops.Close()
+	if err := ops.Ping(ctx).Err(); err != nil {
 		fmt.Fprintln(out, "demo: redis:", err)
 		return 1
 	}
 	// Start from a clean breaker so the demo can be rerun on a real server.
-	if err := admin.Del(ctx, breakerbox.Keys(Breaker)...).Err(); err != nil {
+	if err := ops.Del(ctx, breakerbox.Keys(Breaker)...).Err(); err != nil {
 		fmt.Fprintln(out, "demo: redis:", err)
 		return 1
 	}
@@ -116,7 +117,7 @@ func Run(ctx context.Context, o Options) int {
 	var bg sync.WaitGroup
 	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
 	if !o.NoAlerts {
-		d, err := newAlertDaemon(admin, out, quiet)
+		d, err := newAlertDaemon(ops, out, quiet)
 		if err != nil {
 			fmt.Fprintln(out, "demo: alerts:", err)
 			return 1
@@ -126,7 +127,7 @@ func Run(ctx context.Context, o Options) int {
 		go func() { defer bg.Done(); _ = d.Run(alertsCtx) }()
 	}
 	bg.Add(1)
-	go func() { defer bg.Done(); watch(runCtx, admin, say) }()
+	go func() { defer bg.Done(); watch(runCtx, ops, say) }()
 
 	up := &upstream{}
 	var ran, refused, failed atomic.Int64
@@ -143,7 +144,7 @@ func Run(ctx context.Context, o Options) int {
 			fmt.Fprintln(out, "demo:", err)
 			return 1
 		}
-		defer b.Close(context.Background())
+		defer b.Shutdown(context.Background())
 		workers.Add(1)
 		go func() {
 			defer workers.Done()
@@ -189,7 +190,7 @@ func Run(ctx context.Context, o Options) int {
 	stopAlerts()
 	bg.Wait()
 
-	st, err := client.ReadStatus(ctx, admin, Breaker)
+	st, err := admin.Status(ctx, ops, Breaker)
 	if err != nil {
 		fmt.Fprintln(out, "demo:", err)
 		return 1
@@ -197,7 +198,7 @@ func Run(ctx context.Context, o Options) int {
 	fmt.Fprintf(out, "\n%s: %s\n  Failures: %d/%d\n  Success Rate: %.1f%%\n  Requests: %d (%d refused)\n  Last Error: %s\n",
 		st.Name, st.State, st.CurrentFailures, st.FailureThreshold, st.SuccessRate,
 		st.TotalRequests, st.TotalRefused, st.LastFailureError)
-	if st.State != client.Closed || st.Generation < 3 {
+	if st.State != breakerbox.StateClosed || st.Generation < 3 {
 		fmt.Fprintln(out, "demo: the breaker did not go through open and back to closed")
 		return 1
 	}
@@ -206,7 +207,7 @@ func Run(ctx context.Context, o Options) int {
 
 // watch prints every transition of the breaker as the script announces it.
 func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...any)) {
-	printed := "0" // a fresh breaker: closed in generation 0
+	printed := int64(0) // a fresh breaker: closed in generation 0
 	ps := rdb.Subscribe(ctx, breakerbox.Channel(Breaker))
 	defer ps.Close()
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // unblocks ReceiveMessage
@@ -215,18 +216,18 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 		if err != nil {
 			return
 		}
-		f := strings.Fields(msg.Payload)    // STATE GENERATION MODE RETRY_AFTER_MS
-		if len(f) != 4 || f[1] == printed { // a config change announces the same generation
+		a, err := breakerbox.ParseAnnouncement(msg.Payload)
+		if err != nil || a.Generation == printed { // a config change announces the same generation
 			continue
 		}
-		printed = f[1]
-		switch f[0] {
-		case "open":
-			say("breaker OPEN (generation %s): the fleet stops calling the upstream; probing in %sms", f[1], f[3])
-		case "half_open":
-			say("breaker HALF_OPEN (generation %s): admitting a few probes", f[1])
-		case "closed":
-			say("breaker CLOSED (generation %s): normal operation", f[1])
+		printed = a.Generation
+		switch a.State {
+		case breakerbox.StateOpen:
+			say("breaker OPEN (generation %d): the fleet stops calling the upstream; probing in %dms", a.Generation, a.RetryAfterMs())
+		case breakerbox.StateHalfOpen:
+			say("breaker HALF_OPEN (generation %d): admitting a few probes", a.Generation)
+		case breakerbox.StateClosed:
+			say("breaker CLOSED (generation %d): normal operation", a.Generation)
 		}
 	}
 }

@@ -20,6 +20,7 @@ import (
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/client/dashboard"
 )
 
@@ -160,13 +161,13 @@ func StartLive(ctx context.Context, rdb redis.UniversalClient, log *slog.Logger)
 			if err != nil {
 				return err
 			}
-			context.AfterFunc(ctx, func() { _ = b.Close(context.Background()) })
+			context.AfterFunc(ctx, func() { _ = b.Shutdown(context.Background()) })
 			go callForever(ctx, b, u, start)
 		}
 	}
 	// Operators' overrides, as if someone had used cbctl.
-	for name, action := range map[string]client.Action{"legacy_billing": client.ActionForceOpen, "geocoder": client.ActionDisable} {
-		if _, err := client.Control(ctx, rdb, name, action, "cbctl:ops@demo"); err != nil {
+	for name, action := range map[string]breakerbox.Action{"legacy_billing": breakerbox.ActionForceOpen, "geocoder": breakerbox.ActionDisable} {
+		if _, err := admin.Control(ctx, rdb, name, action, "cbctl:ops@demo"); err != nil {
 			return err
 		}
 	}

@@ -1,0 +1,19 @@
+package client
+
+import "github.com/breakerbox/breakerbox/internal/redisurl"
+
+// ViewGeneration returns the generation of b's view of its breaker, or -1
+// before it has one: tests wait on it after an operator action.
+func ViewGeneration(b *Breaker) int64 {
+	if v := b.view.Load(); v != nil {
+		return v.gen
+	}
+	return -1
+}
+
+// AdmitsFromView reports whether b admits from its view (Fast admission).
+func AdmitsFromView(b *Breaker) bool { return b.o.admission == AdmitFast }
+
+// DefaultURLOfCommands is the default of cbctl and alertd, which must be
+// DefaultRedisURL.
+const DefaultURLOfCommands = redisurl.Default

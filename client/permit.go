@@ -1,0 +1,129 @@
+package client
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync/atomic"
+
+	"github.com/breakerbox/breakerbox"
+)
+
+type permitVia int
+
+const (
+	viaBatch permitVia = iota // outcome queued, sent in order by the batcher
+	viaRedis                  // outcome sent at once (AdmitStrict)
+	viaLocal                  // outcome goes to the outage's local breaker
+	viaNone                   // admitted by OutageAdmitAll; nothing to record
+)
+
+// Permit is an admitted call. Report its outcome exactly once with
+// Success, Failure, Ignore or Done.
+type Permit struct {
+	b     *Breaker
+	gen   int64
+	lease string
+	via   permitVia
+	local *localBreaker
+	used  atomic.Bool
+}
+
+// Generation is the breaker generation the call was admitted in. An outcome
+// reported after the breaker has changed generation is counted in the
+// totals but cannot move the breaker (see docs/protocol.md).
+func (p *Permit) Generation() int64 { return p.gen }
+
+// Probe reports whether the call is a half-open probe holding a lease.
+func (p *Permit) Probe() bool { return p.lease != "" }
+
+// Success records a successful call.
+func (p *Permit) Success(ctx context.Context) error { return p.finish(ctx, "s", nil) }
+
+// Failure records a failed call and err as the breaker's last error.
+func (p *Permit) Failure(ctx context.Context, err error) error { return p.finish(ctx, "f", err) }
+
+// Ignore gives the permit back without counting the call (one that never
+// reached the upstream, or whose error says nothing about it): it cannot
+// move the breaker, and a probe's lease is returned at once.
+func (p *Permit) Ignore(ctx context.Context) error { return p.finish(ctx, "r", nil) }
+
+// Done records err's outcome: nil is a success; the caller's own
+// cancellation is ignored; any other error counts as the classifier says
+// (WithClassifier; by default a failure).
+func (p *Permit) Done(ctx context.Context, err error) error {
+	switch {
+	case err == nil:
+		return p.Success(ctx)
+	case ctx.Err() != nil && errors.Is(err, context.Canceled):
+		return p.Ignore(ctx)
+	}
+	switch p.b.o.classify(err) {
+	case VerdictSuccess:
+		return p.Success(ctx)
+	case VerdictIgnore:
+		return p.Ignore(ctx)
+	}
+	return p.Failure(ctx, err)
+}
+
+// MaxErrorLen bounds the error text stored with a failure, in bytes.
+const MaxErrorLen = 500
+
+func errorText(err error) string {
+	if err == nil {
+		return ""
+	}
+	s := err.Error()
+	if len(s) > MaxErrorLen {
+		s = s[:MaxErrorLen]
+	}
+	return string([]rune(s)) // drops a rune cut in half
+}
+
+func (p *Permit) finish(ctx context.Context, kind string, err error) error {
+	if p.used.Swap(true) {
+		return fmt.Errorf("breaker %q: %w", p.b.name, ErrPermitUsed)
+	}
+	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err)}
+	if kind == "f" {
+		p.b.log.Debug("circuit breaker recorded failure", "err", o.err)
+	}
+	switch p.via {
+	case viaBatch:
+		if kind == "r" && p.lease == "" {
+			return nil // ignoring a call without a probe lease changes nothing in Redis
+		}
+		if kind == "f" {
+			o.sent = make(chan struct{})
+		}
+		p.b.batch.add(o)
+		if o.sent != nil {
+			select {
+			case <-o.sent:
+			case <-p.b.ctx.Done():
+			}
+		}
+	case viaRedis:
+		return p.b.recordNow(context.WithoutCancel(ctx), o)
+	case viaLocal:
+		p.local.record(o)
+	}
+	return nil
+}
+
+// recordNow sends one outcome and waits for the script's answer.
+func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
+	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err)
+	if err != nil {
+		b.batch.unrecorded.Add(1)
+		b.outage.begin(b, err)
+		return fmt.Errorf("breaker %q: record: %w", b.name, err)
+	}
+	r, err := breakerbox.ParseRecordReply(res)
+	if err != nil {
+		return fmt.Errorf("breaker %q: %w", b.name, err)
+	}
+	b.observe(r.Announcement, fromRecordReply)
+	return nil
+}

@@ -1,0 +1,161 @@
+package client
+
+import (
+	"time"
+
+	"github.com/breakerbox/breakerbox"
+)
+
+// view is the worker's copy of what the script last said.
+type view struct {
+	state breakerbox.State
+	gen   int64
+	mode  breakerbox.Mode
+	until time.Time // while the breaker refuses, the local time before which asking again is pointless
+	// local is the in-process fallback that decided this view during an
+	// outage; nil for a view from Redis. Generations compare only within
+	// one of them.
+	local *localBreaker
+}
+
+// freshFor is how long the view is trusted after the last sign of life of
+// the subscription; it pings once a second while idle.
+const freshFor = 3 * time.Second
+
+// fresh reports whether the view may be used without asking the script.
+func (b *Breaker) fresh() bool {
+	return b.live.Load() && time.Since(time.Unix(0, b.lastHeard.Load())) < freshFor
+}
+
+// source says where an observation comes from.
+type source int
+
+const (
+	// fromReply is the script's reply to this handle's allow; replies may
+	// arrive out of order, so one older than the view (by generation) is
+	// ignored.
+	fromReply source = iota
+	// fromRecordReply is the script's reply to this handle's outcomes
+	// (same order rule as fromReply).
+	fromRecordReply
+	// fromAnnouncement is a pub/sub message: announcements arrive in order,
+	// so each replaces the view (subscribe drops those older than a
+	// refresh that overtook them).
+	fromAnnouncement
+	// fromRefresh is a status read after (re)subscribing or at the end
+	// of an outage: it replaces whatever the view held.
+	fromRefresh
+	// fromLocal is a reply of the in-process fallback during an outage.
+	fromLocal
+)
+
+// observe replaces the view with what the script in Redis said.
+func (b *Breaker) observe(a breakerbox.Announcement, src source) { b.apply(a, src, nil) }
+
+// observeLocal replaces the view with what the in-process fallback l said.
+func (b *Breaker) observeLocal(a breakerbox.Announcement, l *localBreaker) { b.apply(a, fromLocal, l) }
+
+// accept reports whether an observation from src replaces view old.
+func accept(old, nv *view, src source) bool {
+	switch {
+	case old == nil:
+		return src != fromLocal || !nv.local.retired.Load()
+	case src == fromLocal:
+		// A retired fallback's late reply must not undo the outage's end.
+		return !nv.local.retired.Load() && (old.local != nv.local || nv.gen >= old.gen)
+	case old.local != nil && !old.local.retired.Load():
+		return false // the fallback decides until the outage ends
+	case src == fromReply || src == fromRecordReply:
+		return old.local != nil || nv.gen >= old.gen
+	}
+	return true
+}
+
+func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreaker) {
+	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode, local: local}
+	switch {
+	case a.Mode == breakerbox.ModeForcedOpen:
+		nv.until = time.Now().Add(24 * time.Hour)
+	case a.RetryAfter > 0 && a.State != breakerbox.StateClosed:
+		nv.until = time.Now().Add(a.RetryAfter)
+	}
+	b.viewMu.Lock()
+	old := b.view.Load()
+	if !accept(old, nv, src) {
+		b.viewMu.Unlock()
+		return
+	}
+	b.view.Store(nv)
+	moved := old != nil && (old.state != nv.state || old.mode != nv.mode)
+	var c StateChange
+	if moved || (old != nil && old.local == nv.local && nv.gen > old.gen) {
+		c = StateChange{Name: b.name, From: old.state, To: nv.state, Mode: nv.mode, Generation: nv.gen,
+			Cause: cause(old, nv, src)}
+		if b.notify != nil {
+			b.notify.push(c) // under viewMu, so the hook sees changes in the view's order
+		}
+	}
+	b.viewMu.Unlock()
+	if moved {
+		b.logTransition(c)
+	}
+}
+
+// causeLookup marks a change whose event name the history must tell: an
+// operator action (or a closing seen only through an announcement).
+const causeLookup = "?"
+
+// cause names the transition from old to nv when it is one step of one
+// state machine (the generation moved by one) whose event the states,
+// modes and the reply it came in tell; other steps seen from Redis are
+// looked up in the history (causeLookup); anything else is "observed".
+func cause(old, nv *view, src source) string {
+	if old.local != nv.local || nv.gen != old.gen+1 {
+		return "observed"
+	}
+	switch {
+	case nv.mode == breakerbox.ModeForcedOpen && old.mode != breakerbox.ModeForcedOpen:
+		return "forced_open"
+	case nv.mode == breakerbox.ModeDisabled && old.mode != breakerbox.ModeDisabled:
+		return "disabled"
+	case nv.mode != breakerbox.ModeNormal || old.mode != breakerbox.ModeNormal:
+		// Back to normal: released or reset.
+	case nv.state == breakerbox.StateOpen && old.state != breakerbox.StateOpen:
+		return "opened"
+	case old.state == breakerbox.StateOpen && nv.state == breakerbox.StateHalfOpen:
+		return "half_opened"
+	case old.state == breakerbox.StateHalfOpen && nv.state == breakerbox.StateClosed &&
+		(src == fromRecordReply || src == fromLocal):
+		return "closed" // this handle's outcomes closed it (an operator's reset comes otherwise)
+	}
+	if src == fromLocal {
+		return "observed"
+	}
+	return causeLookup
+}
+
+func (b *Breaker) logTransition(c StateChange) {
+	attrs := []any{"from", c.From.String(), "to", c.To.String(), "mode", string(c.Mode), "generation", c.Generation}
+	switch c.To {
+	case breakerbox.StateOpen:
+		b.log.Warn("circuit breaker opened", attrs...)
+	case breakerbox.StateHalfOpen:
+		b.log.Info("circuit breaker timeout expired, entering half-open", attrs...)
+	default:
+		b.log.Info("circuit breaker closed", attrs...)
+	}
+}
+
+// lastView returns the view's state and mode, or closed and normal before
+// the handle has one.
+func (b *Breaker) lastView() (breakerbox.State, breakerbox.Mode) {
+	if v := b.view.Load(); v != nil {
+		return v.state, v.mode
+	}
+	return breakerbox.StateClosed, breakerbox.ModeNormal
+}
+
+func (b *Breaker) openError(state breakerbox.State, mode breakerbox.Mode, retryAfter time.Duration, outage bool, cause error) error {
+	b.log.Debug("circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
+	return &OpenError{Name: b.name, State: state, Mode: mode, RetryAfter: retryAfter, Outage: outage, Cause: cause}
+}

@@ -1,0 +1,152 @@
+package breakerbox
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+var eventFields = []string{"ts", "event", "from", "to", "generation", "actor", "error", "detail"}
+
+var transitionFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
+	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
+	"outage_ms", "refused", "actor"}
+
+// EventFields returns the fields of every JSON entry of a breaker's
+// history list (circuit_breaker:{NAME}:history).
+func EventFields() []string { return append([]string(nil), eventFields...) }
+
+// TransitionFields returns the fields of every entry of a breaker's
+// transition stream (circuit_breaker:{NAME}:events).
+func TransitionFields() []string { return append([]string(nil), transitionFields...) }
+
+// Event is one entry of a breaker's history (circuit_breaker:{NAME}:history,
+// newest first): a transition, an operator action or a config change.
+type Event struct {
+	// Time is TS as a time, UTC; zero when TS is 0.
+	Time time.Time `json:"-"`
+	// TS is the time of the event in unix ms, Redis's clock.
+	TS int64 `json:"ts"`
+	// Event is opened, half_opened, closed, reset, forced_open, disabled,
+	// released, repaired or config_changed (docs/protocol.md, "Events"),
+	// or "unreadable" for an entry that is not valid JSON.
+	Event string `json:"event"`
+	// From and To are the wire names of the states before and after.
+	From string `json:"from"`
+	// To: see From.
+	To string `json:"to"`
+	// Generation after the event.
+	Generation int64 `json:"generation"`
+	// Actor names who triggered an operator action.
+	Actor string `json:"actor"`
+	// Error is the failure that tripped the breaker, on openings.
+	Error string `json:"error"`
+	// Detail says more: the changed fields of a config_changed, or the raw
+	// text of an unreadable entry.
+	Detail string `json:"detail"`
+}
+
+// ParseEvent reads one history entry. An entry that is not valid JSON (a
+// hand-edited list) is returned as an event named "unreadable" with the raw
+// text in Detail.
+func ParseEvent(raw string) Event {
+	var e Event
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		e = Event{Event: "unreadable", Detail: raw}
+	}
+	e.Time = msTime(e.TS)
+	return e
+}
+
+// Transition is one entry of a breaker's transition stream
+// (circuit_breaker:{NAME}:events), as lua/breaker-8.lua writes it: the
+// alert daemon's outbox.
+type Transition struct {
+	// ID is the stream entry ID.
+	ID string
+	// Event is opened, half_opened, closed, reset, forced_open, disabled,
+	// released or repaired (docs/protocol.md, "Events").
+	Event string
+	// From and To are the wire names of the states before and after:
+	// closed, open, half_open (kept as written, so that a hand-written
+	// entry still reads).
+	From, To string
+	// Mode after the transition.
+	Mode Mode
+	// Generation after the transition.
+	Generation int64
+	// Time of the transition on Redis's clock, UTC.
+	Time time.Time
+	// Failures is the consecutive failure count after the transition.
+	Failures int64
+	// FailureThreshold and RecoveryTimeout are the breaker's config then.
+	FailureThreshold int64
+	// RecoveryTimeout: see FailureThreshold.
+	RecoveryTimeout time.Duration
+	// LastError is the failure that tripped the breaker, on openings only
+	// (the script leaves it empty on other transitions).
+	LastError string
+	// Outage is how long the breaker had been away from closed (0 on the
+	// opening itself). Meaningful only when From is not closed.
+	Outage time.Duration
+	// Refused counts calls refused since the outage began (same caveat).
+	Refused int64
+	// Actor names who triggered an operator action; empty for automatic
+	// transitions.
+	Actor string
+}
+
+// ParseTransition reads a stream entry (values as go-redis's XMessage
+// holds them). Missing or malformed numbers read as 0, and a missing time
+// is taken from the entry ID: an entry written by hand must still be read,
+// never block the stream.
+func ParseTransition(id string, values map[string]any) Transition {
+	str := func(k string) string {
+		switch v := values[k].(type) {
+		case string:
+			return v
+		case nil:
+			return ""
+		default:
+			return fmt.Sprint(v)
+		}
+	}
+	num := func(k string) int64 {
+		n, err := strconv.ParseInt(str(k), 10, 64)
+		if err != nil {
+			return 0
+		}
+		return n
+	}
+	tr := Transition{
+		ID: id, Event: str("event"), From: str("from"), To: str("to"), Mode: Mode(str("mode")),
+		Generation: num("generation"), Failures: num("failures"),
+		FailureThreshold: num("failure_threshold"),
+		RecoveryTimeout:  msDuration(num("recovery_timeout_ms")),
+		LastError:        str("last_error"),
+		Outage:           msDuration(num("outage_ms")),
+		Refused:          num("refused"), Actor: str("actor"),
+	}
+	ms := num("time_ms")
+	if ms <= 0 {
+		// The entry ID's first part is Redis's clock too.
+		ms, _ = strconv.ParseInt(strings.SplitN(id, "-", 2)[0], 10, 64)
+	}
+	tr.Time = time.UnixMilli(ms).UTC()
+	if tr.Event == "" {
+		tr.Event = "unknown"
+	}
+	return tr
+}
+
+// Operator reports whether the transition is an operator action (or a
+// repair of a corrupted key) rather than a move of the state machine.
+func (t Transition) Operator() bool {
+	switch t.Event {
+	case "opened", "half_opened", "closed":
+		return false
+	}
+	return true
+}
