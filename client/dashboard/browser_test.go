@@ -222,6 +222,51 @@ func TestDashboardInABrowser(t *testing.T) {
 		waitFor(t, tab, "closed on screen", `document.querySelector('#detail-state').textContent === 'closed'`)
 		waitFor(t, tab, "reset in the timeline", `document.querySelector('.timeline li .ev').textContent === 'reset'`)
 	})
+	t.Run("an edited config survives live updates and only its edited field is written", func(t *testing.T) {
+		waitFor(t, tab, "config form", `!!document.querySelector('form.config input[name="request_timeout_ms"]')`)
+		do(t, tab, chromedp.SetValue(chromedp.CSS(`form.config input[name="request_timeout_ms"]`), "90000"),
+			chromedp.Evaluate[chromedp.Void](`document.querySelector('form.config').dispatchEvent(new Event('input'))`))
+		// Meanwhile another operator changes another field: the page redraws.
+		if err := rdb.HSet(ctx, "circuit_breaker:{payments}:config", "failure_threshold", 7).Err(); err != nil {
+			t.Fatal(err)
+		}
+		forceOpen(t, rdb, "payments")
+		waitFor(t, tab, "redrawn", `document.querySelector('#detail-state').textContent === 'forced open'`)
+		waitFor(t, tab, "edit kept", `document.querySelector('form.config input[name="request_timeout_ms"]').value === '90000'`)
+		do(t, tab, chromedp.Click(chromedp.CSS(`form.config button`)))
+		waitFor(t, tab, "saved", `document.querySelector('#action-msg').textContent.startsWith('Change config: done by dashboard:alice@')`)
+		st := state(t, rdb, "payments")
+		if st.RequestTimeout != 90*time.Second || st.FailureThreshold != 7 {
+			t.Fatalf("after the change: request_timeout %s (want 90s), failure_threshold %d (want the other operator's 7)", st.RequestTimeout, st.FailureThreshold)
+		}
+		waitFor(t, tab, "form shows the new value", `document.querySelector('form.config input[name="request_timeout_ms"]').defaultValue === '90000'`)
+	})
+
+	t.Run("a closed dashboard shows nothing before sign-in", func(t *testing.T) {
+		closed, err := dashboard.New(rdb, dashboard.WithClosed(), dashboard.WithLogger(quietLog),
+			dashboard.WithOperators(dashboard.Operator{Name: "alice", Secret: "alice-secret"}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		closedCtx, stopClosed := context.WithCancel(ctx)
+		go func() { _ = closed.Run(closedCtx) }()
+		waitHealthy(t, closed)
+		web := httptest.NewServer(closed)
+		defer web.Close()
+		defer stopClosed()
+		private := newBrowser(t, chrome) // a browser without alice's session
+		do(t, private, chromedp.Navigate(web.URL+"/"))
+		waitFor(t, private, "closed notice", `!document.querySelector('#closed').hidden && document.querySelector('#list').hidden`)
+		if n, err := chromedp.Run(private, chromedp.Evaluate[int](`document.querySelectorAll('#breakers tbody tr').length`)); err != nil || n != 0 {
+			t.Fatalf("%d rows before sign-in (%v)", n, err)
+		}
+		do(t, private,
+			chromedp.SendKeys(chromedp.CSS(`#signin input[name="user"]`), "alice"),
+			chromedp.SendKeys(chromedp.CSS(`#signin input[name="secret"]`), "alice-secret"),
+			chromedp.Click(chromedp.CSS(`#signin button`)))
+		waitFor(t, private, "rows after sign-in", `document.querySelectorAll('#breakers tbody tr').length === 3 && document.querySelector('#closed').hidden`)
+	})
+
 	t.Run("1,200 breakers are paged, filtered and sorted", func(t *testing.T) {
 		names := make([]any, 1200)
 		for i := range names {

@@ -2,7 +2,6 @@ package dashboard
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"maps"
 	"reflect"
@@ -60,12 +59,6 @@ type feedHealth struct {
 	readErr    error
 	subErr     error
 	actionErr  error // the last action refused for lack of permission
-}
-
-// listener is one page's event stream.
-type listener struct {
-	ch   chan []byte
-	gone chan struct{} // closed when the feed dropped the listener
 }
 
 func newFeed(st store, interval, timeout time.Duration, log *slog.Logger) *feed {
@@ -176,15 +169,6 @@ func (f *feed) readChanged(ctx context.Context) {
 		e.row = rows[i]
 	}
 	f.broadcast("update", update{Rows: rows})
-}
-
-// update is the message of the "update" and "tick" events.
-type update struct {
-	TimeMS  int64                 `json:"time_ms,omitempty"`
-	Rows    []Breaker             `json:"rows"`              // rows that changed
-	Rates   map[string][2]float64 `json:"rates,omitempty"`   // tick: every breaker's non-zero rates
-	Removed []string              `json:"removed,omitempty"` // tick: breakers no longer in Redis
-	Error   string                `json:"error,omitempty"`   // tick: why Redis could not be read
 }
 
 // refresh is the interval's bulk read.
@@ -332,83 +316,6 @@ func (f *feed) lookUpSince(ctx context.Context, rows []Breaker, idx ...int) {
 	wg.Wait()
 }
 
-// snapshot is the first message a page receives: every breaker with its
-// sparkline.
-type snapshot struct {
-	Rows       []Breaker               `json:"rows"`
-	Sparks     map[string][][2]float64 `json:"sparks"`
-	IntervalMS int64                   `json:"interval_ms"`
-	Error      string                  `json:"error,omitempty"`
-}
-
-// listen registers a page's event stream and returns it with its first
-// message, the snapshot, so that no change falls between the two. When
-// the feed is not running it registers nothing and returns a nil listener
-// with the snapshot.
-func (f *feed) listen() (*listener, []byte) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	s := snapshot{Rows: make([]Breaker, 0, len(f.rows)), Sparks: make(map[string][][2]float64, len(f.rows)),
-		IntervalMS: f.interval.Milliseconds()}
-	for _, n := range slices.Sorted(maps.Keys(f.rows)) {
-		e := f.rows[n]
-		s.Rows = append(s.Rows, e.row)
-		if len(e.spark) > 0 {
-			s.Sparks[n] = slices.Clone(e.spark)
-		}
-	}
-	if f.health.readErr != nil {
-		s.Error = "cannot read Redis: " + f.health.readErr.Error()
-	}
-	if !f.health.running {
-		s.Error = "the dashboard is not running"
-		return nil, event("snapshot", s)
-	}
-	l := &listener{ch: make(chan []byte, listenerBuffer), gone: make(chan struct{})}
-	f.listeners[l] = struct{}{}
-	return l, event("snapshot", s)
-}
-
-// unlisten removes a page's stream that ended.
-func (f *feed) unlisten(l *listener) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	if _, ok := f.listeners[l]; ok {
-		f.drop(l)
-	}
-}
-
-// broadcast sends an event to every page; f.mu is held.
-func (f *feed) broadcast(name string, v any) {
-	if len(f.listeners) == 0 {
-		return
-	}
-	msg := event(name, v)
-	for l := range f.listeners {
-		select {
-		case l.ch <- msg:
-		default: // too far behind: drop it, it reconnects
-			f.drop(l)
-		}
-	}
-}
-
-// drop ends a listener; f.mu is held.
-func (f *feed) drop(l *listener) {
-	delete(f.listeners, l)
-	close(l.gone)
-}
-
-// event formats a server-sent event. JSON holds no raw newline, so the
-// data is one line.
-func event(name string, v any) []byte {
-	b, err := json.Marshal(v)
-	if err != nil {
-		b = []byte(`{}`)
-	}
-	return append(append([]byte("event: "+name+"\ndata: "), b...), "\n\n"...)
-}
-
 // rowsNow returns every breaker's row, sorted by name, and whether the
 // feed has read Redis at least once.
 func (f *feed) rowsNow() ([]Breaker, bool) {
@@ -430,61 +337,4 @@ func (f *feed) row(name string) (Breaker, bool) {
 		return Breaker{}, false
 	}
 	return e.row, true
-}
-
-// actionDone records whether an action was refused for lack of
-// permission, which /healthz reports until an action succeeds.
-func (f *feed) actionDone(permissionErr error) {
-	f.mu.Lock()
-	f.health.actionErr = permissionErr
-	f.mu.Unlock()
-}
-
-// Health is the dashboard's own health, served as JSON by its healthz path.
-type Health struct {
-	// OK is true when the dashboard is running, its last read of the
-	// breakers succeeded within three intervals, its subscription to the
-	// breakers' announcements is live, and no operator action was refused
-	// for lack of permission since the last one that succeeded.
-	OK bool `json:"ok"`
-	// Redis is "ok" or why the breakers could not be read (NOPERM under an
-	// ACL that lacks a permission, a connection error, ...).
-	Redis string `json:"redis"`
-	// Subscription is "ok" or why the subscription failed.
-	Subscription string `json:"subscription"`
-	// Actions is "ok" or the permission error of the last refused action.
-	Actions string `json:"actions"`
-	// Breakers is how many breakers the dashboard shows.
-	Breakers int `json:"breakers"`
-	// LastRead is when the breakers were last read.
-	LastRead time.Time `json:"last_read,omitzero"`
-}
-
-// health reports the feed's health at now.
-func (f *feed) healthAt(now time.Time) Health {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	h := f.health
-	r := Health{Redis: "ok", Subscription: "ok", Actions: "ok", Breakers: len(f.rows), LastRead: h.lastRead}
-	switch {
-	case !h.running:
-		r.Redis = "not running: call Dashboard.Run"
-	case h.readErr != nil:
-		r.Redis = h.readErr.Error()
-	case h.lastRead.IsZero():
-		r.Redis = "not read yet"
-	case now.Sub(h.lastRead) > 3*f.interval+f.timeout:
-		r.Redis = "last read " + now.Sub(h.lastRead).Round(time.Second).String() + " ago"
-	}
-	switch {
-	case h.subErr != nil:
-		r.Subscription = h.subErr.Error()
-	case !h.subscribed:
-		r.Subscription = "not subscribed"
-	}
-	if h.actionErr != nil {
-		r.Actions = h.actionErr.Error()
-	}
-	r.OK = r.Redis == "ok" && r.Subscription == "ok" && r.Actions == "ok"
-	return r
 }

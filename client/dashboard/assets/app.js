@@ -319,11 +319,7 @@ function renderDetail() {
       msg),
     r.error ? h('p', { class: 'msg bad' }, 'cannot read this breaker: ' + r.error) : null,
     h('div', { class: 'figures', id: 'figures' }),
-    h('section', {}, h('h2', {}, 'Config'), h('form', { class: 'config', onsubmit: (e) => { e.preventDefault(); saveConfig(e.target, r); } },
-      h('table', {}, h('tbody', {}, cfg.map(([k, v]) => h('tr', {}, h('td', {}, k),
-        h('td', {}, op ? h('input', { name: k, type: 'number', min: 1, step: 1, value: v }) : String(v)),
-        h('td', { class: 'muted' }, k.endsWith('_ms') ? human(v) : ''))))),
-      op ? h('p', {}, h('button', { type: 'submit' }, 'Change config')) : null)),
+    h('section', {}, h('h2', {}, 'Config'), configForm(r, cfg, op)),
     h('section', {}, h('h2', {}, 'Probes'), d.probes.length
       ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'lease'), h('th', {}, 'expires'))),
         h('tbody', {}, d.probes.map((p) => h('tr', {}, h('td', {}, p.lease), h('td', {}, when(p.expires_ms))))))
@@ -344,6 +340,19 @@ function renderDetail() {
   renderDetailFigures();
 }
 
+// configForm keeps the form an operator is editing across the redraws
+// that updates of the breaker cause.
+function configForm(r, cfg, op) {
+  if (S.configDirty && S.configForm) return S.configForm;
+  S.configForm = h('form', { class: 'config', oninput: () => { S.configDirty = true; },
+    onsubmit: (e) => { e.preventDefault(); saveConfig(e.target, r); } },
+  h('table', {}, h('tbody', {}, cfg.map(([k, v]) => h('tr', {}, h('td', {}, k),
+    h('td', {}, op ? h('input', { name: k, type: 'number', min: 1, step: 1, value: v }) : String(v)),
+    h('td', { class: 'muted' }, k.endsWith('_ms') ? human(v) : ''))))),
+  op ? h('p', {}, h('button', { type: 'submit' }, 'Change config')) : null);
+  return S.configForm;
+}
+
 async function act(path, body, label) {
   const msg = $('#action-msg');
   msg.className = 'msg';
@@ -351,21 +360,26 @@ async function act(path, body, label) {
   try {
     const res = await call('POST', path, body);
     msg.textContent = label + ': done by ' + res.actor;
+    return true;
   } catch (e) {
     msg.className = 'msg bad';
     msg.textContent = label + ' refused: ' + e.message;
     if (e.status === 401) $('#signin input').focus();
+    return false;
   }
 }
 
+// saveConfig sends only the fields edited, so that a change another
+// operator made meanwhile to the others is kept.
 function saveConfig(form, r) {
   const fields = {};
   for (const input of form.querySelectorAll('input')) {
-    const v = Number(input.value);
-    if (v !== r.config[input.name]) fields[input.name] = v;
+    if (input.value !== input.defaultValue) fields[input.name] = Number(input.value);
   }
   if (!Object.keys(fields).length) { $('#action-msg').textContent = 'config unchanged: no field edited'; return; }
-  act('api/config', { name: r.name, fields }, 'Change config');
+  act('api/config', { name: r.name, fields }, 'Change config').then((ok) => {
+    if (ok) { S.configDirty = false; loadDetail(); }
+  });
 }
 
 // ---- routing and the whole page ----
@@ -391,6 +405,7 @@ function route() {
   S.detail = m ? decodeURIComponent(m[1]) : null;
   S.detailData = null;
   S.detailMsg = null;
+  S.configDirty = false;
   $('#closed').hidden = S.session.read;
   $('#list').hidden = !S.session.read || !!S.detail;
   $('#detail').hidden = !S.session.read || !S.detail;
