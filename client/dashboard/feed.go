@@ -114,7 +114,13 @@ func (f *feed) subscribe(ctx context.Context) {
 		err := f.st.subscribe(ctx, func() {
 			f.mu.Lock()
 			f.health.subscribed, f.health.subErr = true, nil
+			names := slices.Collect(maps.Keys(f.rows))
 			f.mu.Unlock()
+			// Announcements made while not subscribed are lost: read every
+			// breaker known now instead of waiting for the next interval.
+			for _, n := range names {
+				f.markChanged(n)
+			}
 		}, f.markChanged)
 		f.mu.Lock()
 		f.health.subscribed, f.health.subErr = false, err
@@ -156,19 +162,43 @@ func (f *feed) readChanged(ctx context.Context) {
 	if err != nil {
 		return // the next interval's read catches up
 	}
-	f.lookUpSince(rctx, rows)
+	f.fillSince(rctx, rows)
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for i := range rows {
-		e := f.rows[rows[i].Name]
+	changed := rows[:0]
+	for _, r := range rows {
+		e := f.rows[r.Name]
 		if e == nil {
 			e = &entry{}
-			f.rows[rows[i].Name] = e
+			f.rows[r.Name] = e
 		}
-		rows[i].RequestRate, rows[i].RefusalRate = e.row.RequestRate, e.row.RefusalRate
-		e.row = rows[i]
+		r.RequestRate, r.RefusalRate = e.row.RequestRate, e.row.RefusalRate
+		if !sameRow(e.row, r) || r.RetryAfterMS != e.row.RetryAfterMS { // a config change moves the timer
+			changed = append(changed, r)
+		}
+		e.row = r
 	}
-	f.broadcast("update", update{Rows: rows})
+	if len(changed) > 0 {
+		f.broadcast("update", update{Rows: changed})
+	}
+}
+
+// fillSince sets SinceMS of each row: kept from the row the feed has when
+// the generation is the same, else looked up in the breaker's history.
+func (f *feed) fillSince(ctx context.Context, rows []Breaker) {
+	var need []int
+	f.mu.Lock()
+	for i, r := range rows {
+		if e := f.rows[r.Name]; e == nil || e.row.Generation != r.Generation || e.row.SinceMS == 0 {
+			need = append(need, i)
+		} else {
+			rows[i].SinceMS = e.row.SinceMS
+		}
+	}
+	f.mu.Unlock()
+	if len(need) > 0 {
+		f.lookUpSince(ctx, rows, need...)
+	}
 }
 
 // refresh is the interval's bulk read.
@@ -201,17 +231,7 @@ func (f *feed) refresh(ctx context.Context, listNames bool) {
 		return
 	}
 
-	f.mu.Lock()
-	var needSince []int
-	for i, r := range rows {
-		if e := f.rows[r.Name]; e == nil || e.row.Generation != r.Generation || e.row.SinceMS == 0 {
-			needSince = append(needSince, i)
-		} else {
-			rows[i].SinceMS = e.row.SinceMS
-		}
-	}
-	f.mu.Unlock()
-	f.lookUpSince(rctx, rows, needSince...)
+	f.fillSince(rctx, rows)
 
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -285,14 +305,9 @@ func sameRow(a, b Breaker) bool {
 // sinceWorkers bounds the concurrent history reads of lookUpSince.
 const sinceWorkers = 8
 
-// lookUpSince fills SinceMS of rows[i] for the given indexes (every row
-// when none are given) from the breakers' histories.
+// lookUpSince fills SinceMS of rows[i] for the given indexes from the
+// breakers' histories.
 func (f *feed) lookUpSince(ctx context.Context, rows []Breaker, idx ...int) {
-	if idx == nil {
-		for i := range rows {
-			idx = append(idx, i)
-		}
-	}
 	work := make(chan int)
 	var wg sync.WaitGroup
 	for range min(sinceWorkers, len(idx)) {

@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"io"
 	"log/slog"
+	"net/http/httptest"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -47,4 +49,17 @@ func waitHealthy(t *testing.T, d *dashboard.Dashboard) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
+}
+
+// rowOf returns the JSON of breaker name's row from api/breakers, or "".
+func rowOf(t *testing.T, d *dashboard.Dashboard, name string) string {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	d.ServeHTTP(rec, httptest.NewRequest("GET", "/api/breakers", nil))
+	for row := range strings.SplitSeq(rec.Body.String(), "},{") {
+		if strings.Contains(row, `"name":"`+name+`"`) {
+			return row
+		}
+	}
+	return ""
 }
