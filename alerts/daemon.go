@@ -365,23 +365,32 @@ func (d *Daemon) regroup(ctx context.Context, names []string) {
 // announcements lost while the subscription reconnected.
 func (d *Daemon) subscribe(ctx context.Context) {
 	var ps *redis.PubSub
-	for {
-		ps = d.rdb.PSubscribe(ctx, changedPattern)
+	try := func(pattern string) error {
+		ps = d.rdb.PSubscribe(ctx, pattern)
 		// The first reply says whether Redis took the subscription (an
 		// ACL may refuse the pattern); go-redis renews it on reconnects.
 		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
 		_, err := ps.Receive(rctx)
-		cancel()
+		if err != nil {
+			_ = ps.Close()
+		}
+		return err
+	}
+	for {
+		err := try(changedPattern)
+		if isReply(err) { // refused (NOPERM): the workers' channel rule allows the other
+			err = try(broadPattern)
+		}
 		d.mem.report("subscribe", "", err)
 		if err == nil {
 			break
 		}
-		_ = ps.Close()
 		if ctx.Err() != nil {
 			return
 		}
 		d.log.Warn("cannot subscribe to the breakers' announcements; the sweep still finds new entries", "pattern", changedPattern, "err", err)
-		if sleep(ctx, d.cfg.DiscoveryInterval) != nil {
+		if sleep(ctx, min(d.cfg.DiscoveryInterval, redisRetryCap)) != nil {
 			return
 		}
 	}
@@ -465,6 +474,12 @@ func (d *Daemon) read(ctx context.Context) {
 			id, err := conn.ClientID(ctx).Result()
 			if err == nil {
 				d.readerID.Store(id)
+				// Whether CLIENT UNBLOCK is allowed, learnt now (on this
+				// connection, not blocked: it unblocks nothing) rather than
+				// at shutdown, when a refusal would cost a whole block.
+				if uerr := conn.ClientUnblock(ctx, id).Err(); isReply(uerr) {
+					d.noUnblock.Store(true)
+				}
 			}
 			if connFailed && (err == nil || isReply(err)) {
 				// Redis answers on the new connection: a read error of the

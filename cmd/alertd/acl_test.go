@@ -70,6 +70,9 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 	if code, body, err := a.get("/health"); err != nil || code != http.StatusOK || !strings.Contains(body, `"healthy"`) {
 		t.Errorf("/health = %d %s %v", code, body, err)
 	}
+	if code, body, err := a.get("/dashboard/healthz"); err != nil || code != http.StatusOK {
+		t.Errorf("/dashboard/healthz = %d %s %v: the dashboard alertd serves does not work under alertd's rule", code, body, err)
+	}
 	if code, body, err := a.get("/metrics"); err != nil || code != http.StatusOK ||
 		!strings.Contains(body, "circuit_breaker_scrape_error 0") || !strings.Contains(body, `circuit_breaker_state{service="alpha"} 0`) {
 		t.Errorf("/metrics = %d %v:\n%s", code, err, body)
@@ -94,9 +97,7 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 
 	// The same daemon under a rule without WATCH/MULTI (the workers' rule
 	// of the docs) posts, but cannot acknowledge: /healthz says so.
-	workers := []any{"ACL", "SETUSER", "alertd", "reset", "on", ">alertd-pw", "~circuit_breaker:*", "&circuit_breaker:*",
-		"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}
-	if err := root.Do(ctx, workers...).Err(); err != nil {
+	if err := root.Do(ctx, workersRule...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	tripBreaker(t, root, "beta", "also down")
@@ -118,24 +119,39 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 }
 
 // TestAlertdSubscriptionUnderTheChannelRule: PSUBSCRIBE of alertd's
-// pattern is allowed by &circuit_breaker:* (a new breaker's first opening
-// is delivered at once, from its announcement, with discovery far off).
+// pattern is allowed by its rule's &circuit_breaker:*:changed, and under
+// the workers' rule, whose &circuit_breaker:* refuses that pattern, alertd
+// subscribes to circuit_breaker:* instead: either way a new breaker's first
+// opening is delivered at once, from its announcement, with discovery far
+// off.
 func TestAlertdSubscriptionUnderTheChannelRule(t *testing.T) {
-	srv := redistest.Start(t)
-	root := srv.Client(t)
-	ctx := context.Background()
-	if err := root.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
-		t.Fatal(err)
-	}
-	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
-		"--discovery-interval", "1h", "--consumer", "acl")
-	waitUntil(t, "alertd's pattern subscription", 10*time.Second, func() bool {
-		n, err := root.PubSubNumPat(ctx).Result()
-		return err == nil && n == 1
-	})
-	tripBreaker(t, root, "fresh", "down")
-	waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: fresh") == 1 })
-	if _, h, err := a.healthz(); err != nil || !h.OK {
-		t.Errorf("/healthz %+v %v", h, err)
+	for _, tc := range []struct {
+		name string
+		rule func(t *testing.T) []any
+	}{
+		{"alertd's rule", func(t *testing.T) []any { return documentedRule(t, "alertd", "alertd-pw") }},
+		{"the workers' rule", func(t *testing.T) []any { return workersRule }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			srv := redistest.Start(t)
+			root := srv.Client(t)
+			ctx := context.Background()
+			if err := root.Do(ctx, tc.rule(t)...).Err(); err != nil {
+				t.Fatal(err)
+			}
+			a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
+				"--discovery-interval", "1h", "--consumer", "acl", "--dashboard=false")
+			waitUntil(t, "alertd's pattern subscription", 10*time.Second, func() bool {
+				n, err := root.PubSubNumPat(ctx).Result()
+				return err == nil && n == 1
+			})
+			tripBreaker(t, root, "fresh", "down")
+			waitUntil(t, "the opening", 10*time.Second, func() bool { return a.count("🚨 Circuit Breaker Alert: fresh") == 1 })
+		})
 	}
 }
+
+// workersRule is the rule docs/operations.md gives the workers, cbctl,
+// health and metrics, for user alertd.
+var workersRule = []any{"ACL", "SETUSER", "alertd", "reset", "on", ">alertd-pw", "~circuit_breaker:*", "&circuit_breaker:*",
+	"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}
