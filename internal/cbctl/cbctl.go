@@ -388,7 +388,8 @@ func (e *env) explain(code int, err error) string {
 			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB, or for Sentinel "+
 			"the master's in username= and password= parameters, see docs/operations.md)", where, err)
 	}
-	if errors.Is(err, breakerbox.ErrBadConfig) {
+	var ce *corruptError
+	if errors.Is(err, breakerbox.ErrBadConfig) && !errors.As(err, &ce) {
 		return err.Error() + "\n(a stored config value is invalid and the script refuses to run that breaker: " +
 			"repair it with cbctl config NAME --FIELD VALUE, or redis-cli HSET 'circuit_breaker:{NAME}:config' FIELD VALUE)"
 	}

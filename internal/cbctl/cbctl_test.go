@@ -389,7 +389,8 @@ func TestABreakerWithAnInvalidStoredConfigDoesNotHideTheOthers(t *testing.T) {
 	if !containsFields(r.stdout, "good closed normal 1/3") || strings.Contains(r.stdout, "broken") {
 		t.Errorf("stdout:\n%s", r.stdout)
 	}
-	if !strings.Contains(r.stderr, `breaker "broken"`) || !strings.Contains(r.stderr, "cbctl config NAME --FIELD VALUE") {
+	if !strings.Contains(r.stderr, "circuit_breaker:{broken}:config field failure_threshold") ||
+		!strings.Contains(r.stderr, "cbctl config broken --failure-threshold VALUE") {
 		t.Errorf("stderr: %s", r.stderr)
 	}
 	r = cbctl(t, env, "watch", "--count", "1")

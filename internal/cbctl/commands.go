@@ -49,7 +49,7 @@ func (e *env) openBreaker(ctx context.Context, name string) (context.Context, co
 func (e *env) requireKnown(ctx context.Context, name string) error {
 	inRegistry, err := e.rdb.SIsMember(ctx, breakerbox.RegistryKey, name).Result()
 	if err != nil {
-		return fmt.Errorf("look up breaker %q: %w", name, err)
+		return e.explainRegistry(ctx, fmt.Errorf("look up breaker %q: %w", name, err))
 	}
 	if inRegistry {
 		return nil
@@ -100,6 +100,9 @@ func runList(ctx context.Context, e *env, args []string) error {
 		if jerr := e.json(sts); jerr != nil {
 			return jerr
 		}
+		for _, st := range sts {
+			e.warnCorrupt(ctx, st)
+		}
 		return err
 	}
 	if len(sts) == 0 && err == nil {
@@ -107,20 +110,24 @@ func runList(ctx context.Context, e *env, args []string) error {
 		return nil
 	}
 	writeTable(e.stdout, sts, nil)
+	for _, st := range sts {
+		e.warnCorrupt(ctx, st)
+	}
 	return err // the breakers that could not be read, after the others
 }
 
 // statuses reads the breakers named (nil: every breaker) in one pipeline.
 // A breaker that cannot be read (say, a corrupted config) is left out and
-// named in the error, after the others are read.
+// named in the error, with its fix, after the others are read.
 func (e *env) statuses(ctx context.Context, names []string) ([]breakerbox.Status, error) {
 	if names == nil {
 		var err error
 		if names, err = admin.Names(ctx, e.rdb); err != nil {
-			return nil, err
+			return nil, e.explainRegistry(ctx, err)
 		}
 	}
-	return admin.Statuses(ctx, e.rdb, names)
+	sts, err := admin.Statuses(ctx, e.rdb, names)
+	return sts, e.explainStatuses(ctx, names, sts, err)
 }
 
 // listHeader and listRow form the table of list and watch.
@@ -191,8 +198,9 @@ func runStatus(ctx context.Context, e *env, args []string) error {
 	defer cancel()
 	st, err := admin.Status(ctx, e.rdb, name)
 	if err != nil {
-		return err
+		return e.explainBreaker(ctx, name, "", err)
 	}
+	defer e.warnCorrupt(ctx, st)
 	if e.g.output == "json" {
 		return e.json(st)
 	}
@@ -250,8 +258,9 @@ func runHistory(ctx context.Context, e *env, args []string, n int) error {
 	defer cancel()
 	evs, err := admin.History(ctx, e.rdb, name, n)
 	if err != nil {
-		return err
+		return e.explainBreaker(ctx, name, breakerbox.Key(name, "history"), err)
 	}
+	defer e.warnUnreadable(name, evs)
 	if e.g.output == "json" {
 		if evs == nil {
 			evs = []breakerbox.Event{}
@@ -278,6 +287,12 @@ func dash(s string) string {
 	return s
 }
 
+// actionNoun names an action in a sentence ("the reset repaired ...").
+var actionNoun = map[breakerbox.Action]string{
+	breakerbox.ActionReset: "the reset", breakerbox.ActionForceOpen: "the forced open",
+	breakerbox.ActionDisable: "disabling", breakerbox.ActionRelease: "the release",
+}
+
 var actionPast = map[breakerbox.Action]string{
 	breakerbox.ActionReset: "reset", breakerbox.ActionForceOpen: "forced open",
 	breakerbox.ActionDisable: "disabled", breakerbox.ActionRelease: "released",
@@ -296,12 +311,14 @@ func runAction(cmd string, a breakerbox.Action) runFunc {
 		defer cancel()
 		before, err := admin.Status(ctx, e.rdb, name)
 		if err != nil {
-			return err
+			return e.explainBreaker(ctx, name, "", err)
 		}
+		found := e.problems(ctx, before) // described now: the action may delete the keys
 		st, err := admin.Control(ctx, e.rdb, name, a, e.actor())
 		if err != nil {
-			return err
+			return e.explainBreaker(ctx, name, "", err)
 		}
+		defer e.reportRepairs(ctx, actionNoun[a], found, st)
 		if e.g.output == "json" {
 			return e.json(st)
 		}
@@ -390,10 +407,12 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 		st, err = e.repairBase(ctx, name, set, err)
 	}
 	if err != nil {
-		return err
+		return e.explainBreaker(ctx, name, "", err)
 	}
 	before := viewOf(st)
+	found := e.problems(ctx, st) // described now: the change may delete the keys
 	if !changing {
+		defer e.warnCorrupt(ctx, st)
 		if e.g.output == "json" {
 			return e.json(before)
 		}
@@ -428,12 +447,13 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 		return usageErrorf("config %s: timeouts are stored in whole milliseconds", name)
 	}
 	if _, err := admin.Configure(ctx, e.rdb, name, cfg, e.actor()); err != nil {
-		return err
+		return e.explainBreaker(ctx, name, "", err)
 	}
 	st, err = admin.Status(ctx, e.rdb, name)
 	if err != nil {
-		return err
+		return e.explainBreaker(ctx, name, "", err)
 	}
+	defer e.reportRepairs(ctx, "the config change", found, st)
 	after := viewOf(st)
 	after.Changed = after.diff(before)
 	if e.g.output == "json" {

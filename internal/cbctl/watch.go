@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -47,6 +48,9 @@ type frame struct {
 	Breakers    []breakerbox.Status `json:"breakers"`
 	Transitions []transition        `json:"transitions"` // seen in this refresh, oldest first
 	Error       string              `json:"error,omitempty"`
+	// Problems explains each corrupted key of the breakers shown (their
+	// Status.Corrupt): which key, what is wrong, how to fix it.
+	Problems []string `json:"problems,omitempty"`
 
 	changed map[string]string // name -> mark ("*" changed, "+" new) in this refresh
 }
@@ -118,6 +122,15 @@ func runWatch(ctx context.Context, e *env, args []string, interval time.Duration
 	}
 }
 
+// unjoin returns the errors errors.Join joined, or err alone.
+func unjoin(err error) []error {
+	var joined interface{ Unwrap() []error }
+	if errors.As(err, &joined) {
+		return joined.Unwrap()
+	}
+	return []error{err}
+}
+
 // refresh reads the breakers and works out what changed since the last refresh.
 func (w *watcher) refresh(ctx context.Context) (frame, error) {
 	ctx, cancel := w.e.withTimeout(ctx)
@@ -127,12 +140,28 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 		changed: map[string]string{}}
 	sts, err := w.e.statuses(ctx, w.names)
 	if err != nil {
-		f.Error = w.e.scrub(strings.ReplaceAll(err.Error(), "\n", "; "))
+		// Breakers refused for a corrupted key are listed with the others'
+		// corrupted keys; anything else is the frame's error.
+		var rest []string
+		for _, one := range unjoin(err) {
+			var ce *corruptError
+			if errors.As(one, &ce) {
+				f.Problems = append(f.Problems, w.e.scrub(ce.msg))
+			} else {
+				rest = append(rest, w.e.scrub(strings.ReplaceAll(one.Error(), "\n", "; ")))
+			}
+		}
+		f.Error = strings.Join(rest, "; ")
 	}
 	if sts == nil {
 		return f, err
 	}
 	f.Breakers = sts
+	for _, st := range sts {
+		for _, p := range w.e.problems(ctx, st) {
+			f.Problems = append(f.Problems, p.String())
+		}
+	}
 	first := w.prev == nil
 	next := make(map[string]breakerbox.Status, len(sts))
 	for _, st := range sts {
@@ -236,7 +265,7 @@ func (w *watcher) render(f frame) error {
 		}
 		slices.SortFunc(sts, func(a, b breakerbox.Status) int { return strings.Compare(a.Name, b.Name) })
 	}
-	if len(sts) == 0 && f.Error == "" {
+	if len(sts) == 0 && f.Error == "" && len(f.Problems) == 0 {
 		buf.WriteString("no breakers\n")
 	} else if len(sts) > 0 {
 		marks := make([]string, len(sts))
@@ -261,6 +290,15 @@ func (w *watcher) render(f frame) error {
 				line = ansiBold + line + ansiReset
 			}
 			buf.WriteString(line + "\n")
+		}
+	}
+	if len(f.Problems) > 0 {
+		buf.WriteString("\ncorrupted keys:\n")
+		for _, p := range f.Problems {
+			if w.color {
+				p = ansiRed + p + ansiReset
+			}
+			buf.WriteString("!  " + p + "\n")
 		}
 	}
 	if len(w.recent) > 0 {
