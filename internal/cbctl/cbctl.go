@@ -414,7 +414,8 @@ func (e *env) masterName() string {
 // isPermissionError reports an ACL refusal of a command, key or channel.
 func isPermissionError(err error) bool {
 	msg := err.Error()
-	return strings.Contains(msg, "NOPERM") || strings.Contains(msg, "user executing the script can't run")
+	// Inside a script: "can't run this command", "can't publish to the channel", "can't access ...".
+	return strings.Contains(msg, "NOPERM") || strings.Contains(msg, "user executing the script can't")
 }
 
 // isAuthError reports a refusal of the credentials or of a permission.

@@ -79,18 +79,25 @@ func typeName(t string) string {
 	return "a " + t
 }
 
-// wrongType describes key, which should be of type want, from its TYPE.
-func (e *env) wrongType(ctx context.Context, key, want string) string {
+// wrongType describes key, which a script could not read as type want,
+// from its TYPE. When the key is of the right type or absent, the script
+// was refused something else: most likely a command by the Redis user's
+// ACL (the scripts read a refused command as a key of the wrong type);
+// fine then says so and how to check.
+func (e *env) wrongType(ctx context.Context, key, want string) (what, fine string) {
 	t, err := e.rdb.Type(ctx, key).Result()
 	switch {
 	case err != nil:
-		return "of the wrong type, not " + typeName(want) + " (TYPE: " + err.Error() + ")"
-	case t == "none":
-		return "gone now, but was of the wrong type, not " + typeName(want)
-	case t == want:
-		return typeName(want) + " now, but was of the wrong type"
+		return "of the wrong type, not " + typeName(want) + " (TYPE: " + err.Error() + ")", ""
+	case t == "none" || t == want:
+		is := typeName(want) + ", as it should be,"
+		if t == "none" {
+			is = "absent,"
+		}
+		return is + " but the script could not read it", "the Redis user probably lacks a command the script runs " +
+			"(see the ACL section of docs/operations.md)"
 	}
-	return typeName(t) + ", not " + typeName(want)
+	return typeName(t) + ", not " + typeName(want), ""
 }
 
 // splitCorrupt splits Status.Corrupt into its items ("; " between them,
@@ -127,8 +134,10 @@ func (e *env) describe(ctx context.Context, name, item string) problem {
 	p := problem{item: item, verb: "is"}
 	if suffix, ok := strings.CutSuffix(item, " has the wrong type"); ok && keyTypes[suffix] != "" {
 		p.subject = breakerbox.Key(name, suffix)
-		p.what = e.wrongType(ctx, p.subject, keyTypes[suffix])
-		p.fix = "DEL it (" + strings.ReplaceAll(wrongTypeFix[suffix], "NAME", name) + ")"
+		p.what, p.fix = e.wrongType(ctx, p.subject, keyTypes[suffix])
+		if p.fix == "" {
+			p.fix = "DEL it (" + strings.ReplaceAll(wrongTypeFix[suffix], "NAME", name) + ")"
+		}
 		return p
 	}
 	subject, value, ok := strings.Cut(item, " is ")
@@ -225,8 +234,12 @@ func (e *env) explainBreaker(ctx context.Context, name, key string, err error) e
 	refused := "until then the script refuses this breaker with BADCONFIG, and its workers follow their outage policy"
 	switch {
 	case errors.Is(err, breakerbox.ErrBadConfig) && strings.Contains(msg, "is not a hash"):
-		return &corruptError{err: err, msg: cfgKey + " is " + e.wrongType(ctx, cfgKey, "hash") +
-			": DEL it, and set fields with cbctl config " + name + " --FLAG VALUE if the defaults do not suit (" + refused + ")"}
+		what, fine := e.wrongType(ctx, cfgKey, "hash")
+		if fine != "" {
+			return &corruptError{err: err, msg: cfgKey + " is " + what + " (BADCONFIG): " + fine}
+		}
+		return &corruptError{err: err, msg: cfgKey + " is " + what + ": DEL it, and set fields with cbctl config " + name +
+			" --FLAG VALUE if the defaults do not suit (" + refused + ")"}
 	case errors.Is(err, breakerbox.ErrBadConfig):
 		// The script names the first bad field; the hash names them all.
 		var bad []string // "field F holds "V", not an integer A..B"
@@ -264,8 +277,9 @@ func (e *env) explainBreaker(ctx context.Context, name, key string, err error) e
 		return &corruptError{err: err, msg: fmt.Sprintf("%s %s: %s (%s)", cfgKey, strings.Join(bad, ", and "), fix, refused)}
 	case key != "" && isWrongType(err):
 		suffix := strings.TrimPrefix(key, breakerbox.KeyPrefix+"{"+name+"}:")
-		return &corruptError{err: err, msg: key + " is " + e.wrongType(ctx, key, keyTypes[suffix]) +
-			": DEL it (" + strings.ReplaceAll(wrongTypeFix[suffix], "NAME", name) + ")"}
+		what, _ := e.wrongType(ctx, key, keyTypes[suffix]) // WRONGTYPE: it is not fine
+		return &corruptError{err: err, msg: key + " is " + what + ": DEL it (" +
+			strings.ReplaceAll(wrongTypeFix[suffix], "NAME", name) + ")"}
 	}
 	return err
 }
@@ -275,7 +289,8 @@ func (e *env) explainRegistry(ctx context.Context, err error) error {
 	if err == nil || !isWrongType(err) {
 		return err
 	}
-	return &corruptError{err: err, msg: breakerbox.RegistryKey + " is " + e.wrongType(ctx, breakerbox.RegistryKey, "set") +
+	what, _ := e.wrongType(ctx, breakerbox.RegistryKey, "set")
+	return &corruptError{err: err, msg: breakerbox.RegistryKey + " is " + what +
 		": DEL it (until then cbctl cannot list breakers; breakers are also found by SCAN, and workers add theirs again as they start)"}
 }
 
