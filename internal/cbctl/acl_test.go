@@ -88,6 +88,9 @@ func tryCbctl(t *testing.T, srv *redistest.Server, root *redis.Client, rule []st
 	if err := root.FlushAll(ctx).Err(); err != nil {
 		t.Fatal(err)
 	}
+	if err := root.Do(ctx, "ACL", "LOG", "RESET").Err(); err != nil {
+		t.Fatal(err)
+	}
 	breaker(t, root, "svc", quickConfig(), "fff") // open, registered
 	if _, err := admin.Control(ctx, root, "loose", breakerbox.ActionReset, "test"); err != nil {
 		t.Fatal(err) // found by SCAN only
@@ -116,6 +119,15 @@ func tryCbctl(t *testing.T, srv *redistest.Server, root *redis.Client, rule []st
 				return fmt.Sprintf("%v: read %+v (%v), want %+v", args, st, err, want)
 			}
 		}
+	}
+	// Nothing refused, not even what cbctl would not notice.
+	entries, err := root.Do(ctx, "ACL", "LOG").Slice()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(entries) > 0 {
+		m, _ := entries[len(entries)-1].(map[any]any)
+		return fmt.Sprintf("Redis refused (ACL LOG): %v %v (in %v)", m["reason"], m["object"], m["context"])
 	}
 	return ""
 }
