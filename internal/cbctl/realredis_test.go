@@ -242,21 +242,15 @@ func TestTLS(t *testing.T) {
 	}
 }
 
+// TestDocumentedACLOnAClusterNeedsClusterSlots: the cbctl operator's
+// rule of docs/operations.md, on every node of a cluster, needs
+// +cluster|slots, as the docs say.
 func TestDocumentedACLOnAClusterNeedsClusterSlots(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
-	ctx := context.Background()
-	setUser := func(extra ...string) {
-		for _, a := range c.Addrs {
-			r := redis.NewClient(&redis.Options{Addr: a})
-			err := r.Do(ctx, append([]any{"ACL", "SETUSER", "breakerbox", "reset"}, toAny(append(documentedACL, extra...))...)...).Err()
-			_ = r.Close()
-			if err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	rule := documentedRule(t, "breakerbox-cbctl")
+	setUser := func(extra ...string) { setACLUser(t, c.Addrs, "breakerbox", append(rule, extra...)) }
 	breaker(t, c.Client(t), "svc", quickConfig(), "f")
-	u := "redis://breakerbox:bbx-pw@" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1])
+	u := "redis://breakerbox:pw@" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1])
 
 	setUser()
 	if r := cbctl(t, nil, "list", "--redis-url", u); r.code != ExitAuth || !strings.Contains(r.stderr, "cluster|slots") {
@@ -267,5 +261,22 @@ func TestDocumentedACLOnAClusterNeedsClusterSlots(t *testing.T) {
 		if r := cbctl(t, nil, append(args, "--redis-url", u)...); r.code != ExitOK {
 			t.Errorf("%v with +cluster|slots: exit %d: %s", args, r.code, r.stderr)
 		}
+	}
+}
+
+// TestDocumentedACLOnADatabaseOtherThan0NeedsSelect: go-redis selects the
+// URL's database on every connection, so the rules need +select there, as
+// docs/operations.md says.
+func TestDocumentedACLOnADatabaseOtherThan0NeedsSelect(t *testing.T) {
+	s := redistest.Start(t)
+	rule := documentedRule(t, "breakerbox-cbctl-ro")
+	u := "redis://breakerbox:pw@" + s.Addr + "/2"
+	setACLUser(t, []string{s.Addr}, "breakerbox", rule)
+	if r := cbctl(t, nil, "list", "--redis-url", u); r.code != ExitAuth || !strings.Contains(r.stderr, "'select'") {
+		t.Errorf("database 2 without +select: exit %d: %s", r.code, r.stderr)
+	}
+	setACLUser(t, []string{s.Addr}, "breakerbox", append(rule, "+select"))
+	if r := cbctl(t, nil, "list", "--redis-url", u); r.code != ExitOK {
+		t.Errorf("database 2 with +select: exit %d: %s", r.code, r.stderr)
 	}
 }
