@@ -12,10 +12,10 @@ import (
 type permitVia int
 
 const (
-	viaBatch permitVia = iota // outcome queued, sent in order by the batcher
+	viaBatch permitVia = iota // outcome queued, sent in order by the Hub's sender
 	viaRedis                  // outcome sent at once (AdmitStrict)
 	viaLocal                  // outcome goes to the outage's local breaker
-	viaNone                   // admitted by OutageAdmitAll; nothing to record
+	viaNone                   // admitted by OutageAdmitAll: counted for the tally
 )
 
 // Permit is an admitted call. Report its outcome exactly once with
@@ -82,42 +82,71 @@ func errorText(err error) string {
 }
 
 func (p *Permit) finish(ctx context.Context, kind string, err error) error {
+	b := p.b
 	if p.used.Swap(true) {
-		return fmt.Errorf("breaker %q: %w", p.b.name, ErrPermitUsed)
+		return fmt.Errorf("breaker %q: %w", b.name, ErrPermitUsed)
 	}
 	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err)}
 	if kind == "f" {
-		p.b.log.Debug("circuit breaker recorded failure", "err", o.err)
+		b.logf(debugLevel, "circuit breaker recorded failure", "err", o.err)
 	}
 	switch p.via {
 	case viaBatch:
 		if kind == "r" && p.lease == "" {
 			return nil // ignoring a call without a probe lease changes nothing in Redis
 		}
+		if b.nodeOf().down.Load() {
+			b.outageOutcome(o, nil)
+			return nil
+		}
 		if kind == "f" {
 			o.sent = make(chan struct{})
 		}
-		p.b.batch.add(o)
+		if !b.q.add(b, o) {
+			b.outageOutcome(o, nil)
+			return nil
+		}
 		if o.sent != nil {
-			select {
-			case <-o.sent:
-			case <-p.b.ctx.Done():
-			}
+			waitSent(b, o)
 		}
 	case viaRedis:
-		return p.b.recordNow(context.WithoutCancel(ctx), o)
+		return b.recordNow(ctx, o)
 	case viaLocal:
-		p.local.record(o)
+		b.outageOutcome(o, p.local)
+	case viaNone:
+		b.outageOutcome(o, nil)
 	}
 	return nil
 }
 
-// recordNow sends one outcome and waits for the script's answer.
+// recordNow sends one outcome and waits for the script's answer, at most
+// the Redis timeout (AdmitStrict).
 func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
-	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err)
+	n := b.nodeOf()
+	if n.down.Load() {
+		b.outageOutcome(o, nil)
+		return nil
+	}
+	if o.kind == "r" && o.lease == "" {
+		return nil
+	}
+	res, err := call(context.WithoutCancel(ctx), "record", b.o.redisTimeout, func(ctx context.Context) (any, error) {
+		return b.eval(ctx, recordArgs(0, []outcome{o})...)
+	}, func(res any, err error) {
+		if err != nil {
+			b.out.unrecorded.Add(1)
+		} else if r, err := breakerbox.ParseRecordReply(res); err == nil {
+			b.observe(r.Announcement, fromRecordReply)
+		}
+	})
+	var stall *StallError
 	if err != nil {
-		b.batch.unrecorded.Add(1)
-		b.outage.begin(b, err)
+		if !errors.As(err, &stall) {
+			b.out.unrecorded.Add(1) // a stalled one is counted if its late reply is an error
+		}
+		if unreachable(err) {
+			n.begin(err)
+		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
 	r, err := breakerbox.ParseRecordReply(res)

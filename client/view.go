@@ -1,6 +1,8 @@
 package client
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
@@ -16,15 +18,16 @@ type view struct {
 	// outage; nil for a view from Redis. Generations compare only within
 	// one of them.
 	local *localBreaker
+	set   int64 // unix nanos when the view was made
 }
 
-// freshFor is how long the view is trusted after the last sign of life of
-// the subscription; it pings once a second while idle.
-const freshFor = 3 * time.Second
-
-// fresh reports whether the view may be used without asking the script.
-func (b *Breaker) fresh() bool {
-	return b.live.Load() && time.Since(time.Unix(0, b.lastHeard.Load())) < freshFor
+// trusted reports whether b's view may be used without asking the script:
+// the Hub's subscription is live, b's channel was (re)subscribed and b
+// refreshed since the connection last changed, and no announcement is
+// waiting unread on the subscription's socket (see subscriber.peek).
+func (b *Breaker) trusted() bool {
+	s := &b.h.sub
+	return b.confirmed.Load() == s.epoch.Load() && s.live() && !s.behind.Load()
 }
 
 // source says where an observation comes from.
@@ -72,18 +75,34 @@ func accept(old, nv *view, src source) bool {
 }
 
 func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreaker) {
-	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode, local: local}
+	nv := newView(a, local)
+	b.viewMu.Lock()
+	c, moved := b.applyLocked(b.view.Load(), nv, src)
+	b.viewMu.Unlock()
+	if moved {
+		b.logTransition(c)
+	}
+}
+
+// newView is the view an announcement makes, as of now.
+func newView(a breakerbox.Announcement, local *localBreaker) *view {
+	now := time.Now()
+	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode, local: local, set: now.UnixNano()}
 	switch {
 	case a.Mode == breakerbox.ModeForcedOpen:
-		nv.until = time.Now().Add(24 * time.Hour)
+		nv.until = now.Add(24 * time.Hour)
 	case a.RetryAfter > 0 && a.State != breakerbox.StateClosed:
-		nv.until = time.Now().Add(a.RetryAfter)
+		nv.until = now.Add(a.RetryAfter)
 	}
-	b.viewMu.Lock()
-	old := b.view.Load()
+	return nv
+}
+
+// applyLocked replaces the view old with nv if src may (under viewMu),
+// queues the state change for the hook, and returns it and whether the
+// state or mode moved (the caller logs it once the lock is released).
+func (b *Breaker) applyLocked(old, nv *view, src source) (StateChange, bool) {
 	if !accept(old, nv, src) {
-		b.viewMu.Unlock()
-		return
+		return StateChange{}, false
 	}
 	b.view.Store(nv)
 	moved := old != nil && (old.state != nv.state || old.mode != nv.mode)
@@ -91,14 +110,11 @@ func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreak
 	if moved || (old != nil && old.local == nv.local && nv.gen > old.gen) {
 		c = StateChange{Name: b.name, From: old.state, To: nv.state, Mode: nv.mode, Generation: nv.gen,
 			Cause: cause(old, nv, src)}
-		if b.notify != nil {
-			b.notify.push(c) // under viewMu, so the hook sees changes in the view's order
+		if b.o.onStateChange != nil {
+			b.h.notify.push(b, c) // under viewMu, so the hook sees changes in the view's order
 		}
 	}
-	b.viewMu.Unlock()
-	if moved {
-		b.logTransition(c)
-	}
+	return c, moved
 }
 
 // causeLookup marks a change whose event name the history must tell: an
@@ -138,12 +154,27 @@ func (b *Breaker) logTransition(c StateChange) {
 	attrs := []any{"from", c.From.String(), "to", c.To.String(), "mode", string(c.Mode), "generation", c.Generation}
 	switch c.To {
 	case breakerbox.StateOpen:
-		b.log.Warn("circuit breaker opened", attrs...)
+		b.logf(warnLevel, "circuit breaker opened", attrs...)
 	case breakerbox.StateHalfOpen:
-		b.log.Info("circuit breaker timeout expired, entering half-open", attrs...)
+		b.logf(infoLevel, "circuit breaker timeout expired, entering half-open", attrs...)
 	default:
-		b.log.Info("circuit breaker closed", attrs...)
+		b.logf(infoLevel, "circuit breaker closed", attrs...)
 	}
+}
+
+const (
+	debugLevel = slog.LevelDebug
+	infoLevel  = slog.LevelInfo
+	warnLevel  = slog.LevelWarn
+	errorLevel = slog.LevelError
+)
+
+// logf logs msg with the breaker's name to its logger.
+func (b *Breaker) logf(level slog.Level, msg string, attrs ...any) {
+	if !b.o.logger.Enabled(context.Background(), level) {
+		return
+	}
+	b.o.logger.Log(context.Background(), level, msg, append([]any{"breaker", b.name}, attrs...)...)
 }
 
 // lastView returns the view's state and mode, or closed and normal before
@@ -156,6 +187,6 @@ func (b *Breaker) lastView() (breakerbox.State, breakerbox.Mode) {
 }
 
 func (b *Breaker) openError(state breakerbox.State, mode breakerbox.Mode, retryAfter time.Duration, outage bool, cause error) error {
-	b.log.Debug("circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
+	b.logf(debugLevel, "circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
 	return &OpenError{Name: b.name, State: state, Mode: mode, RetryAfter: retryAfter, Outage: outage, Cause: cause}
 }
