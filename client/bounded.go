@@ -3,76 +3,29 @@ package client
 import (
 	"context"
 	"errors"
-	"fmt"
 	"io"
 	"net"
 	"strings"
-	"sync/atomic"
 	"syscall"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/breakerbox/breakerbox/internal/bounded"
 )
 
 // StallError is the error of a Redis call that did not answer within the
-// Redis timeout (WithRedisTimeout). The call may still complete later.
-type StallError struct {
-	// Op is what was asked of Redis.
-	Op string
-	// After is the Redis timeout that ran out.
-	After time.Duration
-}
+// Redis timeout (WithRedisTimeout): its Op says which, its After how long
+// it was waited for. The call may still complete later.
+type StallError = bounded.StallError
 
-// Error says which call stalled and for how long it was waited for.
-func (e *StallError) Error() string {
-	return fmt.Sprintf("redis did not answer %s within %s", e.Op, e.After)
-}
-
-// Timeout reports true, as a net.Error's does.
-func (e *StallError) Timeout() bool { return true }
-
-// call runs fn, one Redis exchange, so that the caller waits at most d
-// (and not past ctx) whatever the connection does: go-redis honours a
-// context's deadline on the socket only when the client was made with
-// ContextTimeoutEnabled, so fn runs on a goroutine of its own, with a
-// context bounded by d as well, and the caller stops waiting at the
-// deadline. When the caller has stopped waiting, late (if not nil) is given
-// fn's result once it arrives: a probe lease admitted too late is given
-// back there. A timeout is a *StallError; the caller's own cancellation is
-// returned as ctx.Err().
+// call runs fn, one exchange with Redis, so that the caller waits at most
+// d whatever the connection does (see package internal/bounded); late is
+// given the result of a call the caller stopped waiting for (a probe lease
+// admitted too late is given back there).
 func call[T any](ctx context.Context, op string, d time.Duration, fn func(context.Context) (T, error),
 	late func(T, error)) (T, error) {
-	type result struct {
-		v   T
-		err error
-	}
-	cctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), d)
-	ch := make(chan result, 1)
-	var state atomic.Int32 // 0 waiting, 1 delivered, 2 abandoned
-	go func() {
-		v, err := fn(cctx)
-		cancel()
-		if state.CompareAndSwap(0, 1) {
-			ch <- result{v, err}
-		} else if late != nil {
-			late(v, err)
-		}
-	}()
-	var zero T
-	select {
-	case r := <-ch:
-		return r.v, r.err
-	case <-cctx.Done():
-	case <-ctx.Done():
-	}
-	if !state.CompareAndSwap(0, 2) {
-		r := <-ch // the result came in as the wait ended
-		return r.v, r.err
-	}
-	if err := ctx.Err(); err != nil {
-		return zero, err
-	}
-	return zero, &StallError{Op: op, After: d}
+	return bounded.Call(ctx, op, d, fn, late)
 }
 
 // unreachable reports whether err says that Redis could not be reached or

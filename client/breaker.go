@@ -30,7 +30,7 @@ type Breaker struct {
 
 	cfgMu  sync.Mutex
 	cfgSet int64 // unix nanos of the last SetConfig's write
-	fast bool
+	fast   bool
 
 	node atomic.Pointer[node] // the Redis node holding the breaker's keys
 
@@ -111,6 +111,9 @@ func (h *Hub) newBreaker(name string, cfg Config, opts []Option) (*Breaker, erro
 	b.node.Store(h.nodes.initial())
 	b.reg.init()
 	b.q.init()
+	if o.outage == OutageDecideLocally {
+		warmFallback()
+	}
 	if !h.add(b) {
 		return nil, fmt.Errorf("breaker %q: %w", name, ErrShutdown)
 	}
@@ -145,7 +148,7 @@ func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
 	b.reg.overwritten = true // a registration still to come seeds, never overwrites this
 	b.reg.mu.Unlock()
 	_, err := call(ctx, "configure", b.o.redisTimeout, func(ctx context.Context) (breakerbox.ConfigureReply, error) {
-		return b.configure(ctx, "configure", cfg)
+		return b.configure(ctx, cfg)
 	}, nil)
 	if err != nil {
 		if unreachable(err) {

@@ -19,13 +19,13 @@ import (
 // makes is bounded by the Hub's Redis timeout; a node that does not answer
 // delays only its own breakers.
 type control struct {
-	h       *Hub
-	mu      sync.Mutex
-	reg     []*Breaker
-	retry   []*Breaker // registrations refused with an error, tried again later
+	h         *Hub
+	mu        sync.Mutex
+	reg       []*Breaker
+	retry     []*Breaker // registrations refused with an error, tried again later
 	toRefresh map[*Breaker]refreshReq
-	kick    chan struct{}
-	hooked  bool // the capture hook is on the Cluster's existing nodes
+	kick      chan struct{}
+	hooked    bool // the capture hook is on the Cluster's existing nodes
 }
 
 // refreshReq is a refresh asked for while the subscription was in epoch,
@@ -219,15 +219,14 @@ func (c *control) registerAll() bool {
 // stored, unless overwriting) and returns those registered.
 func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 	h := c.h
-	calls := make([]scriptCall, len(group))
+	ops := make([]string, len(group))
 	for i, b := range group {
 		b.reg.mu.Lock()
-		op := "seed"
+		ops[i] = "seed"
 		if b.o.overwrite && !b.reg.overwritten {
-			op = "configure"
+			ops[i] = "configure"
 		}
 		b.reg.mu.Unlock()
-		calls[i] = scriptCall{breakerbox.BreakerScript, b.keys, configArgs(op, b.o.actor, b.seed)}
 	}
 	type result struct {
 		replies  []breakerbox.ConfigureReply
@@ -238,33 +237,47 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 	res, err := call(h.ctx, "seed", h.timeout(), func(ctx context.Context) (result, error) {
 		r := result{replies: make([]breakerbox.ConfigureReply, len(group)),
 			statuses: make([]breakerbox.Status, len(group)), errs: make([]error, len(group))}
-		if !protocolV2 { // seed is a configure guarded by EXISTS, one breaker at a time
+		if !protocolV2 {
+			// Protocol v1 has no seed: a configure where no config exists.
+			pipe := h.rdb.Pipeline()
+			exists := make([]*redis.IntCmd, len(group))
 			for i, b := range group {
-				r.replies[i], r.errs[i] = b.configure(ctx, calls[i].args[0].(string), b.seed)
+				exists[i] = pipe.Exists(ctx, breakerbox.Key(b.name, "config"))
 			}
-		} else {
-			// The status read after the seed gives the config in force
-			// (the seed's, or the one stored before) from the start.
-			for _, b := range group {
-				calls = append(calls, scriptCall{statusScript(), b.keys, []any{"status"}})
+			if _, err := pipe.Exec(ctx); err != nil {
+				return r, err
 			}
-			cmds, err := h.pipeline(ctx, calls)
-			for i, cmd := range cmds[:len(group)] {
-				if r.errs[i] = cmdErr(cmd); r.errs[i] == nil {
-					r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmd.Val())
+			for i := range group {
+				if ops[i] == "seed" && exists[i].Val() == 0 {
+					ops[i] = "configure"
 				}
 			}
-			for i, cmd := range cmds[len(group):] {
-				r.statuses[i], _ = breakerbox.ParseStatus(group[i].name, cmd.Val())
-			}
-			return r, err
 		}
+		// The status read after the seed gives the config in force (the
+		// seed's, or the one stored before) from the start.
+		var calls []scriptCall
+		idx := make([]int, len(group))
 		for i, b := range group {
-			if r.errs[i] == nil {
-				r.statuses[i], _ = breakerbox.ParseStatus(b.name, breakerbox.BreakerScript.Run(ctx, h.rdb, b.keys, "status").Val())
+			idx[i] = -1
+			if ops[i] == "configure" || protocolV2 {
+				idx[i] = len(calls)
+				calls = append(calls, scriptCall{breakerbox.BreakerScript, b.keys, configArgs(ops[i], b.o.actor, b.seed)})
 			}
 		}
-		return r, nil
+		first := len(calls)
+		for _, b := range group {
+			calls = append(calls, scriptCall{statusScript(), b.keys, []any{"status"}})
+		}
+		cmds, err := h.pipeline(ctx, calls)
+		for i, b := range group {
+			if j := idx[i]; j >= 0 {
+				if r.errs[i] = cmdErr(cmds[j]); r.errs[i] == nil {
+					r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmds[j].Val())
+				}
+			}
+			r.statuses[i], _ = breakerbox.ParseStatus(b.name, cmds[first+i].Val())
+		}
+		return r, err
 	}, nil)
 	if err != nil {
 		if unreachable(err) {
@@ -284,7 +297,7 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 			c.failed(b, err)
 			continue
 		}
-		if calls[i].args[0] == "configure" && res.replies[i].Overwritten > 0 {
+		if b.o.overwrite && res.replies[i].Overwritten > 0 {
 			b.logf(warnLevel, "circuit breaker overwrote the shared config", "config", b.seed.Fields())
 		}
 		if st := res.statuses[i]; st.Name != "" {

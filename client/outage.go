@@ -103,6 +103,13 @@ func (b *Breaker) outageEnded() {
 	b.q.addTally(b, counts{})
 }
 
+// warmFallback compiles the script for the in-process fallback once per
+// process, in the background, so that the first call of an outage does not
+// pay for it.
+var warmFallback = sync.OnceFunc(func() {
+	luaengine.Warm(breakerbox.BreakerScript.Source, statusScript().Source)
+})
+
 // localFallback returns the outage's in-process breaker, made on first use
 // from the worker's last view.
 func (b *Breaker) localFallback() *localBreaker {

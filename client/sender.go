@@ -101,7 +101,7 @@ func (s *sender) run() {
 		s.mu.Lock()
 		list := s.dirty
 		s.dirty = nil
-		groups := map[*node][]batch{}
+		plan := map[*node][]*Breaker{}
 		var wait []*Breaker
 		for _, b := range list {
 			n := b.nodeOf()
@@ -109,19 +109,35 @@ func (s *sender) run() {
 				wait = append(wait, b) // sent when one of the node's pipelines completes
 				continue
 			}
-			if bt, ok := s.take(b, n); ok {
-				groups[n] = append(groups[n], bt)
-			}
+			plan[n] = append(plan[n], b)
 		}
 		s.dirty = append(s.dirty, wait...)
-		for n := range groups {
+		for n := range plan {
 			s.inflight[n]++
 		}
 		s.mu.Unlock()
-		for n, g := range groups {
-			go s.exec(n, g)
+		for n, bs := range plan {
+			var group []batch
+			for _, b := range bs {
+				if bt, ok := s.take(b, n); ok {
+					group = append(group, bt)
+				}
+			}
+			if len(group) == 0 {
+				s.done(n)
+				continue
+			}
+			go s.exec(n, group)
 		}
 	}
+}
+
+// done counts a node's pipeline as completed.
+func (s *sender) done(n *node) {
+	s.mu.Lock()
+	s.inflight[n]--
+	s.mu.Unlock()
+	s.kick()
 }
 
 // take takes b's work for one pipeline; while b's node is down, it folds
@@ -198,10 +214,7 @@ func (s *sender) exec(n *node, group []batch) {
 		}
 		s.finish(b, bt)
 	}
-	s.mu.Lock()
-	s.inflight[n]--
-	s.mu.Unlock()
-	s.kick()
+	s.done(n)
 }
 
 // finish marks b's batch done: waiters are woken, and b is pushed again

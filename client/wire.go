@@ -94,17 +94,9 @@ func (b *Breaker) eval(ctx context.Context, args ...any) (any, error) {
 	return res, nil
 }
 
-// configure stores cfg with op "seed" (only if the breaker has no config)
-// or "configure" (an explicit change).
-func (b *Breaker) configure(ctx context.Context, op string, cfg Config) (breakerbox.ConfigureReply, error) {
-	if op == "seed" && !protocolV2 {
-		n, err := b.h.rdb.Exists(ctx, breakerbox.Key(b.name, "config")).Result()
-		if err != nil || n > 0 {
-			return breakerbox.ConfigureReply{}, err
-		}
-		op = "configure"
-	}
-	res, err := b.eval(ctx, configArgs(op, b.o.actor, cfg)...)
+// configure stores cfg: an explicit change of the shared config.
+func (b *Breaker) configure(ctx context.Context, cfg Config) (breakerbox.ConfigureReply, error) {
+	res, err := b.eval(ctx, configArgs("configure", b.o.actor, cfg)...)
 	if err != nil {
 		return breakerbox.ConfigureReply{}, err
 	}

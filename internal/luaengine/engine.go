@@ -100,14 +100,43 @@ func (e *Engine) compile(src string) (*lua.FunctionProto, error) {
 	if p, ok := e.protos[src]; ok {
 		return p, nil
 	}
+	p, err := Compile(src)
+	if err != nil {
+		return nil, err
+	}
+	e.protos[src] = p
+	return p, nil
+}
+
+// compiled caches compiled scripts for every engine of the process: a
+// compiled FunctionProto is read-only, and compiling breaker-8.lua takes
+// milliseconds, which a worker's first call during an outage should not
+// pay.
+var compiled sync.Map // source -> *lua.FunctionProto
+
+// Compile compiles src once per process and returns it. Calling it ahead
+// of time (Warm) spares the first Eval of src the compilation.
+func Compile(src string) (*lua.FunctionProto, error) {
+	if p, ok := compiled.Load(src); ok {
+		return p.(*lua.FunctionProto), nil
+	}
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
 	fn, err := L.LoadString(src)
 	if err != nil {
 		return nil, err
 	}
-	e.protos[src] = fn.Proto
+	compiled.Store(src, fn.Proto)
 	return fn.Proto, nil
+}
+
+// Warm compiles srcs in the background, once per process.
+func Warm(srcs ...string) {
+	go func() {
+		for _, s := range srcs {
+			_, _ = Compile(s)
+		}
+	}()
 }
 
 func stringsTable(L *lua.LState, ss []string) *lua.LTable {
