@@ -37,7 +37,7 @@ func TestClosedOpensOnExactlyTheThresholdthFailure(t *testing.T) {
 			b.want("state", "closed")
 		}
 		r := b.failure(b.allow(), "last boom")
-		if r[0] != "open" || r[1] != int64(1) || r[3] != int64(30000) {
+		if r[0] != "open" || b.ord(r[1]) != "1" || r[3] != int64(30000) {
 			t.Fatalf("threshold %d: record reply %v, want open, generation 1, retry 30000", threshold, r)
 		}
 		ev := b.events()
@@ -54,13 +54,13 @@ func TestClosedOpensOnExactlyTheThresholdthFailure(t *testing.T) {
 func TestRecordAppliesABatchInOrderAndLaterOutcomesAreStale(t *testing.T) {
 	b := newBB(t)
 	r := b.run("record", "4",
-		"f", "0", "", "a",
-		"s", "0", "", "",
-		"f", "0", "", "b",
-		"f", "0", "", "c",
-		"f", "0", "", "d", // the trip: third consecutive
-		"f", "0", "", "e", // admitted before the trip: stale
-		"s", "0", "", "")
+		"f", "0", "", "a", "", "",
+		"s", "0", "", "", "12", "",
+		"f", "0", "", "b", "", "",
+		"f", "0", "", "c", "", "",
+		"f", "0", "", "d", "", "", // the trip: third consecutive
+		"f", "0", "", "e", "", "", // admitted before the trip: stale
+		"s", "0", "", "", "", "")
 	if r[0] != "open" || r[4] != int64(5) || r[5] != int64(2) {
 		t.Fatalf("reply %v, want open with 5 counted and 2 stale", r)
 	}
@@ -74,7 +74,7 @@ func TestRecordAppliesABatchInOrderAndLaterOutcomesAreStale(t *testing.T) {
 func TestReleaseCountsNothing(t *testing.T) {
 	b := newBB(t)
 	b.failure(b.allow(), "one")
-	b.run("record", "0", "r", "0", "", "")
+	b.run("record", "0", "r", "0", "", "", "", "")
 	b.want("current_failures", "1", "total_requests", "1")
 }
 

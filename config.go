@@ -13,8 +13,8 @@ import (
 // the breaker (the circuit_breaker:{NAME}:config hash) so that every
 // worker, in any language, uses the same values. Each field's bounds are
 // those of the stored hash field named in its comment (see ConfigFields):
-// counts are integers from 1 to MaxConfigValue, durations whole
-// milliseconds from 1ms to MaxConfigValue ms.
+// counts are integers from 1 to MaxConfigCount, durations whole
+// milliseconds from 1ms to MaxConfigMs ms.
 //
 // A zero field means the protocol's default for it, as in gobreaker's
 // Settings: Config{} is valid and stands for DefaultConfig(). Each field's
@@ -22,27 +22,27 @@ import (
 type Config struct {
 	// FailureThreshold is how many consecutive failures open the breaker
 	// (failure_threshold). Zero means the default, 3; else 1 to
-	// MaxConfigValue.
+	// MaxConfigCount.
 	FailureThreshold int
 	// RecoveryTimeout is how long the breaker stays open before it admits
 	// probes, on Redis's clock (recovery_timeout_ms). Zero means the
-	// default, 30s; else 1ms to MaxConfigValue ms, stored in whole
-	// milliseconds.
+	// default, 30s; else 1ms to MaxConfigMs ms (30 days), stored in
+	// whole milliseconds.
 	RecoveryTimeout time.Duration
 	// SuccessThreshold is how many probe successes close a half-open
 	// breaker (success_threshold). Zero means the default, 2; else 1 to
-	// MaxConfigValue.
+	// MaxConfigCount.
 	SuccessThreshold int
 	// HalfOpenMaxCalls is how many probes a half-open breaker admits at
 	// once across the fleet (half_open_max_calls). Zero means the
 	// default: SuccessThreshold (after its own default); else 1 to
-	// MaxConfigValue.
+	// MaxConfigCount.
 	HalfOpenMaxCalls int
 	// RequestTimeout bounds a protected call: the Go client's Execute
 	// cancels the call's context after it (a timeout is a failure), and a
 	// probe's lease expires after it (request_timeout_ms). Zero means the
-	// default, 45s; else 1ms to MaxConfigValue ms, stored in whole
-	// milliseconds.
+	// default, 45s; else 1ms to MaxConfigMs ms (30 days), stored in
+	// whole milliseconds.
 	RequestTimeout time.Duration
 }
 
@@ -57,12 +57,18 @@ func DefaultConfig() Config {
 // ErrInvalidConfig is matched by the error of a config that cannot be used.
 var ErrInvalidConfig = errors.New("invalid breaker config")
 
-// MaxConfigValue is the largest integer a field of the :config hash holds
-// (an exact integer in a Lua double, far beyond any useful value). A Go
-// time.Duration holds at most about 292 years (9,223,372,036,854 ms), so a
-// Config cannot express the longest stored durations: they read as the
-// longest Duration (see ConfigFromFields).
-const MaxConfigValue int64 = 1_000_000_000_000_000
+// MaxConfigCount is the largest count a field of the :config hash holds
+// (failure_threshold, success_threshold, half_open_max_calls), and
+// MaxConfigMs the longest duration, in ms (30 days): the BOUNDS table of
+// lua/breaker-8.lua and lua/status-8.lua (a test checks that they agree).
+const (
+	MaxConfigCount int64 = 1_000_000
+	MaxConfigMs    int64 = 2_592_000_000
+)
+
+// MaxConfigValue is the largest integer any field of the :config hash
+// holds (MaxConfigMs).
+const MaxConfigValue = MaxConfigMs
 
 // ConfigField describes one field of the :config hash: its bounds, its
 // protocol default and the Config field it maps to. ConfigFields is the
@@ -84,11 +90,11 @@ type ConfigField struct {
 }
 
 var configFields = [...]ConfigField{
-	{Field: "failure_threshold", GoName: "FailureThreshold", Min: 1, Max: MaxConfigValue, Default: 3},
-	{Field: "recovery_timeout_ms", GoName: "RecoveryTimeout", Min: 1, Max: MaxConfigValue, Default: 30000, Unit: time.Millisecond},
-	{Field: "success_threshold", GoName: "SuccessThreshold", Min: 1, Max: MaxConfigValue, Default: 2},
-	{Field: "half_open_max_calls", GoName: "HalfOpenMaxCalls", Min: 1, Max: MaxConfigValue},
-	{Field: "request_timeout_ms", GoName: "RequestTimeout", Min: 1, Max: MaxConfigValue, Default: 45000, Unit: time.Millisecond},
+	{Field: "failure_threshold", GoName: "FailureThreshold", Min: 1, Max: MaxConfigCount, Default: 3},
+	{Field: "recovery_timeout_ms", GoName: "RecoveryTimeout", Min: 1, Max: MaxConfigMs, Default: 30000, Unit: time.Millisecond},
+	{Field: "success_threshold", GoName: "SuccessThreshold", Min: 1, Max: MaxConfigCount, Default: 2},
+	{Field: "half_open_max_calls", GoName: "HalfOpenMaxCalls", Min: 1, Max: MaxConfigCount},
+	{Field: "request_timeout_ms", GoName: "RequestTimeout", Min: 1, Max: MaxConfigMs, Default: 45000, Unit: time.Millisecond},
 }
 
 // ConfigFields returns the fields of the :config hash, in the order the

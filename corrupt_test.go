@@ -2,6 +2,7 @@ package breakerbox_test
 
 import (
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -80,7 +81,11 @@ func TestCorruptedStreamIsReplaced(t *testing.T) {
 
 func scriptErr(t *testing.T, e *luaengine.Engine, keys []string, args ...string) error {
 	t.Helper()
-	_, err := e.Eval(breakerbox.BreakerScript.Source, keys, args...)
+	script := breakerbox.BreakerScript
+	if len(args) > 0 && args[0] == "status" {
+		script = breakerbox.StatusScript
+	}
+	_, err := e.Eval(script.Source, keys, args...)
 	if err == nil {
 		t.Fatalf("%v: no error", args)
 	}
@@ -103,18 +108,18 @@ func TestBadInputGetsACodedErrorAndChangesNothing(t *testing.T) {
 		{"no op", nil, nil, nil, "BADARGS"},
 		{"unknown action", nil, nil, []string{"control", "explode", "me"}, "BADARGS"},
 		{"odd record", nil, nil, []string{"record", "0", "f", "0", ""}, "BADARGS"},
-		{"bad outcome", nil, nil, []string{"record", "0", "x", "0", "", ""}, "BADARGS"},
-		{"bad generation", nil, nil, []string{"record", "0", "f", "abc", "", ""}, "BADARGS"},
+		{"bad outcome", nil, nil, []string{"record", "0", "x", "0", "", "", "", ""}, "BADARGS"},
+		{"bad generation", nil, nil, []string{"record", "0", "f", "abc", "", "", "", ""}, "BADARGS"},
 		{"bad refused", nil, nil, []string{"record", "-1"}, "BADARGS"},
 		{"config zero", nil, nil, []string{"configure", "me", "failure_threshold", "0"}, "BADARGS"},
 		{"config unknown", nil, nil, []string{"configure", "me", "colour", "3"}, "BADARGS"},
 		{"config text", nil, nil, []string{"configure", "me", "success_threshold", "two"}, "BADARGS"},
 		{"stored config abc", func(b *bb) {
 			b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc"})
-		}, nil, []string{"allow"}, "BADCONFIG failure_threshold"},
+		}, nil, []string{"record", "0", "f", "0", "", "x", "", ""}, "BADCONFIG failure_threshold"},
 		{"stored config negative", func(b *bb) {
 			b.e.SetHash(b.keys[5], map[string]string{"recovery_timeout_ms": "-5"})
-		}, nil, []string{"allow"}, "BADCONFIG recovery_timeout_ms"},
+		}, nil, []string{"control", "reset", "ops"}, "BADCONFIG recovery_timeout_ms"},
 		{"config not a hash", func(b *bb) { b.e.Set(b.keys[5], "x") }, nil, []string{"status"}, "BADCONFIG"},
 		{"seven keys", nil, func(b *bb) []string { return b.keys[:7] }, []string{"allow"}, "BADKEYS"},
 		{"keys out of order", nil, func(b *bb) []string {
@@ -145,18 +150,19 @@ func TestBadInputGetsACodedErrorAndChangesNothing(t *testing.T) {
 
 func TestHistoryAndStreamAreCappedAt100(t *testing.T) {
 	b := newBB(t)
+	var gens []int64
 	for i := 0; i < 205; i++ {
-		b.run("control", "reset", "loop")
+		gens = append(gens, b.run("control", "reset", "loop")[1].(int64))
 	}
 	if n := len(b.e.LRange(b.keys[4])); n != 100 {
 		t.Errorf("history length %d, want 100", n)
 	}
 	ev := b.events()
-	if len(ev) != 100 || ev[0]["generation"] != "106" || ev[99]["generation"] != "205" {
-		t.Errorf("stream has %d entries from generation %s, want 100 from 106", len(ev), ev[0]["generation"])
+	if len(ev) != 100 || ev[0]["generation"] != fmt.Sprint(gens[105]) || ev[99]["generation"] != fmt.Sprint(gens[204]) {
+		t.Errorf("stream has %d entries from generation %s, want 100 from the 106th (%d)", len(ev), ev[0]["generation"], gens[105])
 	}
-	if h := b.history(); h[0].Generation != 205 || h[99].Generation != 106 {
-		t.Errorf("history spans generations %d..%d, want 205..106", h[0].Generation, h[99].Generation)
+	if h := b.history(); h[0].Generation != gens[204] || h[99].Generation != gens[105] {
+		t.Errorf("history spans generations %d..%d, want the 205th..106th", h[0].Generation, h[99].Generation)
 	}
 }
 
@@ -190,8 +196,8 @@ func TestCorruptedCountersReadAsZero(t *testing.T) {
 			b.refused()
 			b.advance(time.Second)
 			p := b.allow()
-			if p.lease != "2-1" {
-				t.Errorf("lease %q, want 2-1 from a lease counter read as 0", p.lease)
+			if p.lease != "1" {
+				t.Errorf("lease %q, want 1 from a lease counter read as 0", p.lease)
 			}
 			b.success(p)
 			b.want("total_successes", "1", "total_failures", "0", "total_refused", "1")
@@ -219,7 +225,7 @@ func TestProbesOfWrongTypeInHalfOpenReadAsEmpty(t *testing.T) {
 func TestConfigureRepairsABadStoredConfig(t *testing.T) {
 	b := newBB(t)
 	b.e.SetHash(b.keys[5], map[string]string{"failure_threshold": "abc", "success_threshold": "3"})
-	scriptErr(t, b.e, b.keys, "allow")
+	scriptErr(t, b.e, b.keys, "status")
 	if r := b.run("configure", "ops", "failure_threshold", "4"); r[0] != int64(1) || r[1] != int64(1) {
 		t.Fatalf("configure reply %v, want 1 written, 1 overwritten", r)
 	}
@@ -234,7 +240,7 @@ func TestConfigureRepairsABadStoredConfig(t *testing.T) {
 func TestBadRecordGroupAfterAValidOneChangesNothing(t *testing.T) {
 	b := newBB(t, "failure_threshold", "1")
 	before := b.e.Keys()
-	err := scriptErr(t, b.e, b.keys, "record", "0", "f", "0", "", "boom", "x", "0", "", "")
+	err := scriptErr(t, b.e, b.keys, "record", "0", "f", "0", "", "boom", "", "", "x", "0", "", "", "", "")
 	if !strings.HasPrefix(err.Error(), "BADARGS outcome 2") {
 		t.Errorf("error %q, want BADARGS naming outcome 2", err)
 	}
@@ -246,7 +252,7 @@ func TestBadRecordGroupAfterAValidOneChangesNothing(t *testing.T) {
 
 func TestBadArgumentsRepairNothing(t *testing.T) {
 	for _, args := range [][]string{{"explode"}, {"control", "explode", "me"},
-		{"record", "0", "x", "0", "", ""}, {"configure", "me", "colour", "3"}} {
+		{"record", "0", "x", "0", "", "", "", ""}, {"configure", "me", "colour", "3"}} {
 		b := newBB(t)
 		b.e.Set(b.keys[0], "banana")
 		b.e.Set(b.keys[1], "abc")

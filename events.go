@@ -8,14 +8,16 @@ import (
 	"time"
 )
 
-var eventFields = []string{"ts", "event", "from", "to", "generation", "actor", "error", "detail"}
+var eventFields = []string{"ts", "event", "generation"}
 
 var transitionFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
 	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
-	"outage_ms", "refused", "actor"}
+	"outage_ms", "refused", "actor", "transitions"}
 
-// EventFields returns the fields of every JSON entry of a breaker's
-// history list (circuit_breaker:{NAME}:history).
+// EventFields returns the fields every JSON entry of a breaker's history
+// list (circuit_breaker:{NAME}:history) has. The entries are compact: from,
+// to, actor, error and detail appear only where the entry needs them (see
+// ParseHistory).
 func EventFields() []string { return append([]string(nil), eventFields...) }
 
 // TransitionFields returns the fields of every entry of a breaker's
@@ -48,9 +50,51 @@ type Event struct {
 	Detail string `json:"detail"`
 }
 
-// ParseEvent reads one history entry. An entry that is not valid JSON (a
-// hand-edited list) is returned as an event named "unreadable" with the raw
-// text in Detail.
+// ParseHistory reads history entries, newest first, and fills in what the
+// compact entries leave out (docs/protocol.md, Events): To where the event
+// says it, From from the entry below (older), a config change's From and
+// To from the state it left alone. whole says the list was read to its end
+// and was never trimmed (fewer than 100 entries): its oldest entry then
+// starts from a new breaker's closed; otherwise the oldest From stays
+// empty unless the entry says it.
+func ParseHistory(raw []string, whole bool) []Event {
+	out := make([]Event, len(raw))
+	for i, r := range raw {
+		out[i] = ParseEvent(r)
+		if out[i].To == "" {
+			out[i].To = impliedTo[out[i].Event]
+		}
+	}
+	for i := len(out) - 1; i >= 0; i-- { // oldest first
+		if out[i].Event == "unreadable" {
+			continue
+		}
+		prev := ""
+		switch {
+		case i+1 < len(out) && out[i+1].Event != "unreadable":
+			prev = out[i+1].To
+		case i+1 == len(out) && whole && len(out) < 100:
+			prev = StateClosed.String()
+		}
+		if out[i].Event == "config_changed" && out[i].To == "" {
+			out[i].To = prev
+		}
+		if out[i].From == "" {
+			out[i].From = prev
+		}
+	}
+	return out
+}
+
+// impliedTo is the state each event leaves the breaker in, where the event
+// alone says it (released depends on the mode it ends, so it is stored).
+var impliedTo = map[string]string{"opened": "open", "half_opened": "half_open", "closed": "closed",
+	"reset": "closed", "forced_open": "open", "disabled": "closed", "repaired": "closed"}
+
+// ParseEvent reads one history entry as stored (see ParseHistory for the
+// fields a compact entry leaves out). An entry that is not valid JSON (a
+// hand-edited list) is returned as an event named "unreadable" with the
+// raw text in Detail.
 func ParseEvent(raw string) Event {
 	var e Event
 	if err := json.Unmarshal([]byte(raw), &e); err != nil {
@@ -75,8 +119,13 @@ type Transition struct {
 	From, To string
 	// Mode after the transition.
 	Mode Mode
-	// Generation after the transition.
+	// Generation after the transition: max(previous + 1, Redis ms), so it
+	// orders transitions but does not count them.
 	Generation int64
+	// Transitions counts the breaker's transitions up to this one (0 in
+	// entries written before the field existed): a gap means entries were
+	// trimmed before they were read.
+	Transitions int64
 	// Time of the transition on Redis's clock, UTC.
 	Time time.Time
 	// Failures is the consecutive failure count after the transition.
@@ -122,7 +171,7 @@ func ParseTransition(id string, values map[string]any) Transition {
 	}
 	tr := Transition{
 		ID: id, Event: str("event"), From: str("from"), To: str("to"), Mode: Mode(str("mode")),
-		Generation: num("generation"), Failures: num("failures"),
+		Generation: num("generation"), Transitions: num("transitions"), Failures: num("failures"),
 		FailureThreshold: num("failure_threshold"),
 		RecoveryTimeout:  msDuration(num("recovery_timeout_ms")),
 		LastError:        str("last_error"),
@@ -139,6 +188,16 @@ func ParseTransition(id string, values map[string]any) Transition {
 		tr.Event = "unknown"
 	}
 	return tr
+}
+
+// Seq is the entry's place in the breaker's transitions: Transitions, or,
+// for an entry written before that field existed, the generation (which
+// counted transitions then).
+func (t Transition) Seq() int64 {
+	if t.Transitions > 0 {
+		return t.Transitions
+	}
+	return t.Generation
 }
 
 // Operator reports whether the transition is an operator action (or a

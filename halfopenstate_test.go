@@ -44,7 +44,7 @@ func TestHalfOpenClosesAfterSuccessThreshold(t *testing.T) {
 	b.success(p1)
 	b.want("state", "half_open")
 	r := b.success(p2)
-	if r[0] != "closed" || r[1] != int64(3) {
+	if r[0] != "closed" || b.ord(r[1]) != "3" {
 		t.Fatalf("reply %v, want closed in generation 3", r)
 	}
 	if got := b.eventNames(); !slices.Equal(got, []string{"opened", "half_opened", "closed"}) {
@@ -96,7 +96,7 @@ func TestStaleOutcomesCannotCloseOrReopenHalfOpen(t *testing.T) {
 func TestReleaseFreesAProbeLease(t *testing.T) {
 	b, p := halfOpen(t, "half_open_max_calls", "1")
 	b.refused()
-	b.run("record", "0", "r", p.gen, p.lease, "")
+	b.run("record", "0", "r", p.gen, p.lease, "", "", "")
 	b.allow()
 	b.want("total_requests", "4") // 3 failures and the one refusal; the release is not a request
 }

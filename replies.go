@@ -18,19 +18,21 @@ var replyFields = map[string][]string{
 	"record":    {"state", "generation", "mode", "retry_after_ms", "counted", "stale"},
 	"control":   {"state", "generation", "mode", "retry_after_ms"},
 	"configure": {"written", "overwritten"},
+	"seed":      {"written", "overwritten"},
+	"tally":     {"total_successes", "total_failures", "total_refused"},
 }
 
-var statusFields = []string{"state", "mode", "generation", "current_failures",
+var statusFields = []string{"state", "mode", "generation", "transitions", "current_failures",
 	"failure_threshold", "success_threshold", "half_open_max_calls",
 	"recovery_timeout_ms", "request_timeout_ms", "total_successes",
 	"total_failures", "total_refused", "total_requests", "success_rate",
 	"half_open_successes", "probes", "opened_at", "retry_after_ms",
-	"last_failure_time", "last_failure_error", "time_ms"}
+	"last_failure_time", "last_failure_error", "time_ms", "corrupt"}
 
 // stringFields are the reply elements and status fields that are strings;
 // every other one is an integer.
 var stringFields = map[string]bool{"state": true, "mode": true, "lease": true,
-	"success_rate": true, "last_failure_error": true}
+	"success_rate": true, "last_failure_error": true, "corrupt": true}
 
 // ReplyFields returns the names of the elements of operation op's reply,
 // in order, as docs/protocol.md lists them; nil for status (a field/value

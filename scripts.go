@@ -23,6 +23,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"sync"
 	"unicode"
 	"unicode/utf8"
 
@@ -33,33 +34,135 @@ import (
 var luaFiles embed.FS
 
 // Script is one Lua script of lua/, named <Name>-<Keys>.lua.
+//
+// A script whose first line is a shebang ("#!lua flags=no-writes") is
+// read-only: Run calls it with EVALSHA_RO. Servers that cannot compile a
+// shebang (miniredis, gopher-lua, Redis 6) get Body instead, the source with
+// its first line left empty; Run learns that per client from the compile
+// error and from then on sends Body (EVALSHA of BodySHA1). Redis 6, which
+// has no EVALSHA_RO, and miniredis, whose EVALSHA_RO refuses TIME, get
+// EVALSHA. docs/protocol.md lists both SHAs.
 type Script struct {
-	Name   string // "breaker"
-	File   string // "breaker-8.lua"
-	Keys   int    // number of KEYS the script takes
-	Source string // the Lua source, as committed
-	SHA1   string // hex SHA1 of Source, as EVALSHA wants it
+	Name     string // "breaker"
+	File     string // "breaker-8.lua"
+	Keys     int    // number of KEYS the script takes
+	Source   string // the Lua source, as committed
+	SHA1     string // hex SHA1 of Source, as EVALSHA wants it
+	ReadOnly bool   // declared no-writes in its shebang line
+	Body     string // Source without its shebang (its first line left empty); Source when it has none
+	BodySHA1 string // hex SHA1 of Body
 
-	rs *redis.Script
+	clients sync.Map // redis.Scripter -> scriptSupport, learned from the server's answers
 }
 
-// Run calls the script with EVALSHA, falling back to EVAL when the server
-// answers NOSCRIPT (after a restart or SCRIPT FLUSH); EVAL also caches the
-// script for the next EVALSHA.
+// scriptSupport is what a server (a client's servers) cannot do.
+type scriptSupport struct {
+	noShebang bool // compile Body, not Source
+	noRO      bool // no EVALSHA_RO / EVAL_RO (Redis 6)
+}
+
+func (s *Script) support(c redis.Scripter) scriptSupport {
+	if v, ok := s.clients.Load(c); ok {
+		return v.(scriptSupport)
+	}
+	return scriptSupport{}
+}
+
+func (s *Script) learn(c redis.Scripter, f func(*scriptSupport)) {
+	sup := s.support(c)
+	f(&sup)
+	s.clients.Store(c, sup)
+}
+
+// shebangError reports a server that cannot compile a shebang line
+// ("near '#'" from miniredis and gopher-lua, "unexpected symbol near '#'"
+// from Redis 6).
+func shebangError(err error) bool { return err != nil && strings.Contains(err.Error(), "near '#'") }
+
+// noReadOnly reports a server without a usable EVALSHA_RO / EVAL_RO:
+// Redis 6 does not know the command, and miniredis refuses TIME in a
+// read-only script as if it wrote.
+func noReadOnly(err error) bool {
+	return redis.HasErrorPrefix(err, "ERR unknown command") || redis.HasErrorPrefix(err, "ERR Unknown command") ||
+		(err != nil && strings.Contains(err.Error(), "Write commands are not allowed in read-only scripts"))
+}
+
+// Run calls the script with EVALSHA (EVALSHA_RO for a read-only script),
+// falling back to EVAL when the server answers NOSCRIPT (after a restart or
+// SCRIPT FLUSH); EVAL also caches the script for the next EVALSHA. See
+// Script for servers without shebangs or EVALSHA_RO.
 func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
-	return s.rs.Run(ctx, c, keys, args...)
+	for attempt := 0; ; attempt++ {
+		sup := s.support(c)
+		src, sha := s.Source, s.SHA1
+		if sup.noShebang {
+			src, sha = s.Body, s.BodySHA1
+		}
+		ro := s.ReadOnly && !sup.noRO
+		var cmd *redis.Cmd
+		if ro {
+			cmd = c.EvalShaRO(ctx, sha, keys, args...)
+		} else {
+			cmd = c.EvalSha(ctx, sha, keys, args...)
+		}
+		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
+			if ro {
+				cmd = c.EvalRO(ctx, src, keys, args...)
+			} else {
+				cmd = c.Eval(ctx, src, keys, args...)
+			}
+		}
+		err := cmd.Err()
+		switch {
+		case attempt < 2 && ro && noReadOnly(err):
+			s.learn(c, func(sup *scriptSupport) { sup.noRO = true })
+		case attempt < 2 && !sup.noShebang && s.Body != s.Source && shebangError(err):
+			s.learn(c, func(sup *scriptSupport) { sup.noShebang = true })
+		default:
+			return cmd
+		}
+	}
 }
 
 // Load sends the script to the server with SCRIPT LOAD (on a cluster client,
-// to every master) and returns the SHA1 the server reports.
+// to every master) and returns the SHA1 the server reports: Body's when the
+// server cannot compile the shebang.
 func (s *Script) Load(ctx context.Context, c redis.Scripter) (string, error) {
-	return s.rs.Load(ctx, c).Result()
+	if s.support(c).noShebang {
+		return c.ScriptLoad(ctx, s.Body).Result()
+	}
+	sha, err := c.ScriptLoad(ctx, s.Source).Result()
+	if s.Body != s.Source && shebangError(err) {
+		s.learn(c, func(sup *scriptSupport) { sup.noShebang = true })
+		return c.ScriptLoad(ctx, s.Body).Result()
+	}
+	return sha, err
+}
+
+// Queue adds the script's EVALSHA (or EVALSHA_RO) to a pipeline of client
+// c, with the SHA c's servers know it by. An error reply of the queued
+// command (NOSCRIPT, an unknown EVALSHA_RO) is the caller's to handle: Run
+// on one of the keys, or Load, teaches the script what c needs, and the
+// pipeline can then be sent again.
+func (s *Script) Queue(ctx context.Context, p redis.Pipeliner, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	sup := s.support(c)
+	sha := s.SHA1
+	if sup.noShebang {
+		sha = s.BodySHA1
+	}
+	if s.ReadOnly && !sup.noRO {
+		return p.EvalShaRO(ctx, sha, keys, args...)
+	}
+	return p.EvalSha(ctx, sha, keys, args...)
 }
 
 var scripts = mustLoadScripts()
 
 // BreakerScript is lua/breaker-8.lua: the state machine. Its header is its contract.
 var BreakerScript = scripts["breaker"]
+
+// StatusScript is lua/status-8.lua: the read-only snapshot of one breaker.
+var StatusScript = scripts["status"]
 
 // Scripts returns every embedded script, sorted by name.
 func Scripts() []*Script {
@@ -86,11 +189,21 @@ func mustLoadScripts() map[string]*Script {
 		if err != nil {
 			panic(err)
 		}
-		sum := sha1.Sum(src)
-		out[name] = &Script{Name: name, File: e.Name(), Keys: keys, Source: string(src),
-			SHA1: hex.EncodeToString(sum[:]), rs: redis.NewScript(string(src))}
+		s := &Script{Name: name, File: e.Name(), Keys: keys, Source: string(src), SHA1: sha1Hex(string(src))}
+		s.Body = s.Source
+		if first, rest, ok := strings.Cut(s.Source, "\n"); ok && strings.HasPrefix(first, "#!") {
+			s.ReadOnly = strings.Contains(first, "no-writes")
+			s.Body = "\n" + rest // keeps line numbers
+		}
+		s.BodySHA1 = sha1Hex(s.Body)
+		out[name] = s
 	}
 	return out
+}
+
+func sha1Hex(s string) string {
+	sum := sha1.Sum([]byte(s))
+	return hex.EncodeToString(sum[:])
 }
 
 // parseScriptFile splits "breaker-8.lua" into ("breaker", 8).

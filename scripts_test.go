@@ -5,6 +5,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"os"
 	"regexp"
 	"slices"
 	"sort"
@@ -17,14 +18,15 @@ import (
 	"github.com/breakerbox/breakerbox"
 )
 
-// header returns a script's leading --[[ ... ]] block.
+// header returns a script's leading --[[ ... ]] block (after its shebang line, if any).
 func header(t *testing.T, s *breakerbox.Script) string {
 	t.Helper()
-	start, end := strings.Index(s.Source, "--[["), strings.Index(s.Source, "]]")
+	src := strings.TrimPrefix(s.Body, "\n")
+	start, end := strings.Index(src, "--[["), strings.Index(src, "]]")
 	if start != 0 || end < 0 {
 		t.Fatalf("%s does not open with a --[[ ... ]] contract header", s.File)
 	}
-	return s.Source[start:end]
+	return src[start:end]
 }
 
 func set(matches [][]string, group int) []string {
@@ -50,7 +52,7 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 	for _, s := range breakerbox.Scripts() {
 		t.Run(s.File, func(t *testing.T) {
 			h := header(t, s)
-			body := s.Source[len(h):]
+			body := strings.TrimPrefix(s.Body, "\n")[len(h):]
 			if !strings.HasPrefix(h, "--[[\n"+s.File+":") {
 				t.Errorf("header does not start with the file name %s", s.File)
 			}
@@ -81,8 +83,14 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 			// Operations: those the header lists are those the body dispatches on.
 			opsBlock := h[strings.Index(h, "ARGV[1] is the operation:"):strings.Index(h, "Reply")]
 			docOps := set(regexp.MustCompile(`(?m)^  (\w+)\b`).FindAllStringSubmatch(opsBlock, -1), 1)
-			bodyOps := set(regexp.MustCompile(`op == '(\w+)'`).FindAllStringSubmatch(body, -1), 1)
-			bodyOps = slices.DeleteFunc(bodyOps, func(o string) bool { return o == "" })
+			// The body dispatches on a table "local OPS = {name = function, ...}",
+			// or, with a single operation, checks ARGV[1] ~= 'name'.
+			var bodyOps []string
+			if m := regexp.MustCompile(`(?s)local OPS = \{(.*?)\}`).FindStringSubmatch(body); m != nil {
+				bodyOps = set(regexp.MustCompile(`(\w+) = \w+`).FindAllStringSubmatch(m[1], -1), 1)
+			} else {
+				bodyOps = set(regexp.MustCompile(`ARGV\[1\] ~= '(\w+)'`).FindAllStringSubmatch(body, -1), 1)
+			}
 			if !slices.Equal(docOps, bodyOps) {
 				t.Errorf("header operations %v, body dispatches %v", docOps, bodyOps)
 			}
@@ -108,6 +116,9 @@ func TestContractHeaderMatchesScript(t *testing.T) {
 				t.Fatal("header lists no event names")
 			}
 			docEvents := regexp.MustCompile(`,\s*`).Split(strings.TrimSpace(evLine[1]), -1)
+			if len(docEvents) == 1 && docEvents[0] == "none" {
+				docEvents = nil
+			}
 			sort.Strings(docEvents)
 			bodyEvents := set(regexp.MustCompile(`transition\('(\w+)'`).FindAllStringSubmatch(body, -1), 1)
 			if !slices.Equal(docEvents, bodyEvents) {
@@ -194,5 +205,66 @@ func TestScriptErrorMapsCodes(t *testing.T) {
 	}
 	if err := breakerbox.ScriptError(replyErr("BADARGSX y")); errors.Is(err, breakerbox.ErrBadArgs) {
 		t.Error("a code that only starts like BADARGS was mapped")
+	}
+}
+
+// luaBounds reads the BOUNDS table of a script: field -> {min, max}.
+func luaBounds(t *testing.T, s *breakerbox.Script) map[string][2]int64 {
+	t.Helper()
+	block := regexp.MustCompile(`(?s)local BOUNDS = \{(.*?)\n\}`).FindStringSubmatch(s.Source)
+	if block == nil {
+		t.Fatalf("%s has no BOUNDS table", s.File)
+	}
+	out := map[string][2]int64{}
+	for _, m := range regexp.MustCompile(`(\w+)\s*=\s*\{(\d+),\s*(\d+)`).FindAllStringSubmatch(block[1], -1) {
+		lo, _ := strconv.ParseInt(m[2], 10, 64)
+		hi, _ := strconv.ParseInt(m[3], 10, 64)
+		out[m[1]] = [2]int64{lo, hi}
+	}
+	return out
+}
+
+// TestBothScriptsEnforceTheSameBounds: status-8.lua refuses exactly the
+// stored config breaker-8.lua refuses.
+func TestBothScriptsEnforceTheSameBounds(t *testing.T) {
+	a, b := luaBounds(t, breakerbox.BreakerScript), luaBounds(t, breakerbox.StatusScript)
+	if len(a) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
+		t.Errorf("breaker-8.lua BOUNDS %v, status-8.lua BOUNDS %v: want the same five fields", a, b)
+	}
+}
+
+func TestStatusScriptIsReadOnlyWithAShebang(t *testing.T) {
+	s := breakerbox.StatusScript
+	if !s.ReadOnly || !strings.HasPrefix(s.Source, "#!lua flags=no-writes\n") {
+		t.Fatalf("status-8.lua: ReadOnly %v, first line %q", s.ReadOnly, strings.SplitN(s.Source, "\n", 2)[0])
+	}
+	if s.Body != "\n"+strings.SplitN(s.Source, "\n", 2)[1] || s.BodySHA1 == s.SHA1 {
+		t.Errorf("Body must be the source with its first line emptied, under its own SHA1")
+	}
+	if b := breakerbox.BreakerScript; b.ReadOnly || b.Body != b.Source || b.BodySHA1 != b.SHA1 {
+		t.Errorf("breaker-8.lua has no shebang: Body and BodySHA1 must equal Source and SHA1")
+	}
+	// Nothing in the read-only script writes.
+	for _, cmd := range []string{"SET", "DEL", "HSET", "HDEL", "LPUSH", "LTRIM", "XADD", "ZADD", "ZREM", "PUBLISH", "ZREMRANGEBYSCORE"} {
+		if strings.Contains(s.Source, "'"+cmd+"'") {
+			t.Errorf("status-8.lua calls %s", cmd)
+		}
+	}
+}
+
+// TestProtocolDocNamesEverySHA: docs/protocol.md lists the SHA1 of each
+// script and of its body without the shebang line, which callers in other
+// languages compare with what SCRIPT LOAD answers.
+func TestProtocolDocNamesEverySHA(t *testing.T) {
+	doc, err := os.ReadFile("docs/protocol.md")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, s := range breakerbox.Scripts() {
+		for _, sha := range []string{s.SHA1, s.BodySHA1} {
+			if !strings.Contains(string(doc), sha) {
+				t.Errorf("docs/protocol.md does not name %s's SHA1 %s", s.File, sha)
+			}
+		}
 	}
 }

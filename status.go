@@ -12,7 +12,8 @@ type Status struct {
 	Name              string        `json:"name"`
 	State             State         `json:"state"`
 	Mode              Mode          `json:"mode"`
-	Generation        int64         `json:"generation"`
+	Generation        int64         `json:"generation"`  // max(previous+1, Redis ms) at each transition
+	Transitions       int64         `json:"transitions"` // changes of state or mode so far
 	CurrentFailures   int64         `json:"current_failures"`
 	FailureThreshold  int64         `json:"failure_threshold"`
 	SuccessThreshold  int64         `json:"success_threshold"`
@@ -31,6 +32,10 @@ type Status struct {
 	LastFailureTime   time.Time     `json:"last_failure_time,omitzero"`
 	LastFailureError  string        `json:"last_failure_error"`
 	Time              time.Time     `json:"time"` // Redis's clock when read
+	// Corrupt says what status-8.lua found corrupted (values it read as
+	// lua/breaker-8.lua would, which repairs them at its next write);
+	// empty when nothing is.
+	Corrupt string `json:"corrupt,omitempty"`
 }
 
 // Config returns the config in force that the status reports.
@@ -64,7 +69,7 @@ func ParseStatus(name string, reply any) (Status, error) {
 	}
 	st := Status{Name: name}
 	for field, p := range map[string]*int64{
-		"generation": &st.Generation, "current_failures": &st.CurrentFailures,
+		"generation": &st.Generation, "transitions": &st.Transitions, "current_failures": &st.CurrentFailures,
 		"failure_threshold": &st.FailureThreshold, "success_threshold": &st.SuccessThreshold,
 		"half_open_max_calls": &st.HalfOpenMaxCalls, "total_successes": &st.TotalSuccesses,
 		"total_failures": &st.TotalFailures, "total_refused": &st.TotalRefused,
@@ -83,6 +88,7 @@ func ParseStatus(name string, reply any) (Status, error) {
 		return st, fmt.Errorf("status field success_rate: %w", err)
 	}
 	st.LastFailureError = m["last_failure_error"].(string)
+	st.Corrupt = m["corrupt"].(string)
 	ms := func(f string) int64 { return m[f].(int64) }
 	st.RecoveryTimeout = msDuration(ms("recovery_timeout_ms"))
 	st.RequestTimeout = msDuration(ms("request_timeout_ms"))

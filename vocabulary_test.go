@@ -68,7 +68,7 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 		f(&c)
 		return c
 	}
-	max := breakerbox.MaxConfigValue
+	max := breakerbox.MaxConfigCount
 	tests := []struct {
 		name  string
 		cfg   breakerbox.Config
@@ -87,7 +87,9 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 		{"half-open max calls past the bound", with(func(c *breakerbox.Config) { c.HalfOpenMaxCalls = int(max + 1) }), "HalfOpenMaxCalls"},
 		{"recovery timeout under 1ms", with(func(c *breakerbox.Config) { c.RecoveryTimeout = 999 * time.Microsecond }), "RecoveryTimeout"},
 		{"recovery timeout 1ms", with(func(c *breakerbox.Config) { c.RecoveryTimeout = time.Millisecond }), ""},
-		{"recovery timeout the longest Duration", with(func(c *breakerbox.Config) { c.RecoveryTimeout = math.MaxInt64 }), ""},
+		{"recovery timeout 30 days", with(func(c *breakerbox.Config) { c.RecoveryTimeout = 720 * time.Hour }), ""},
+		{"recovery timeout past 30 days", with(func(c *breakerbox.Config) { c.RecoveryTimeout = 720*time.Hour + time.Millisecond }), "RecoveryTimeout"},
+		{"request timeout the longest Duration", with(func(c *breakerbox.Config) { c.RequestTimeout = math.MaxInt64 }), "RequestTimeout"},
 		{"request timeout negative", with(func(c *breakerbox.Config) { c.RequestTimeout = -time.Second }), "RequestTimeout"},
 	}
 	for _, tt := range tests {
@@ -150,9 +152,9 @@ func TestConfigFieldsRoundTrip(t *testing.T) {
 	if bad.FailureThreshold != 3 || bad.SuccessThreshold != 5 || bad.RequestTimeout != 45*time.Second {
 		t.Errorf("ConfigFromFields kept %+v, want defaults in place of invalid fields", bad)
 	}
-	long, invalid := breakerbox.ConfigFromFields(map[string]string{"recovery_timeout_ms": strconv.FormatInt(breakerbox.MaxConfigValue, 10)})
-	if long.RecoveryTimeout != math.MaxInt64 || invalid != nil {
-		t.Errorf("a stored duration longer than a Duration read as %v, %v; want the longest Duration", long.RecoveryTimeout, invalid)
+	long, invalid := breakerbox.ConfigFromFields(map[string]string{"recovery_timeout_ms": strconv.FormatInt(breakerbox.MaxConfigMs, 10)})
+	if long.RecoveryTimeout != 720*time.Hour || invalid != nil {
+		t.Errorf("the longest stored duration read as %v, %v; want 720h", long.RecoveryTimeout, invalid)
 	}
 }
 
@@ -183,7 +185,7 @@ func TestRepliesParsedFromTheScript(t *testing.T) {
 		t.Fatalf("allow = %+v, %v", allow, err)
 	}
 	rec, err := breakerbox.ParseRecordReply(any(b.failure(permit{gen: strconv.FormatInt(allow.Generation, 10)}, "boom")))
-	if err != nil || rec.State != breakerbox.StateOpen || rec.Generation != allow.Generation+1 || rec.Counted != 1 ||
+	if err != nil || rec.State != breakerbox.StateOpen || rec.Generation <= allow.Generation || rec.Counted != 1 ||
 		rec.RetryAfter != 30*time.Second {
 		t.Fatalf("record = %+v, %v", rec, err)
 	}

@@ -180,23 +180,27 @@ func (d *Daemon) isKnown(name string) bool {
 }
 
 // ensureGroups creates the group on each breaker's stream, at ID 0 so that
-// transitions written before the daemon ever ran are delivered, with
-// MKSTREAM; an existing group (BUSYGROUP) is fine. Each breaker whose group
-// is now in place is added to the known set and queued for delivery.
-func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
+// transitions written before the daemon ever ran are delivered; an existing
+// group (BUSYGROUP) is fine. A breaker without a stream (it never changed
+// state) gets no group and no stream, which would cost memory for nothing:
+// its first transition's announcement, or a later discovery, brings it
+// back here once the script has created the stream. Each breaker whose
+// group is now in place is added to the known set and queued for delivery.
+func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
 	if len(names) == 0 {
-		return
+		return 0
 	}
 	pipe := d.rdb.Pipeline()
 	cmds := make([]*redis.StatusCmd, len(names))
 	for i, n := range names {
-		cmds[i] = pipe.XGroupCreateMkStream(ctx, streamKey(n), d.cfg.Group, "0")
+		cmds[i] = pipe.XGroupCreate(ctx, streamKey(n), d.cfg.Group, "0")
 	}
 	_, _ = pipe.Exec(ctx) // errors are read per command
-	added := 0
 	for i, n := range names {
 		if err := cmds[i].Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-			d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
+			if !noStream(err) {
+				d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
+			}
 			continue
 		}
 		d.mu.Lock()
@@ -214,6 +218,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) {
 		}
 		d.unblockReader(ctx)
 	}
+	return added
 }
 
 // discover lists every breaker (registry and SCAN, on every master of a
@@ -233,8 +238,9 @@ func (d *Daemon) discover(ctx context.Context) {
 		}
 	}
 	if len(fresh) > 0 {
-		d.log.Info("breakers discovered", "count", len(fresh))
-		d.ensureGroups(ctx, fresh)
+		if added := d.ensureGroups(ctx, fresh); added > 0 {
+			d.log.Info("breakers discovered", "count", added)
+		}
 	}
 }
 

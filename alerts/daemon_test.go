@@ -690,8 +690,53 @@ func TestDaemonSurvivesARedisRestart(t *testing.T) {
 	srv.Restart(t) // comes back empty: no streams, no groups, no scripts
 	trip(t, newBreaker(t, rdb, "beta", fastConfig(time.Hour)), "after")
 	got := waitAlerts(t, rec, 2)
-	waitDrained(t, d, 2)
+	// alpha's stream went with the restart; a daemon reads only breakers
+	// whose stream exists (it creates none), so beta is the one it reads.
+	waitDrained(t, d, 1)
 	if len(rec.Alerts()) != 2 || got[1].Breaker != "beta" || got[1].Last().LastError != "after" {
 		t.Errorf("got:\n%s\nwant alpha's opening, then beta's after the restart", titles(rec.Alerts()))
+	}
+}
+
+// TestDeliveredEntriesAreTrimmedOnceEveryGroupHasThem: the daemon deletes
+// the entries every consumer group of a stream has acknowledged, keeps those
+// another group still needs, and creates no stream for a breaker that never
+// changed state.
+func TestDeliveredEntriesAreTrimmedOnceEveryGroupHasThem(t *testing.T) {
+	srv := redistest.Start(t)
+	rdb := srv.Client(t)
+	ctx := context.Background()
+	quiet := newBreaker(t, rdb, "quiet", fastConfig(time.Hour))
+	if err := quiet.Execute(ctx, func(context.Context) error { return nil }); err != nil {
+		t.Fatal(err)
+	}
+	rec := &Recorder{}
+	cfg, _ := testConfig(t, "alertd-1")
+	d := startDaemon(t, srv.Client(t), cfg, rec)
+	alpha := newBreaker(t, rdb, "alpha", fastConfig(time.Hour))
+	trip(t, alpha, "down")
+	waitAlerts(t, rec, 1)
+	waitDrained(t, d, 1)
+	stream := streamKey("alpha")
+	waitFor(t, "the delivered entry to be trimmed", 10*time.Second, func() bool {
+		n, err := rdb.XLen(ctx, stream).Result()
+		return err == nil && n == 0
+	})
+	if n, _ := rdb.Exists(ctx, streamKey("quiet")).Result(); n != 0 {
+		t.Errorf("the daemon created a stream for a breaker that never changed state")
+	}
+
+	// Another group (another team's daemon, not running) still needs what follows.
+	if err := rdb.XGroupCreate(ctx, stream, "other-team", "$").Err(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := admin.Control(ctx, rdb, "alpha", breakerbox.ActionReset, "test"); err != nil {
+		t.Fatal(err)
+	}
+	waitAlerts(t, rec, 2)
+	waitDrained(t, d, 1)
+	time.Sleep(100 * time.Millisecond) // a trim, if any, follows the acknowledgement
+	if n, err := rdb.XLen(ctx, stream).Result(); err != nil || n != 1 {
+		t.Errorf("stream holds %d entries (%v), want the reset kept for the other group", n, err)
 	}
 }

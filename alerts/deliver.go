@@ -368,6 +368,7 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) (retri
 		log.Error("alert handled but not acknowledged; it will be handled again", "err", err)
 		return false, err
 	}
+	d.trim(gctx, name)
 	if delivered {
 		log.Info("alert delivered", "first", ts[0].ID, "last", ts[len(ts)-1].ID)
 	}
@@ -394,8 +395,8 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 				return // another daemon took over; its record wins
 			}
 			fields := []any{"acked", last.ID}
-			if last.Generation > 0 {
-				fields = append(fields, "acked_gen", strconv.FormatInt(last.Generation, 10))
+			if last.Seq() > 0 {
+				fields = append(fields, "acked_gen", strconv.FormatInt(last.Seq(), 10))
 			}
 			if !st.windowStart.IsZero() {
 				fields = append(fields, "window_start", strconv.FormatInt(st.windowStart.UnixMilli(), 10))
@@ -420,4 +421,80 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 		}
 		backoff = min(2*backoff, d.cfg.RetryMax)
 	}
+}
+
+// noStream reports the error of XGROUP CREATE on a key that does not exist.
+func noStream(err error) bool {
+	return err != nil && strings.Contains(err.Error(), "requires the key to exist")
+}
+
+// trim deletes the stream entries that every consumer group of the stream
+// has been handed and has acknowledged: XTRIM MINID to the lowest entry any
+// group still needs (its oldest pending entry, or the one after the last it
+// was handed). The script's MAXLEN 100 still bounds a stream no daemon
+// reads; with a daemon running the stream stays nearly empty, and an entry
+// is only deleted once no group can need it again, so nothing is lost or
+// posted twice. It runs under WATCH of the stream: an XADD, a new group or
+// a read meanwhile makes it give up until the next delivery. Failures are
+// only logged: trimming saves memory, delivery does not depend on it.
+func (d *Daemon) trim(ctx context.Context, name string) {
+	stream := streamKey(name)
+	err := d.rdb.Watch(ctx, func(tx *redis.Tx) error {
+		groups, err := tx.XInfoGroups(ctx, stream).Result()
+		if err != nil || len(groups) == 0 {
+			return err // no group: keep the last 100 for the first daemon
+		}
+		minID := ""
+		for _, g := range groups {
+			need := nextID(g.LastDeliveredID)
+			if g.Pending > 0 {
+				p, err := tx.XPending(ctx, stream, g.Name).Result()
+				if err != nil {
+					return err
+				}
+				need = p.Lower
+			}
+			if need == "" {
+				return nil
+			}
+			if minID == "" || idLessEq(need, minID) {
+				minID = need
+			}
+		}
+		_, err = tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
+			p.XTrimMinID(ctx, stream, minID)
+			return nil
+		})
+		return err
+	}, stream)
+	if err != nil && !errors.Is(err, redis.TxFailedErr) && ctx.Err() == nil {
+		d.log.Debug("stream not trimmed", "breaker", name, "err", err)
+	}
+	// The consumer costs ~300 bytes per stream and is created again by the
+	// next entry it is handed: leave the group while holding nothing.
+	// Checked and deleted in one script: the blocking reader may hand this
+	// consumer a new entry at any moment, and deleting a consumer drops
+	// what it holds.
+	if err := leaveIfIdle.Run(ctx, d.rdb, []string{stream}, d.cfg.Group, d.cfg.Consumer).Err(); err != nil &&
+		!errors.Is(err, redis.Nil) && ctx.Err() == nil {
+		d.log.Debug("consumer not removed", "breaker", name, "err", err)
+	}
+}
+
+// leaveIfIdle deletes consumer ARGV[2] of group ARGV[1] on stream KEYS[1]
+// if it holds no pending entry, atomically.
+var leaveIfIdle = redis.NewScript(`
+if #redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2]) == 0 then
+  return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2])
+end
+return 0`)
+
+// nextID is the smallest stream ID after id ("ms-seq"): entries below it
+// are those up to id.
+func nextID(id string) string {
+	ms, seq, ok := parseID(id)
+	if !ok {
+		return ""
+	}
+	return strconv.FormatUint(ms, 10) + "-" + strconv.FormatUint(seq+1, 10)
 }

@@ -13,7 +13,7 @@ import (
 // it in the same MULTI that acknowledges the entries.
 type record struct {
 	Acked       string    // ID of the last entry handled; entries up to it are never posted again
-	AckedGen    int64     // generation of that entry, to detect trimmed entries
+	AckedGen    int64     // its place in the transitions (Transition.Seq), to detect trimmed entries
 	WindowStart time.Time // start of the open flap window; zero: none
 	Sending     string    // "LASTID CONSUMER UNIXMS" while a post is in flight
 }
@@ -58,11 +58,11 @@ func plan(name string, entries []breakerbox.Transition, rec record, now time.Tim
 	missed := func(ts []breakerbox.Transition) int64 {
 		var n int64
 		for _, t := range ts {
-			if prevGen > 0 && t.Generation > prevGen+1 {
-				n += t.Generation - prevGen - 1
+			if prevGen > 0 && t.Seq() > prevGen+1 {
+				n += t.Seq() - prevGen - 1
 			}
-			if t.Generation > 0 {
-				prevGen = t.Generation
+			if t.Seq() > 0 {
+				prevGen = t.Seq()
 			}
 		}
 		return n

@@ -207,7 +207,7 @@ func TestStaleOutcomeCountsInTotalsOnly(t *testing.T) {
 		_ = late.Success(ctx) // admitted before the trip
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if late.Generation() != 0 || st.Generation != 1 || st.State != breakerbox.StateOpen || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
+		if late.Generation() != 0 || st.Transitions != 1 || st.State != breakerbox.StateOpen || st.TotalSuccesses != 1 || st.CurrentFailures != 3 {
 			t.Errorf("late generation %d, status %+v: want open, 1 success in totals, 3 consecutive failures",
 				late.Generation(), st)
 		}

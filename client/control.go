@@ -237,45 +237,21 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 	res, err := call(h.ctx, "seed", h.timeout(), func(ctx context.Context) (result, error) {
 		r := result{replies: make([]breakerbox.ConfigureReply, len(group)),
 			statuses: make([]breakerbox.Status, len(group)), errs: make([]error, len(group))}
-		if !protocolV2 {
-			// Protocol v1 has no seed: a configure where no config exists.
-			pipe := h.rdb.Pipeline()
-			exists := make([]*redis.IntCmd, len(group))
-			for i, b := range group {
-				exists[i] = pipe.Exists(ctx, breakerbox.Key(b.name, "config"))
-			}
-			if _, err := pipe.Exec(ctx); err != nil {
-				return r, err
-			}
-			for i := range group {
-				if ops[i] == "seed" && exists[i].Val() == 0 {
-					ops[i] = "configure"
-				}
-			}
-		}
 		// The status read after the seed gives the config in force (the
 		// seed's, or the one stored before) from the start.
-		var calls []scriptCall
-		idx := make([]int, len(group))
+		calls := make([]scriptCall, 0, 2*len(group))
 		for i, b := range group {
-			idx[i] = -1
-			if ops[i] == "configure" || protocolV2 {
-				idx[i] = len(calls)
-				calls = append(calls, scriptCall{breakerbox.BreakerScript, b.keys, configArgs(ops[i], b.o.actor, b.seed)})
-			}
+			calls = append(calls, scriptCall{breakerbox.BreakerScript, b.keys, configArgs(ops[i], b.o.actor, b.seed)})
 		}
-		first := len(calls)
 		for _, b := range group {
-			calls = append(calls, scriptCall{statusScript(), b.keys, []any{"status"}})
+			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
 		cmds, err := h.pipeline(ctx, calls)
 		for i, b := range group {
-			if j := idx[i]; j >= 0 {
-				if r.errs[i] = cmdErr(cmds[j]); r.errs[i] == nil {
-					r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmds[j].Val())
-				}
+			if r.errs[i] = cmdErr(cmds[i]); r.errs[i] == nil {
+				r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmds[i].Val())
 			}
-			r.statuses[i], _ = breakerbox.ParseStatus(b.name, cmds[first+i].Val())
+			r.statuses[i], _ = breakerbox.ParseStatus(b.name, cmds[len(group)+i].Val())
 		}
 		return r, err
 	}, nil)
@@ -348,7 +324,7 @@ func (c *control) refreshAll() bool {
 		start := time.Now().UnixNano()
 		calls := make([]scriptCall, len(group))
 		for i, b := range group {
-			calls[i] = scriptCall{statusScript(), b.keys, []any{"status"}}
+			calls[i] = scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}}
 		}
 		cmds, err := call(h.ctx, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
 			return h.pipeline(ctx, calls)

@@ -171,7 +171,7 @@ func ExampleWithOnStateChange() {
 	cfg.FailureThreshold = 2
 	cb, err := client.New(rdb, "payments", cfg, quietLogs, client.WithAdmission(client.AdmitStrict),
 		client.WithOnStateChange(func(c client.StateChange) {
-			fmt.Printf("%s: %s -> %s (%s, generation %d)\n", c.Name, c.From, c.To, c.Cause, c.Generation)
+			fmt.Printf("%s: %s -> %s (%s)\n", c.Name, c.From, c.To, c.Cause)
 		}))
 	if err != nil {
 		panic(err)
@@ -185,8 +185,8 @@ func ExampleWithOnStateChange() {
 
 	_ = cb.Shutdown(ctx) // hands the hook every change before it returns
 	// Output:
-	// payments: closed -> open (opened, generation 1)
-	// payments: open -> closed (reset, generation 2)
+	// payments: closed -> open (opened)
+	// payments: open -> closed (reset)
 }
 
 // State is the handle's view of the breaker: no round trip.

@@ -46,7 +46,7 @@ func TestHalfOpenAdmitsLimitedProbesThenCloses(t *testing.T) {
 		_ = p2.Success(ctx)
 		_ = b.Flush(ctx)
 		st := status(t, b)
-		if st.State != breakerbox.StateClosed || st.Generation != 3 || st.CurrentFailures != 0 {
+		if st.State != breakerbox.StateClosed || st.Transitions != 3 || st.CurrentFailures != 0 {
 			t.Fatalf("status %+v, want closed in generation 3", st)
 		}
 		eventually(t, "an admission after closing", func() bool { return run(t, b, ok) == nil })
@@ -69,7 +69,7 @@ func TestHalfOpenProbeFailureReopens(t *testing.T) {
 			t.Fatalf("probe: %v", err)
 		}
 		st := status(t, b)
-		if st.State != breakerbox.StateOpen || st.Generation != 3 || st.RetryAfter <= 100*time.Millisecond {
+		if st.State != breakerbox.StateOpen || st.Transitions != 3 || st.RetryAfter <= 100*time.Millisecond {
 			t.Errorf("status %+v, want re-opened with a fresh timer", st)
 		}
 		if _, err := b.Allow(ctx); !errors.Is(err, client.ErrOpen) {

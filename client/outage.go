@@ -107,7 +107,7 @@ func (b *Breaker) outageEnded() {
 // process, in the background, so that the first call of an outage does not
 // pay for it.
 var warmFallback = sync.OnceFunc(func() {
-	luaengine.Warm(breakerbox.BreakerScript.Source, statusScript().Source)
+	luaengine.Warm(breakerbox.BreakerScript.Source, breakerbox.StatusScript.Source)
 })
 
 // localFallback returns the outage's in-process breaker, made on first use
@@ -161,7 +161,7 @@ func newLocalBreaker(b *Breaker) *localBreaker {
 func (l *localBreaker) eval(args ...string) (any, error) {
 	script := breakerbox.BreakerScript
 	if args[0] == "status" {
-		script = statusScript()
+		script = breakerbox.StatusScript
 	}
 	return l.engine.Eval(script.Source, l.b.keys, args...)
 }

@@ -121,13 +121,19 @@ func (b *Breaker) applyLocked(old, nv *view, src source) (StateChange, bool) {
 // operator action (or a closing seen only through an announcement).
 const causeLookup = "?"
 
-// cause names the transition from old to nv when it is one step of one
-// state machine (the generation moved by one) whose event the states,
-// modes and the reply it came in tell; other steps seen from Redis are
-// looked up in the history (causeLookup); anything else is "observed".
+// cause names the transition from old to nv. A change seen from Redis is
+// looked up in the history (causeLookup: the entry of nv's generation
+// names its event exactly, however many transitions the view skipped; a
+// generation is max(previous+1, now_ms), so it cannot tell one step from
+// several). A change of the local fallback is one step of the local state
+// machine (each local reply applies one operation) whose event the states
+// and modes tell. Anything else is "observed".
 func cause(old, nv *view, src source) string {
-	if old.local != nv.local || nv.gen != old.gen+1 {
+	if old.local != nv.local || nv.gen <= old.gen {
 		return "observed"
+	}
+	if src != fromLocal {
+		return causeLookup
 	}
 	switch {
 	case nv.mode == breakerbox.ModeForcedOpen && old.mode != breakerbox.ModeForcedOpen:
@@ -140,14 +146,10 @@ func cause(old, nv *view, src source) string {
 		return "opened"
 	case old.state == breakerbox.StateOpen && nv.state == breakerbox.StateHalfOpen:
 		return "half_opened"
-	case old.state == breakerbox.StateHalfOpen && nv.state == breakerbox.StateClosed &&
-		(src == fromRecordReply || src == fromLocal):
-		return "closed" // this handle's outcomes closed it (an operator's reset comes otherwise)
+	case old.state == breakerbox.StateHalfOpen && nv.state == breakerbox.StateClosed:
+		return "closed" // this handle's local outcomes closed it
 	}
-	if src == fromLocal {
-		return "observed"
-	}
-	return causeLookup
+	return "observed"
 }
 
 func (b *Breaker) logTransition(c StateChange) {

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"errors"
-	"strconv"
 	"strings"
 
 	"github.com/redis/go-redis/v9"
@@ -14,46 +13,20 @@ import (
 // The operations of lua/breaker-8.lua that the client sends, built in one
 // place (docs/protocol.md, "How the Go client uses the protocol").
 
-// protocolV2 is true when the embedded script has the seed and tally
-// operations and six-field record groups (protocol v2). Until it lands,
-// seed is a configure guarded by HLEN and tally a record of stale groups.
-var protocolV2 = strings.Contains(breakerbox.BreakerScript.Source, "tally SUCCESSES")
-
-// staleGen is a generation no breaker has: outcomes sent with it count in
-// the totals only (how protocol v1 tallies).
-const staleGen = 9007199254740991
-
-// recordArgs returns the arguments of record REFUSED OUTCOME-GROUPS...
+// recordArgs returns the arguments of record REFUSED OUTCOME-GROUPS...:
+// six fields per outcome, DURATION_MS and RETRY_AFTER_MS left empty.
 func recordArgs(refused int64, outs []outcome) []any {
-	width := 4
-	if protocolV2 {
-		width = 6
-	}
-	args := make([]any, 0, 2+width*len(outs))
+	args := make([]any, 0, 2+6*len(outs))
 	args = append(args, "record", refused)
 	for _, o := range outs {
-		args = append(args, o.kind, o.gen, o.lease, o.err)
-		if protocolV2 {
-			args = append(args, "", "") // DURATION_MS, RETRY_AFTER_MS: issue 11
-		}
+		args = append(args, o.kind, o.gen, o.lease, o.err, "", "")
 	}
 	return args
 }
 
-// tallyArgs returns the arguments that add c to the totals only.
-func tallyArgs(c counts) []any {
-	if protocolV2 {
-		return []any{"tally", c.s, c.f, c.r}
-	}
-	outs := make([]outcome, 0, c.s+c.f)
-	for i := int64(0); i < c.s; i++ {
-		outs = append(outs, outcome{kind: "s", gen: staleGen})
-	}
-	for i := int64(0); i < c.f; i++ {
-		outs = append(outs, outcome{kind: "f", gen: staleGen, err: "decided during a redis outage"})
-	}
-	return recordArgs(c.r, outs)
-}
+// tallyArgs returns the arguments of tally SUCCESSES FAILURES REFUSED:
+// counts added to the totals only.
+func tallyArgs(c counts) []any { return []any{"tally", c.s, c.f, c.r} }
 
 // configArgs returns the arguments of seed or configure ACTOR FIELD VALUE...
 func configArgs(op, actor string, cfg Config) []any {
@@ -64,23 +37,6 @@ func configArgs(op, actor string, cfg Config) []any {
 		args = append(args, f)
 	}
 	return args
-}
-
-// statusScript is the script that answers status.
-func statusScript() *breakerbox.Script {
-	if s := scriptNamed("status"); s != nil {
-		return s
-	}
-	return breakerbox.BreakerScript
-}
-
-func scriptNamed(name string) *breakerbox.Script {
-	for _, s := range breakerbox.Scripts() {
-		if s.Name == name {
-			return s
-		}
-	}
-	return nil
 }
 
 // eval runs one operation of breaker-8.lua for b and maps script error
@@ -113,40 +69,47 @@ type scriptCall struct {
 // pipeline runs calls in one pipeline (on a Cluster, go-redis splits it by
 // node) and returns one command per call. If the server lost a script
 // (NOSCRIPT: a restart, SCRIPT FLUSH), it loads it and sends those calls
-// again, once. The error is the pipeline's own (a connection that failed),
-// the commands' are read one by one.
+// again; a read-only script the server cannot run as queued (no shebang,
+// no EVALSHA_RO: see breakerbox.Script) is run once through Script.Run,
+// which learns what the server needs. The error is the pipeline's own (a
+// connection that failed); the commands' are read one by one.
 func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
 	cmds := make([]*redis.Cmd, len(calls))
-	run := func(idx []int) error {
+	todo := make([]int, len(calls))
+	for i := range todo {
+		todo[i] = i
+	}
+	var err error
+	for attempt := 0; len(todo) > 0; attempt++ {
 		pipe := h.rdb.Pipeline()
-		for _, i := range idx {
+		for _, i := range todo {
 			c := calls[i]
-			cmds[i] = pipe.EvalSha(ctx, c.script.SHA1, c.keys, c.args...)
+			cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
 		}
-		_, err := pipe.Exec(ctx)
+		_, err = pipe.Exec(ctx)
 		h.send.pipelines.Add(1)
-		return err
-	}
-	all := make([]int, len(calls))
-	for i := range all {
-		all[i] = i
-	}
-	err := run(all)
-	var lost []int
-	loaded := map[*breakerbox.Script]bool{}
-	for i, c := range cmds {
-		if redis.HasErrorPrefix(c.Err(), "NOSCRIPT") {
-			lost = append(lost, i)
-			if !loaded[calls[i].script] {
-				loaded[calls[i].script] = true
-				if _, lerr := calls[i].script.Load(ctx, h.rdb); lerr != nil {
-					return cmds, lerr
+		if attempt == 2 {
+			break
+		}
+		var again []int
+		loaded := map[*breakerbox.Script]bool{}
+		for _, i := range todo {
+			c, cerr := calls[i], cmds[i].Err()
+			var rerr redis.Error
+			switch {
+			case redis.HasErrorPrefix(cerr, "NOSCRIPT"):
+				if !loaded[c.script] {
+					loaded[c.script] = true
+					if _, lerr := c.script.Load(ctx, h.rdb); lerr != nil {
+						return cmds, lerr
+					}
 				}
+				again = append(again, i)
+			case c.script.ReadOnly && errors.As(cerr, &rerr) && !strings.HasPrefix(cerr.Error(), "BAD"):
+				cmds[i] = c.script.Run(ctx, h.rdb, c.keys, c.args...)
 			}
 		}
-	}
-	if len(lost) > 0 {
-		err = run(lost)
+		todo = again
 	}
 	var rerr redis.Error
 	if err != nil && errors.As(err, &rerr) {
@@ -157,5 +120,3 @@ func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, e
 
 // cmdErr returns the command's error with script error codes mapped.
 func cmdErr(c *redis.Cmd) error { return breakerbox.ScriptError(c.Err()) }
-
-func itoa(n int64) string { return strconv.FormatInt(n, 10) }

@@ -40,8 +40,8 @@ const doScript = "return redis.call(unpack(ARGV))"
 
 func (t *luaTarget) Name() string { return t.name }
 
-func (t *luaTarget) Eval(_ context.Context, keys []string, args ...string) (any, error) {
-	return luaReply(t.eng.Eval(breakerbox.BreakerScript.Source, keys, args...))
+func (t *luaTarget) Eval(_ context.Context, script *breakerbox.Script, keys []string, args ...string) (any, error) {
+	return luaReply(t.eng.Eval(script.Source, keys, args...))
 }
 
 func (t *luaTarget) Do(_ context.Context, args ...string) (any, error) {

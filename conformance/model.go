@@ -109,9 +109,10 @@ func (m *Model) transition(event, to string) {
 		m.Failures = 0
 	}
 	m.State = to
-	m.Generation++
+	m.Generation = max(m.Generation+1, m.Now) // never repeats, never goes back
 	m.HalfOpenSucc = 0
 	m.Probes = map[string]int64{}
+	m.leaseSeq = 0 // lease ids are numbered per generation
 	m.Events = append(m.Events, ModelEvent{Event: event, From: from, To: to, Mode: m.Mode,
 		Generation: m.Generation, Failures: m.Failures})
 	m.History++
@@ -134,7 +135,7 @@ func (m *Model) Allow() (admitted bool, lease string) {
 		}
 		if int64(len(m.Probes)) < m.Cfg("half_open_max_calls") {
 			m.leaseSeq++
-			lease := "m" + strconv.FormatInt(m.leaseSeq, 10)
+			lease := strconv.FormatInt(m.leaseSeq, 10)
 			m.Probes[lease] = m.Now + m.Cfg("request_timeout_ms")
 			return true, lease
 		}
@@ -162,8 +163,8 @@ func (m *Model) Record(refused int64, outcomes []ModelOutcome) (counted, stale i
 		} else if current && m.State == "open" {
 			current = false // nothing is admitted in open: such an outcome cannot be current
 		}
-		if o.Lease != "" {
-			delete(m.Probes, o.Lease)
+		if o.Lease != "" && o.Gen == m.Generation {
+			delete(m.Probes, o.Lease) // lease ids are per generation: an older one is another lease
 		}
 		if o.Kind == "r" {
 			continue
@@ -230,6 +231,10 @@ func (m *Model) Control(action string) error {
 	return nil
 }
 
+// modelMax bounds config values (protocol.md, Integers and bounds).
+var modelMax = map[string]int64{"failure_threshold": 1000000, "success_threshold": 1000000,
+	"half_open_max_calls": 1000000, "recovery_timeout_ms": 2592000000, "request_timeout_ms": 2592000000}
+
 // Configure is the configure operation with FIELD VALUE pairs.
 func (m *Model) Configure(pairs []string) (written, overwritten int64, err error) {
 	if len(pairs)%2 != 0 {
@@ -239,11 +244,16 @@ func (m *Model) Configure(pairs []string) (written, overwritten int64, err error
 	var order []string
 	for i := 0; i < len(pairs); i += 2 {
 		n, perr := strconv.ParseInt(pairs[i+1], 10, 64)
-		if _, known := modelDefaults[pairs[i]]; (!known && pairs[i] != "half_open_max_calls") || perr != nil || n < 1 {
+		hi, known := modelMax[pairs[i]]
+		if !known || perr != nil || n < 1 || n > hi || strconv.FormatInt(n, 10) != pairs[i+1] {
 			return 0, 0, &ModelError{Code: "BADARGS"}
 		}
 		values[pairs[i]] = n
 		order = append(order, pairs[i])
+	}
+	before := map[string]int64{}
+	for f := range modelMax {
+		before[f] = m.Cfg(f)
 	}
 	for _, f := range order {
 		old, had := m.Config[f]
@@ -256,10 +266,33 @@ func (m *Model) Configure(pairs []string) (written, overwritten int64, err error
 		}
 		m.Config[f] = values[f]
 	}
-	if written > 0 {
-		m.History++
+	for f := range modelMax {
+		if _, set := values[f]; set && before[f] != m.Cfg(f) {
+			m.History++ // one config_changed entry for the call
+			break
+		}
 	}
 	return written, overwritten, nil
+}
+
+// Seed is the seed operation: the fields are stored only when no config is
+// stored at all.
+func (m *Model) Seed(pairs []string) (written, overwritten int64, err error) {
+	if len(m.Config) > 0 {
+		if _, _, err := NewModel(0).Configure(pairs); err != nil {
+			return 0, 0, err
+		}
+		return 0, 0, nil
+	}
+	return m.Configure(pairs)
+}
+
+// Tally adds to the lifetime totals only.
+func (m *Model) Tally(successes, failures, refused int64) []any {
+	m.TotalSuccesses += successes
+	m.TotalFailures += failures
+	m.TotalRefused += refused
+	return []any{m.TotalSuccesses, m.TotalFailures, m.TotalRefused}
 }
 
 // Status returns the status fields the model knows, as the script reports
@@ -267,7 +300,8 @@ func (m *Model) Configure(pairs []string) (written, overwritten int64, err error
 // protocol.md gives only an example of its format.
 func (m *Model) Status() map[string]any {
 	return map[string]any{
-		"state": m.State, "mode": m.Mode, "generation": m.Generation, "current_failures": m.Failures,
+		"state": m.State, "mode": m.Mode, "generation": m.Generation, "transitions": int64(len(m.Events)),
+		"current_failures":  m.Failures,
 		"failure_threshold": m.Cfg("failure_threshold"), "success_threshold": m.Cfg("success_threshold"),
 		"half_open_max_calls": m.Cfg("half_open_max_calls"), "recovery_timeout_ms": m.Cfg("recovery_timeout_ms"),
 		"request_timeout_ms": m.Cfg("request_timeout_ms"), "total_successes": m.TotalSuccesses,
@@ -275,7 +309,7 @@ func (m *Model) Status() map[string]any {
 		"total_requests":      m.TotalSuccesses + m.TotalFailures + m.TotalRefused,
 		"half_open_successes": m.HalfOpenSucc, "probes": int64(len(m.Probes)), "opened_at": m.OpenedAt,
 		"retry_after_ms": m.RetryAfter(), "last_failure_time": m.LastFailureTime,
-		"last_failure_error": m.LastError, "time_ms": m.Now,
+		"last_failure_error": m.LastError, "time_ms": m.Now, "corrupt": "",
 	}
 }
 

@@ -53,7 +53,7 @@ func (r *modelRun) eval(t *rapid.T, args ...string) (any, error) {
 	var firstErr error
 	for i, tg := range r.targets {
 		tg.SetNow(BaseTime + r.at)
-		reply, err := tg.Eval(r.ctx, breakerbox.Keys(tg.Name()), args...)
+		reply, err := tg.Eval(r.ctx, breakerbox.BreakerScript, breakerbox.Keys(tg.Name()), args...)
 		if err == nil {
 			reply, err = normalize(reply)
 		}
@@ -97,15 +97,19 @@ func (r *modelRun) wantReply(t *rapid.T, what string, got any, want []any) {
 	}
 }
 
-func (r *modelRun) configure(t *rapid.T, pairs []string) {
-	args := append([]string{"configure", "model"}, pairs...)
+func (r *modelRun) configure(t *rapid.T, op string, pairs []string) {
+	args := append([]string{op, "model"}, pairs...)
 	reply, err := r.eval(t, args...)
-	w, o, merr := r.m.Configure(pairs)
+	apply := r.m.Configure
+	if op == "seed" {
+		apply = r.m.Seed
+	}
+	w, o, merr := apply(pairs)
 	fields := make([]any, len(pairs))
 	for i, p := range pairs {
 		fields[i] = p
 	}
-	s := Step{Op: "configure", Actor: "model", Fields: fields, Expect: &Expect{}}
+	s := Step{Op: op, Actor: "model", Fields: fields, Expect: &Expect{}}
 	if merr != nil {
 		s.Expect.Error = "BADARGS"
 		r.step(s)
@@ -159,7 +163,7 @@ func checkModel(t *rapid.T) {
 	for _, c := range configRanges {
 		pairs = append(pairs, c.field, strconv.Itoa(rapid.IntRange(c.min, c.max).Draw(t, c.field)))
 	}
-	r.configure(t, pairs)
+	r.configure(t, rapid.SampledFrom([]string{"configure", "seed"}).Draw(t, "first"), pairs)
 
 	t.Repeat(map[string]func(*rapid.T){
 		"advance": func(t *rapid.T) {
@@ -216,7 +220,7 @@ func checkModel(t *rapid.T) {
 				}
 				mo = append(mo, ModelOutcome{Kind: kind, Gen: p.gen, Lease: p.mLease, Error: errText})
 				vo = append(vo, Outcome{Outcome: kind, Permit: p.name, Error: errText})
-				args = append(args, kind, strconv.FormatInt(p.gen, 10), p.lease, errText)
+				args = append(args, kind, strconv.FormatInt(p.gen, 10), p.lease, errText, "", "")
 			}
 			reply, err := r.eval(t, args...)
 			if err != nil {
@@ -242,7 +246,18 @@ func checkModel(t *rapid.T) {
 					pairs = append(pairs, c.field, strconv.Itoa(rapid.IntRange(c.min-1, c.max).Draw(t, c.field)))
 				}
 			}
-			r.configure(t, pairs)
+			r.configure(t, rapid.SampledFrom([]string{"configure", "configure", "seed"}).Draw(t, "op"), pairs)
+		},
+		"tally": func(t *rapid.T) {
+			n := []int64{rapid.Int64Range(0, 3).Draw(t, "s"), rapid.Int64Range(0, 3).Draw(t, "f"), rapid.Int64Range(0, 3).Draw(t, "r")}
+			reply, err := r.eval(t, "tally", strconv.FormatInt(n[0], 10), strconv.FormatInt(n[1], 10), strconv.FormatInt(n[2], 10))
+			if err != nil {
+				r.fail(t, "tally: %v", err)
+			}
+			want := r.m.Tally(n[0], n[1], n[2])
+			r.step(Step{Op: "tally", Success: n[0], Failure: n[1], Refused: n[2],
+				Expect: &Expect{Reply: map[string]any{"total_successes": want[0], "total_failures": want[1], "total_refused": want[2]}}})
+			r.wantReply(t, "tally", reply, want)
 		},
 		"": func(t *rapid.T) { r.compareState(t) },
 	})
@@ -253,7 +268,7 @@ func (r *modelRun) compareState(t *rapid.T) {
 	want := r.m.Status()
 	for i, tg := range r.targets {
 		tg.SetNow(BaseTime + r.at)
-		reply, err := tg.Eval(r.ctx, breakerbox.Keys(tg.Name()), "status")
+		reply, err := tg.Eval(r.ctx, breakerbox.StatusScript, breakerbox.Keys(tg.Name()), "status")
 		if err != nil {
 			r.fail(t, "%s: status: %v", r.names[i], err)
 		}

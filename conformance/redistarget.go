@@ -63,12 +63,12 @@ func replyErr(err error) error {
 	return err
 }
 
-func (t *redisTarget) Eval(ctx context.Context, keys []string, args ...string) (any, error) {
+func (t *redisTarget) Eval(ctx context.Context, script *breakerbox.Script, keys []string, args ...string) (any, error) {
 	a := make([]any, len(args))
 	for i, s := range args {
 		a[i] = s
 	}
-	res, err := breakerbox.BreakerScript.Run(ctx, t.rdb, keys, a...).Result()
+	res, err := script.Run(ctx, t.rdb, keys, a...).Result()
 	if errors.Is(err, redis.Nil) {
 		return nil, nil
 	}

@@ -25,7 +25,8 @@ type Options struct {
 	// scaled expectation on a real clock, in ms (default 2*Scale+25).
 	Tolerance int64
 	// Attempts is how many fresh breakers a timed vector may use on a real
-	// clock before a run that kept landing late counts as a failure (default 3).
+	// clock before a run that kept landing late counts as a failure (default
+	// 4: scales 20, 40, 80, 160).
 	Attempts int
 }
 
@@ -37,7 +38,7 @@ func (o Options) withDefaults() Options {
 		o.Tolerance = 2*o.Scale + 25
 	}
 	if o.Attempts <= 0 {
-		o.Attempts = 3
+		o.Attempts = 4
 	}
 	return o
 }
@@ -56,8 +57,11 @@ func (r Result) Passed() bool { return len(r.Errors) == 0 }
 
 // RunVector runs v on a fresh breaker of engine e called name (with an
 // attempt suffix). On a real clock a timed vector whose steps ran too late
-// to be meaningful is run again on a new breaker, up to opt.Attempts times.
+// to be meaningful is run again on a new breaker, up to opt.Attempts times,
+// each attempt with twice the scale of the one before (a busy machine gets
+// longer deadlines; decisions stay exact at any scale).
 func RunVector(ctx context.Context, e Engine, v Vector, name string, opt Options) Result {
+	userTol := opt.Tolerance
 	opt = opt.withDefaults()
 	res := Result{Vector: v.Name, Engine: e.Name}
 	for attempt := 1; attempt <= opt.Attempts; attempt++ {
@@ -67,7 +71,12 @@ func RunVector(ctx context.Context, e Engine, v Vector, name string, opt Options
 			res.Errors = []string{fmt.Sprintf("open engine: %v", err)}
 			return res
 		}
-		errs, late := runOnce(ctx, t, v, opt)
+		o := opt
+		o.Scale = opt.Scale << (attempt - 1)
+		if userTol <= 0 {
+			o.Tolerance = 2*o.Scale + 25
+		}
+		errs, late := runOnce(ctx, t, v, o)
 		_ = t.Close()
 		if late == nil {
 			res.Errors = errs
@@ -97,8 +106,9 @@ type run struct {
 	timed   bool
 	scale   int64
 	start   int64
-	mark    int64 // max over timer steps j of after_j - scale*at_j
-	lastGen int64 // generation in the last reply that had one (-1: none yet)
+	mark    int64   // max over timer steps j of after_j - scale*at_j
+	lastGen int64   // generation in the last reply that had one (-1: none yet)
+	gens    []int64 // the engine's generations in order: gens[k] is ordinal k
 	ats     []int64
 	before  []int64
 	after   []int64
@@ -115,7 +125,9 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 	if !r.exact && r.timed {
 		r.scale = opt.Scale
 	}
-	r.clock = clockView{exact: r.exact, scale: r.scale, tol: opt.Tolerance, base: BaseTime, window: r.window}
+	r.clock = clockView{exact: r.exact, scale: r.scale, tol: opt.Tolerance, base: BaseTime, window: r.window,
+		gen: func(v any) (any, error) { return r.ordinal(ctx, v) }}
+	r.gens = []int64{0}
 	if !r.exact {
 		now, err := t.Now(ctx)
 		if err != nil {
@@ -136,6 +148,11 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 		if err2 := r.stamp(ctx, s.At, r.startsTimer(kind, reply)); err2 != nil && err == nil {
 			err = err2
 		}
+		if err == nil {
+			if err := r.observe(ctx, kind, reply); err != nil {
+				errs = append(errs, label+": "+err.Error())
+			}
+		}
 		if err != nil {
 			var rerr *ReplyError
 			if !errors.As(err, &rerr) {
@@ -153,6 +170,14 @@ func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []strin
 	if !r.exact && r.timed {
 		if err := r.validateTiming(); err != nil {
 			return errs, err
+		}
+		// A reported duration measures real time between two steps; when the
+		// run fell behind its schedule by more than the tolerance, a duration
+		// off by as much says nothing about the script (on the exact clocks
+		// every duration is checked to the millisecond).
+		if late := r.lateness(); r.clock.durationMissed && late > r.clock.tol {
+			return errs, fmt.Errorf("reported durations are off after the run fell %d ms behind its schedule (tolerance %d ms, x%d)",
+				late, r.clock.tol, r.scale)
 		}
 	}
 	return errs, nil
@@ -262,6 +287,18 @@ func (r *run) stamp(ctx context.Context, at int64, timer bool) error {
 	return nil
 }
 
+// lateness is how far behind the ideal schedule (start + scale*at) the
+// latest step of a real-clock run ended, in ms.
+func (r *run) lateness() int64 {
+	var late int64
+	for i, at := range r.ats {
+		if i < len(r.after) {
+			late = max(late, r.after[i]-(r.start+r.scale*at))
+		}
+	}
+	return late
+}
+
 // window is the Redis-clock interval in which the steps at offset at ran.
 func (r *run) window(at int64) (int64, int64, error) {
 	if !r.timed {
@@ -345,6 +382,10 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 		}
 		reply, err := r.eval(ctx, r.keys, append([]string{"record", strconv.FormatInt(s.Refused, 10)}, args...)...)
 		return "record", reply, err
+	case "tally":
+		reply, err := r.eval(ctx, r.keys, "tally", strconv.FormatInt(s.Success, 10),
+			strconv.FormatInt(s.Failure, 10), strconv.FormatInt(s.Refused, 10))
+		return "tally", reply, err
 	case "control", "reset", "force_open", "disable", "release_override":
 		action := s.Action
 		if a, ok := controlSugar[s.Op]; ok {
@@ -352,8 +393,8 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 		}
 		reply, err := r.eval(ctx, r.keys, "control", action, s.Actor)
 		return "control", reply, err
-	case "configure":
-		args := []string{"configure", s.Actor}
+	case "configure", "seed":
+		args := []string{s.Op, s.Actor}
 		for i := 0; i+1 < len(s.Fields); i += 2 {
 			field, value := fmt.Sprint(s.Fields[i]), fmt.Sprint(s.Fields[i+1])
 			if durationConfigFields[field] {
@@ -362,16 +403,16 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 			args = append(args, field, value)
 		}
 		reply, err := r.eval(ctx, r.keys, args...)
-		return "configure", reply, err
+		return s.Op, reply, err
 	case "status":
-		reply, err := r.eval(ctx, r.keys, "status")
+		reply, err := r.evalScript(ctx, breakerbox.StatusScript, r.keys, "status")
 		return "status", reply, err
 	case "eval":
 		keys := r.keys
 		if s.Keys != nil {
 			keys = make([]string, len(s.Keys))
-			for i, suffix := range s.Keys {
-				keys[i] = breakerbox.Key(r.t.Name(), suffix)
+			for i, k := range s.Keys {
+				keys[i] = r.key(k)
 			}
 		}
 		args := make([]string, len(s.Args))
@@ -382,13 +423,19 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 		if breakerbox.ReplyFields(args[0]) != nil || args[0] == "status" {
 			kind = args[0]
 		}
-		reply, err := r.eval(ctx, keys, args...)
+		script := breakerbox.BreakerScript
+		if s.Script == "status" {
+			script = breakerbox.StatusScript
+		}
+		reply, err := r.evalScript(ctx, script, keys, args...)
 		return kind, reply, err
 	case "redis":
 		args := make([]string, len(s.Command))
 		for i, a := range s.Command {
 			if suffix, ok := strings.CutPrefix(a, "$"); ok {
 				a = breakerbox.Key(r.t.Name(), suffix)
+			} else if strings.Contains(a, "{$name") {
+				a = r.key(a)
 			}
 			args[i] = a
 		}
@@ -406,11 +453,112 @@ func (r *run) exec(ctx context.Context, s Step) (string, any, error) {
 }
 
 func (r *run) eval(ctx context.Context, keys []string, args ...string) (any, error) {
-	reply, err := r.t.Eval(ctx, keys, args...)
+	return r.evalScript(ctx, breakerbox.BreakerScript, keys, args...)
+}
+
+func (r *run) evalScript(ctx context.Context, script *breakerbox.Script, keys []string, args ...string) (any, error) {
+	reply, err := r.t.Eval(ctx, script, keys, args...)
 	if err != nil {
 		return nil, err
 	}
 	return normalize(reply)
+}
+
+// key names a key of a step: a suffix of the breaker's keys ("state"), or,
+// when it holds a ':', a key written out in full in which "$name" stands
+// for the breaker's name ("circuit_breaker:{$name}:unrelated",
+// "circuit_breaker:{$name-b}:state" for another breaker).
+func (r *run) key(k string) string {
+	if !strings.Contains(k, ":") {
+		return breakerbox.Key(r.t.Name(), k)
+	}
+	return strings.ReplaceAll(k, "$name", r.t.Name())
+}
+
+// ordinal maps a generation the engine reported (an integer, or a decimal
+// string from a hash or stream) to its ordinal: 0 before the first
+// transition, then 1, 2, ... in order. A value not seen before is looked
+// up in the stream, which holds every transition's generation, so that
+// transitions made inside one call get their ordinals too. Anything that
+// is not a decimal generation is returned unchanged.
+func (r *run) ordinal(ctx context.Context, v any) (any, error) {
+	raw, isStr := int64(0), false
+	switch x := v.(type) {
+	case int64:
+		raw = x
+	case string:
+		n, err := strconv.ParseInt(x, 10, 64)
+		if err != nil || n < 0 {
+			return v, nil
+		}
+		raw, isStr = n, true
+	default:
+		return v, nil
+	}
+	out := func(k int) (any, error) {
+		if isStr {
+			return strconv.Itoa(k), nil
+		}
+		return int64(k), nil
+	}
+	find := func() int {
+		for k, g := range r.gens {
+			if g == raw {
+				return k
+			}
+		}
+		return -1
+	}
+	if k := find(); k >= 0 {
+		return out(k)
+	}
+	if xs, err := r.t.XRange(ctx, breakerbox.Key(r.t.Name(), "events")); err == nil {
+		for _, x := range xs {
+			if g, err := strconv.ParseInt(x.Fields["generation"], 10, 64); err == nil && g > r.gens[len(r.gens)-1] {
+				r.gens = append(r.gens, g)
+			}
+		}
+	}
+	if k := find(); k >= 0 {
+		return out(k)
+	}
+	if last := r.gens[len(r.gens)-1]; raw > last {
+		r.gens = append(r.gens, raw)
+		return out(len(r.gens) - 1)
+	}
+	return nil, fmt.Errorf("generation %d is neither a known generation nor after the last one (%d): generations went backwards", raw, r.gens[len(r.gens)-1])
+}
+
+// observe registers the generation a reply reports, so that every
+// generation gets its ordinal even when no expectation looks at it.
+func (r *run) observe(ctx context.Context, kind string, reply any) error {
+	arr, _ := reply.([]any)
+	var g any
+	switch {
+	case kind == "allow" && len(arr) == 6:
+		g = arr[2]
+	case (kind == "record" || kind == "control") && len(arr) >= 4:
+		g = arr[1]
+	case kind == "status":
+		for i := 0; i+1 < len(arr); i += 2 {
+			if arr[i] == "generation" {
+				g = arr[i+1]
+			}
+		}
+	}
+	if g == nil {
+		return nil
+	}
+	_, err := r.ordinal(ctx, g)
+	return err
+}
+
+// rawGen is the engine's generation for an ordinal a vector names.
+func (r *run) rawGen(k int64) (int64, error) {
+	if k < 0 || k >= int64(len(r.gens)) {
+		return 0, fmt.Errorf("the vector names generation %d, but only %d generations were seen", k, len(r.gens)-1)
+	}
+	return r.gens[k], nil
 }
 
 func (r *run) outcomeArgs(outcomes []Outcome) ([]string, error) {
@@ -423,12 +571,16 @@ func (r *run) outcomeArgs(outcomes []Outcome) ([]string, error) {
 			}
 		}
 		if o.Gen != nil {
-			p.gen = *o.Gen
+			g, err := r.rawGen(*o.Gen)
+			if err != nil {
+				return nil, err
+			}
+			p.gen = g
 		}
 		if o.Lease != nil {
 			p.lease = *o.Lease
 		}
-		args = append(args, o.Outcome, strconv.FormatInt(p.gen, 10), p.lease, o.Error)
+		args = append(args, o.Outcome, strconv.FormatInt(p.gen, 10), p.lease, o.Error, o.DurationMs, o.RetryAfterMs)
 	}
 	return args, nil
 }

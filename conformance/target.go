@@ -3,6 +3,8 @@ package conformance
 import (
 	"context"
 	"fmt"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // Target is one breaker on one engine: where RunVector sends a vector's
@@ -12,9 +14,10 @@ import (
 type Target interface {
 	// Name is the breaker's name; its keys are breakerbox.Keys(Name()).
 	Name() string
-	// Eval runs lua/breaker-8.lua with keys and args. A script error reply
-	// is returned as *ReplyError; any other error means the engine failed.
-	Eval(ctx context.Context, keys []string, args ...string) (any, error)
+	// Eval runs script (breakerbox.BreakerScript or breakerbox.StatusScript) with
+	// keys and args. A script error reply is returned as *ReplyError; any
+	// other error means the engine failed.
+	Eval(ctx context.Context, script *breakerbox.Script, keys []string, args ...string) (any, error)
 	// Do runs one raw command (the redis steps). Error replies are *ReplyError.
 	Do(ctx context.Context, args ...string) (any, error)
 

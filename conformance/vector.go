@@ -36,42 +36,50 @@ type Step struct {
 	// clock). Offsets never decrease. Steps inside a repeat take the
 	// repeat's offset.
 	At int64 `json:"at"`
-	// Op is one of: allow, success, failure, release, record, control,
-	// reset, force_open, disable, release_override, configure, status,
-	// eval, redis, check, repeat.
+	// Op is one of: allow, success, failure, release, record, tally,
+	// control, reset, force_open, disable, release_override, configure,
+	// seed, status, eval, redis, check, repeat.
 	Op string `json:"op"`
 
-	As       string    `json:"as,omitempty"`       // allow: name under which later steps find the permit
-	Permit   string    `json:"permit,omitempty"`   // success, failure, release: the permit reported
-	Error    string    `json:"error,omitempty"`    // failure: the error text
-	Refused  int64     `json:"refused,omitempty"`  // record: calls refused by the worker itself
-	Outcomes []Outcome `json:"outcomes,omitempty"` // record: outcome groups, in order
-	Action   string    `json:"action,omitempty"`   // control: the action
-	Actor    string    `json:"actor,omitempty"`    // control, configure
-	Fields   []any     `json:"fields,omitempty"`   // configure: FIELD VALUE ... (strings or integers)
-	Keys     []string  `json:"keys,omitempty"`     // eval: key suffixes instead of the eight keys
-	Args     []any     `json:"args,omitempty"`     // eval: ARGV, verbatim
-	Command  []string  `json:"command,omitempty"`  // redis: a raw command; "$suffix" names a key of the breaker
-	Times    int       `json:"times,omitempty"`    // repeat: how many times
-	Steps    []Step    `json:"steps,omitempty"`    // repeat: the steps repeated
+	As       string    `json:"as,omitempty"`        // allow: name under which later steps find the permit
+	Permit   string    `json:"permit,omitempty"`    // success, failure, release: the permit reported
+	Error    string    `json:"error,omitempty"`     // failure: the error text
+	Refused  int64     `json:"refused,omitempty"`   // record: calls refused by the worker itself; tally: refusals to add
+	Success  int64     `json:"successes,omitempty"` // tally: successes to add
+	Failure  int64     `json:"failures,omitempty"`  // tally: failures to add
+	Outcomes []Outcome `json:"outcomes,omitempty"`  // record: outcome groups, in order
+	Action   string    `json:"action,omitempty"`    // control: the action
+	Actor    string    `json:"actor,omitempty"`     // control, configure, seed
+	Fields   []any     `json:"fields,omitempty"`    // configure, seed: FIELD VALUE ... (strings or integers)
+	Keys     []string  `json:"keys,omitempty"`      // eval: key suffixes instead of the eight keys (or full keys with "=")
+	Args     []any     `json:"args,omitempty"`      // eval: ARGV, verbatim
+	Script   string    `json:"script,omitempty"`    // eval: "status" runs status-8.lua (default breaker-8.lua)
+	Command  []string  `json:"command,omitempty"`   // redis: a raw command; "$suffix" names a key of the breaker
+	Times    int       `json:"times,omitempty"`     // repeat: how many times
+	Steps    []Step    `json:"steps,omitempty"`     // repeat: the steps repeated
 	Expect   *Expect   `json:"expect,omitempty"`
 }
 
-// Outcome is one OUTCOME GEN LEASE ERROR group of a record step. GEN and
-// LEASE come from the named permit unless given.
+// Outcome is one OUTCOME GEN LEASE ERROR DURATION_MS RETRY_AFTER_MS group
+// of a record step. GEN and LEASE come from the named permit unless given;
+// a given GEN is a generation ordinal (see Expect).
 type Outcome struct {
-	Outcome string  `json:"outcome"` // s, f or r
-	Permit  string  `json:"permit,omitempty"`
-	Gen     *int64  `json:"gen,omitempty"`
-	Lease   *string `json:"lease,omitempty"`
-	Error   string  `json:"error,omitempty"`
+	Outcome      string  `json:"outcome"` // s, f or r
+	Permit       string  `json:"permit,omitempty"`
+	Gen          *int64  `json:"gen,omitempty"`
+	Lease        *string `json:"lease,omitempty"`
+	Error        string  `json:"error,omitempty"`
+	DurationMs   string  `json:"duration_ms,omitempty"`
+	RetryAfterMs string  `json:"retry_after_ms,omitempty"`
 }
 
 // Expect is what must hold after a step. Every part is optional. Map
 // expectations are partial (fields not named are not checked) and a null
 // value means "absent"; lists are exact in length unless named _head or
 // _tail. Instants are written "@T" or "@T+D": the Redis-clock time of the
-// steps at offset T, plus D milliseconds.
+// steps at offset T, plus D milliseconds. Generations are written as
+// ordinals: 0 for a breaker that never changed, 1 for its first
+// generation, and so on (an engine's values are max(gen+1, now_ms)).
 type Expect struct {
 	Reply       map[string]any    `json:"reply,omitempty"`     // reply fields by name (see breakerbox.ReplyFields)
 	ReplyRaw    []any             `json:"reply_raw,omitempty"` // the whole reply, for eval steps
@@ -95,8 +103,8 @@ type Expect struct {
 // opKind maps each step operation to the script operation whose reply it gets.
 var opKind = map[string]string{
 	"allow": "allow", "success": "record", "failure": "record", "release": "record",
-	"record": "record", "control": "control", "reset": "control", "force_open": "control",
-	"disable": "control", "release_override": "control", "configure": "configure",
+	"record": "record", "tally": "tally", "control": "control", "reset": "control", "force_open": "control",
+	"disable": "control", "release_override": "control", "configure": "configure", "seed": "seed",
 	"status": "status", "eval": "", "redis": "", "check": "", "repeat": "",
 }
 
@@ -223,8 +231,8 @@ func (v Vector) Validate() error {
 		for i := 0; i+1 < len(first.Fields); i += 2 {
 			set[fmt.Sprint(first.Fields[i])] = true
 		}
-		if first.Op != "configure" || !set["recovery_timeout_ms"] || !set["request_timeout_ms"] {
-			return errors.New("a timed vector must start with a configure step setting recovery_timeout_ms and request_timeout_ms")
+		if (first.Op != "configure" && first.Op != "seed") || !set["recovery_timeout_ms"] || !set["request_timeout_ms"] {
+			return errors.New("a timed vector must start with a configure or seed step setting recovery_timeout_ms and request_timeout_ms")
 		}
 		if n := len(Flatten(v.Steps)); n > 300 {
 			return fmt.Errorf("a timed vector may have at most 300 steps, has %d", n)
@@ -275,7 +283,7 @@ func (s Step) validate(permits map[string]bool, inRepeat bool) error {
 		}
 	case "control":
 		err = need(s.Action != "", "an action")
-	case "configure":
+	case "configure", "seed":
 		err = need(len(s.Fields)%2 == 0, "FIELD VALUE pairs")
 	case "eval":
 		err = need(len(s.Args) > 0, "args")
@@ -336,7 +344,7 @@ func (e *Expect) validate(kind string, s Step) error {
 		}
 	}
 	for k := range e.Types {
-		if !isSuffix(k) {
+		if !isSuffix(k) && !strings.Contains(k, ":") {
 			return fmt.Errorf("expect.types: unknown key %q", k)
 		}
 	}
@@ -389,7 +397,7 @@ func (v Vector) configDurations() []int64 {
 	}
 	for _, s := range Flatten(v.Steps) {
 		switch {
-		case s.Op == "configure":
+		case s.Op == "configure" || s.Op == "seed":
 			for i := 0; i+1 < len(s.Fields); i += 2 {
 				add(fmt.Sprint(s.Fields[i]), fmt.Sprint(s.Fields[i+1]))
 			}

@@ -15,7 +15,11 @@ func eval(ctx context.Context, rdb redis.UniversalClient, name string, args ...a
 	if err := breakerbox.ValidateName(name); err != nil {
 		return nil, err
 	}
-	res, err := breakerbox.BreakerScript.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
+	script := breakerbox.BreakerScript
+	if args[0] == "status" {
+		script = breakerbox.StatusScript // read-only: EVALSHA_RO, on replicas too
+	}
+	res, err := script.Run(ctx, rdb, breakerbox.Keys(name), args...).Result()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: %s: %w", name, args[0], breakerbox.ScriptError(err))
 	}
@@ -37,8 +41,10 @@ func Status(ctx context.Context, rdb redis.UniversalClient, name string) (breake
 }
 
 // History returns up to limit of the breaker's latest events, newest
-// first. An entry that is not valid JSON (a hand-edited list) is returned
-// as an event named "unreadable" with the raw text in Detail.
+// first, with From and To filled in (the stored entries are compact; see
+// breakerbox.ParseHistory). An entry that is not valid JSON (a hand-edited
+// list) is returned as an event named "unreadable" with the raw text in
+// Detail.
 func History(ctx context.Context, rdb redis.UniversalClient, name string, limit int) ([]breakerbox.Event, error) {
 	if err := breakerbox.ValidateName(name); err != nil {
 		return nil, err
@@ -46,13 +52,14 @@ func History(ctx context.Context, rdb redis.UniversalClient, name string, limit 
 	if limit <= 0 {
 		return nil, nil
 	}
-	raw, err := rdb.LRange(ctx, breakerbox.Key(name, "history"), 0, int64(limit-1)).Result()
+	// One entry more than asked: the oldest entry's "from" is its "to".
+	raw, err := rdb.LRange(ctx, breakerbox.Key(name, "history"), 0, int64(limit)).Result()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: history: %w", name, err)
 	}
-	out := make([]breakerbox.Event, 0, len(raw))
-	for _, r := range raw {
-		out = append(out, breakerbox.ParseEvent(r))
+	out := breakerbox.ParseHistory(raw, len(raw) <= limit)
+	if len(out) > limit {
+		out = out[:limit]
 	}
 	return out, nil
 }

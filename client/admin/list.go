@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sort"
+	"strings"
 	"sync"
 
 	"github.com/redis/go-redis/v9"
@@ -99,19 +100,21 @@ type result struct {
 	err error // an error reply of the script for this breaker alone
 }
 
-// statusPipeline runs the status operation for names in one pipeline. If
-// the server lost the script (NOSCRIPT), it loads it once and runs the
-// pipeline again.
+// statusPipeline runs lua/status-8.lua for names in one pipeline. If the
+// server lost the script (NOSCRIPT), it loads it and runs the pipeline
+// again; if the server cannot run it as sent (no usable EVALSHA_RO, no
+// shebang), one status read through Script.Run learns what it needs first.
 func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []string) ([]result, error) {
+	script := breakerbox.StatusScript
 	for attempt := 0; ; attempt++ {
 		cmds := make([]*redis.Cmd, len(names))
 		pipe := rdb.Pipeline()
 		for i, n := range names {
-			cmds[i] = pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, breakerbox.Keys(n), "status")
+			cmds[i] = script.Queue(ctx, pipe, rdb, breakerbox.Keys(n), "status")
 		}
 		_, _ = pipe.Exec(ctx) // errors are read per command below
 		out := make([]result, len(cmds))
-		noscript := false
+		noscript, unusable := false, -1
 		for i, cmd := range cmds {
 			val, err := cmd.Result()
 			var rerr redis.Error
@@ -120,20 +123,30 @@ func statusPipeline(ctx context.Context, rdb redis.UniversalClient, names []stri
 				out[i] = result{val: val}
 			case redis.HasErrorPrefix(err, "NOSCRIPT"):
 				noscript = true
+			case errors.As(err, &rerr) && !strings.HasPrefix(err.Error(), "BAD"):
+				unusable = i // an unknown EVALSHA_RO, a refused read-only run
 			case errors.As(err, &rerr):
 				out[i] = result{err: breakerbox.ScriptError(err)}
 			default:
 				return nil, fmt.Errorf("read breakers: %w", err)
 			}
 		}
-		if !noscript {
+		if !noscript && unusable < 0 {
 			return out, nil
 		}
-		if attempt > 0 {
-			return nil, fmt.Errorf("read breakers: script still missing after SCRIPT LOAD")
+		if attempt > 1 {
+			return nil, fmt.Errorf("read breakers: the status script still cannot run: %w", cmds[max(unusable, 0)].Err())
 		}
-		if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
-			return nil, fmt.Errorf("read breakers: load script: %w", err)
+		if unusable >= 0 {
+			if err := script.Run(ctx, rdb, breakerbox.Keys(names[unusable]), "status").Err(); err != nil &&
+				!strings.HasPrefix(err.Error(), "BAD") {
+				return nil, fmt.Errorf("read breakers: %w", err)
+			}
+		}
+		if noscript {
+			if _, err := script.Load(ctx, rdb); err != nil {
+				return nil, fmt.Errorf("read breakers: load script: %w", err)
+			}
 		}
 	}
 }

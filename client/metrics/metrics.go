@@ -19,7 +19,7 @@
 //	circuit_breaker_successes_total    counter
 //	circuit_breaker_failures_total     counter
 //	circuit_breaker_refused_total      counter calls refused by the breaker
-//	circuit_breaker_transitions_total  counter changes of state or mode (the generation)
+//	circuit_breaker_transitions_total  counter changes of state or mode
 //
 // and, without labels, circuit_breaker_scrape_error (1 when the last read of
 // Redis failed) and circuit_breaker_scrape_duration_seconds.
@@ -28,8 +28,8 @@
 // a gauge: a counter must end in _total (promlint), and the OpenMetrics
 // format would rename it. Use the three _total counters with rate().
 //
-// circuit_breaker_transitions_total is the breaker's generation, which the
-// script adds 1 to at every change of state or mode: opened, half_opened,
+// circuit_breaker_transitions_total is the status field transitions, which
+// the script adds 1 to at every change of state or mode: opened, half_opened,
 // closed, and the operator actions reset, forced_open, disabled, released
 // (and repaired). Config changes do not count. To count openings alone, use
 // the transition stream (the alert daemon reads it).
@@ -164,7 +164,7 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		n(c.successes, st.TotalSuccesses)
 		n(c.failuresTotal, st.TotalFailures)
 		n(c.refused, st.TotalRefused)
-		n(c.transitions, st.Generation)
+		n(c.transitions, st.Transitions)
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -37,6 +38,9 @@ Environment:
                      with addr= parameters names a Redis Cluster)
   SLACK_WEBHOOK_URL  Slack incoming webhook; a secret, so it is read from
                      the environment only and never logged
+  ALERTD_DASHBOARD_OPERATORS
+                     NAME:SECRET,... operators who may act on breakers from
+                     the dashboard (also --dashboard-operators-file)
   ALERTD_*           default of the flag of the same name (below)
 
 Flags:
@@ -54,6 +58,10 @@ type options struct {
 	discoveryInterval time.Duration
 	listen            string
 	logLevel          string
+
+	dashboard              bool
+	dashboardClosed        bool
+	dashboardOperatorsFile string
 }
 
 // parseFlags reads args, with ALERTD_* environment variables as defaults.
@@ -99,7 +107,22 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	dur(&o.retryMax, "retry-max", "ALERTD_RETRY_MAX", alerts.DefaultRetryMax, "longest wait between attempts (a 429's Retry-After is honoured as given)")
 	dur(&o.discoveryInterval, "discovery-interval", "ALERTD_DISCOVERY_INTERVAL", alerts.DefaultDiscoveryInterval,
 		"how often breakers are listed and idle entries claimed")
-	str(&o.listen, "listen", "ALERTD_LISTEN", "", "HTTP address serving /healthz, /health and /metrics, e.g. :9465 (default: no HTTP server)")
+	str(&o.listen, "listen", "ALERTD_LISTEN", "", "HTTP address serving /healthz, /health, /metrics and the dashboard at /dashboard/, e.g. :9465 (default: no HTTP server)")
+	boolean := func(p *bool, name, env string, def bool, usage string) {
+		if v := getenv(env); v != "" {
+			b, err := strconv.ParseBool(v)
+			if err != nil {
+				envErr = errors.Join(envErr, fmt.Errorf("%s=%q: want true or false", env, v))
+			}
+			def = b
+		}
+		fs.BoolVar(p, name, def, usage+" (env "+env+")")
+	}
+	boolean(&o.dashboard, "dashboard", "ALERTD_DASHBOARD", true, "with --listen, serve the web dashboard at /dashboard/")
+	boolean(&o.dashboardClosed, "dashboard-closed", "ALERTD_DASHBOARD_CLOSED", false,
+		"the dashboard needs a signed-in operator to read too (default: anyone may read it)")
+	str(&o.dashboardOperatorsFile, "dashboard-operators-file", "ALERTD_DASHBOARD_OPERATORS_FILE", "",
+		"file of NAME:SECRET lines: operators who may act on breakers from the dashboard (with ALERTD_DASHBOARD_OPERATORS)")
 	str(&o.logLevel, "log-level", "ALERTD_LOG_LEVEL", "info", "debug, info, warn or error")
 	if err := fs.Parse(args); err != nil {
 		return o, err
@@ -176,14 +199,24 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 
 	var srv *http.Server
 	if o.listen != "" {
-		ln, err := net.Listen("tcp", o.listen)
-		if err != nil {
-			log.Error("cannot listen", "addr", o.listen, "err", err)
-			return 1
-		}
 		mux, err := newMux(d, rdb, log)
 		if err != nil {
 			log.Error("cannot serve HTTP", "err", err)
+			return 1
+		}
+		paths := "/healthz /health /metrics"
+		if o.dashboard {
+			dash, err := mountDashboard(mux, rdb, o, getenv, log)
+			if err != nil {
+				log.Error("cannot serve the dashboard", "err", err)
+				return 2
+			}
+			go func() { _ = dash.Run(ctx) }()
+			paths += " " + dashboardPath
+		}
+		ln, err := net.Listen("tcp", o.listen)
+		if err != nil {
+			log.Error("cannot listen", "addr", o.listen, "err", err)
 			return 1
 		}
 		srv = &http.Server{Handler: mux, ReadHeaderTimeout: 5 * time.Second}
@@ -192,7 +225,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 				log.Error("HTTP server stopped", "err", err)
 			}
 		}()
-		log.Info("serving HTTP", "addr", ln.Addr().String(), "paths", "/healthz /health /metrics")
+		log.Info("serving HTTP", "addr", ln.Addr().String(), "paths", paths)
 	}
 
 	err = d.Run(ctx)

@@ -14,10 +14,8 @@ func TestDemoRunsWithoutRedisURL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	stdout := os.Stdout
-	os.Stdout = devnull
-	defer func() { os.Stdout = stdout }()
-	if code := run(); code != 0 {
+	defer devnull.Close()
+	if code := run(nil, devnull, devnull); code != 0 {
 		t.Fatalf("demo exited %d", code)
 	}
 }

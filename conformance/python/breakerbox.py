@@ -1,12 +1,13 @@
 """A breakerbox worker in Python, standard library only.
 
 It speaks RESP2 over a socket, loads lua/breaker-8.lua with SCRIPT LOAD,
-calls it with EVALSHA (EVAL once on NOSCRIPT), and shares a breaker with Go
+calls it with EVALSHA (EVAL once on NOSCRIPT), reads status with the
+read-only lua/status-8.lua (EVALSHA_RO), and shares a breaker with Go
 workers exactly as docs/protocol.md describes:
 
     rdb = Redis("127.0.0.1", 6379)
     br = Breaker(rdb, "payments", script_path="lua/breaker-8.lua")
-    br.configure("py:worker", failure_threshold=3, recovery_timeout_ms=30000)
+    br.seed("py:worker", failure_threshold=3, recovery_timeout_ms=30000)
     ok = br.allow()
     if ok.admitted:
         try:
@@ -17,6 +18,7 @@ workers exactly as docs/protocol.md describes:
 """
 
 import hashlib
+import os
 import socket
 
 KEY_SUFFIXES = ("state", "failures", "last_failure_time", "metrics",
@@ -132,35 +134,71 @@ def channel(name):
 
 
 class Script:
-    """lua/breaker-8.lua: its source and SHA1 (the SHA1 of the file's bytes)."""
+    """A script of lua/: its source and SHA1 (the SHA1 of the file's bytes).
+
+    A script whose first line is "#!lua flags=no-writes" is read-only and
+    runs with EVALSHA_RO. A server that cannot compile the shebang line
+    (Redis 6) gets the body without it; one without EVALSHA_RO gets EVALSHA."""
 
     def __init__(self, path):
         with open(path, "rb") as f:
             self.source = f.read()
         self.sha1 = hashlib.sha1(self.source).hexdigest()
+        first, nl, rest = self.source.partition(b"\n")
+        self.read_only = first.startswith(b"#!") and b"no-writes" in first
+        self.body = b"\n" + rest if first.startswith(b"#!") else self.source
+        self.body_sha1 = hashlib.sha1(self.body).hexdigest()
+        self.no_shebang = False
+        self.no_ro = False
 
     def load(self, rdb):
-        sha = rdb.call("SCRIPT", "LOAD", self.source)
-        if sha != self.sha1:
-            raise RuntimeError("SCRIPT LOAD returned %s, want %s" % (sha, self.sha1))
+        try:
+            sha = rdb.call("SCRIPT", "LOAD", self.body if self.no_shebang else self.source)
+        except ReplyError as e:
+            if "near '#'" not in str(e) or self.body == self.source:
+                raise
+            self.no_shebang = True
+            sha = rdb.call("SCRIPT", "LOAD", self.body)
+        want = self.body_sha1 if self.no_shebang else self.sha1
+        if sha != want:
+            raise RuntimeError("SCRIPT LOAD returned %s, want %s" % (sha, want))
         return sha
 
     def run(self, rdb, keys, *args):
         """EVALSHA, and on NOSCRIPT (restart, SCRIPT FLUSH) EVAL once, which caches it."""
-        try:
-            return rdb.call("EVALSHA", self.sha1, len(keys), *keys, *args)
-        except ReplyError as e:
-            if e.code != "NOSCRIPT":
-                raise
-        return rdb.call("EVAL", self.source, len(keys), *keys, *args)
+        for _ in range(3):
+            src, sha = (self.body, self.body_sha1) if self.no_shebang else (self.source, self.sha1)
+            ro = "_RO" if self.read_only and not self.no_ro else ""
+            try:
+                try:
+                    return rdb.call("EVALSHA" + ro, sha, len(keys), *keys, *args)
+                except ReplyError as e:
+                    if e.code != "NOSCRIPT":
+                        raise
+                return rdb.call("EVAL" + ro, src, len(keys), *keys, *args)
+            except ReplyError as e:
+                if ro and str(e).lower().startswith("err unknown command"):
+                    self.no_ro = True
+                elif "near '#'" in str(e) and not self.no_shebang and self.body != self.source:
+                    self.no_shebang = True
+                else:
+                    raise
+        raise RuntimeError("script %s: no way to run it on this server" % self.sha1)
 
 
 class Breaker:
-    """One breaker shared through Redis; every decision is the script's."""
+    """One breaker shared through Redis; every decision is the script's.
 
-    def __init__(self, rdb, name, script=None, script_path=None):
+    script_path names lua/breaker-8.lua; status-8.lua is read beside it."""
+
+    def __init__(self, rdb, name, script=None, script_path=None, status_script=None):
         self.rdb, self.name = rdb, name
         self.script = script or Script(script_path)
+        if status_script is None:
+            path = script_path or os.path.join(os.path.dirname(os.path.abspath(__file__)),
+                                               "..", "..", "lua", "breaker-8.lua")
+            status_script = Script(os.path.join(os.path.dirname(path), "status-8.lua"))
+        self.status_script = status_script
         self.keys = keys(name)
 
     def eval(self, *args):
@@ -169,19 +207,31 @@ class Breaker:
     def allow(self):
         return Allowed(self.eval("allow"))
 
-    def record(self, outcome, generation, lease="", error="", refused=0):
+    def record(self, outcome, generation, lease="", error="", refused=0, duration_ms="", retry_after_ms=""):
         """Reports one outcome: s, f or r. Returns [state, generation, mode, retry_after_ms, counted, stale]."""
-        return self.eval("record", refused, outcome, generation, lease, error)
+        return self.eval("record", refused, outcome, generation, lease, error, duration_ms, retry_after_ms)
+
+    def tally(self, successes, failures, refused):
+        """Adds outcomes decided while Redis was unreachable to the totals."""
+        return self.eval("tally", successes, failures, refused)
 
     def control(self, action, actor):
         return self.eval("control", action, actor)
 
     def configure(self, actor, **fields):
+        """Stores the fields, overwriting what is stored."""
         args = []
         for k, v in fields.items():
             args += [k, v]
         return self.eval("configure", actor, *args)
 
+    def seed(self, actor, **fields):
+        """Stores the fields only if the breaker has no config yet."""
+        args = []
+        for k, v in fields.items():
+            args += [k, v]
+        return self.eval("seed", actor, *args)
+
     def status(self):
-        r = self.eval("status")
+        r = self.status_script.run(self.rdb, self.keys, "status")
         return dict(zip(r[0::2], r[1::2]))

@@ -96,8 +96,8 @@ func openCfg() client.Config {
 // and no number of successes closes it within a benchmark.
 func halfOpenCfg() client.Config {
 	c := client.DefaultConfig()
-	c.SuccessThreshold = 1_000_000_000
-	c.HalfOpenMaxCalls = 1_000_000_000
+	c.SuccessThreshold = 1_000_000 // the largest the protocol accepts
+	c.HalfOpenMaxCalls = 1_000_000
 	return c
 }
 

@@ -242,17 +242,23 @@ func Run(ctx context.Context, opts Options, args []string, out, progress io.Writ
 	}
 	if !opts.NoMemory {
 		fmt.Fprintln(progress, "bbbench: memory per breaker")
-		if rep.Memory, err = MeasureMemory(ctx, ctl); err != nil {
-			return fmt.Errorf("memory: %w", err)
+		for _, daemon := range []bool{false, true} {
+			ms, err := MeasureMemory(ctx, ctl, daemon)
+			if err != nil {
+				return fmt.Errorf("memory: %w", err)
+			}
+			rep.Memory = append(rep.Memory, ms...)
 		}
 	}
 	if opts.Breakers > 0 {
 		fmt.Fprintf(progress, "bbbench: %d breakers\n", opts.Breakers)
-		sc, err := MeasureScale(ctx, ctl, opts.Breakers, 5, 5)
-		if err != nil {
-			return fmt.Errorf("scale: %w", err)
+		for _, daemon := range []bool{false, true} {
+			sc, err := MeasureScale(ctx, ctl, opts.Breakers, 5, daemon)
+			if err != nil {
+				return fmt.Errorf("scale: %w", err)
+			}
+			rep.Scales = append(rep.Scales, sc)
 		}
-		rep.Scale = &sc
 	}
 	rep.Took = time.Since(began)
 	rep.Write(out)

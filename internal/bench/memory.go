@@ -12,6 +12,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/alerts"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/admin"
 )
@@ -53,12 +54,18 @@ func (m BreakerMemory) Bytes(suffix string) int64 {
 	return 0
 }
 
-// breakerMemory sums MEMORY USAGE (SAMPLES 0: every element) over the
-// eight keys of breaker name.
+// breakerMemory sums MEMORY USAGE (SAMPLES 0: every element) over every
+// key of breaker name: its eight keys (the events stream includes its
+// consumer groups) and the alert daemon's delivery record and lock.
 func breakerMemory(ctx context.Context, rdb *redis.Client, scenario, name string) (BreakerMemory, error) {
 	out := BreakerMemory{Scenario: scenario}
 	prefix := breakerbox.KeyPrefix + "{" + name + "}:"
-	for _, key := range breakerbox.Keys(name) {
+	keys := breakerbox.Keys(name)
+	extra, err := rdb.Keys(ctx, prefix+"alerts:*").Result() // the bench's own server: KEYS is fine
+	if err != nil {
+		return out, err
+	}
+	for _, key := range append(keys, extra...) {
 		typ, err := rdb.Type(ctx, key).Result()
 		if err != nil {
 			return out, err
@@ -90,13 +97,19 @@ func breakerMemory(ctx context.Context, rdb *redis.Client, scenario, name string
 	return out, nil
 }
 
-// realisticError is the kind of failure text a breaker stores.
-var realisticError = errors.New(`Post "https://api.openai.com/v1/audio/transcriptions": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`)
+// The failure texts of the memory scenarios: the seed's (41 bytes), a
+// realistic HTTP client error (130 bytes) and the longest the Go client
+// stores (500 bytes).
+var (
+	seedError      = errors.New("OpenAI API error: 503 Service Unavailable")
+	realisticError = errors.New(`Post "https://api.openai.com/v1/audio/transcriptions": context deadline exceeded (Client.Timeout exceeded while awaiting headers)`)
+	longError      = errors.New(strings.Repeat("upstream said no; ", 28)[:500])
+)
 
-// cycle trips b (threshold failures) and resets it: two transitions.
-func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int) error {
+// cycle trips b (threshold failures with err) and resets it: two transitions.
+func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int, fail error) error {
 	for i := 0; i < threshold; i++ {
-		if err := b.Execute(ctx, func(context.Context) error { return realisticError }); err == nil || errors.Is(err, client.ErrOpen) {
+		if err := b.Execute(ctx, func(context.Context) error { return fail }); err == nil || errors.Is(err, client.ErrOpen) {
 			return fmt.Errorf("trip: failure %d: %v", i+1, err)
 		}
 	}
@@ -104,90 +117,133 @@ func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, th
 	return err
 }
 
-// MeasureMemory builds breakers in the states the issue names and
-// measures each one's keys.
-func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, error) {
+// alertDaemon runs the alert daemon on rdb with a sink that accepts every
+// alert, until stop is called.
+func alertDaemon(rdb *redis.Client) (stop func(), err error) {
+	d, err := alerts.New(rdb, alerts.Config{Consumer: "bbbench", FlapWindow: -1, StaleAfter: time.Hour,
+		DiscoveryInterval: 100 * time.Millisecond, Logger: quiet},
+		alerts.SinkFunc(func(context.Context, alerts.Alert) (bool, error) { return false, nil }))
+	if err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { defer close(done); _ = d.Run(ctx) }()
+	return func() { cancel(); <-done }, nil
+}
+
+// drained waits until the daemon has handled every entry of the breakers'
+// streams: nothing pending or unread in its group, and the handled entries
+// trimmed.
+func drained(ctx context.Context, rdb *redis.Client, names ...string) error {
+	deadline := time.Now().Add(20 * time.Second)
+	for _, n := range names {
+		for {
+			groups, err := rdb.XInfoGroups(ctx, breakerbox.Key(n, "events")).Result()
+			length, _ := rdb.XLen(ctx, breakerbox.Key(n, "events")).Result()
+			if err == nil && len(groups) > 0 && groups[0].Pending == 0 && length == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				return fmt.Errorf("breaker %s: the alert daemon did not drain its stream (%v, %v, length %d)", n, groups, err, length)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+	return nil
+}
+
+// MeasureMemory builds breakers in the states issue 10 names, through the
+// Go client in Strict mode, and measures every key of each. With daemon,
+// an alert daemon runs meanwhile and has delivered (and trimmed) every
+// transition before the breaker is measured.
+func MeasureMemory(ctx context.Context, rdb *redis.Client, daemon bool) ([]BreakerMemory, error) {
+	suffix, how := "", "no alert daemon"
+	if daemon {
+		suffix, how = "-d", "alert daemon running"
+		stop, err := alertDaemon(rdb)
+		if err != nil {
+			return nil, err
+		}
+		defer stop()
+	}
 	var out []BreakerMemory
 	cfg := client.DefaultConfig()
 	newB := func(name string) (*client.Breaker, error) {
 		return client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
 	}
-	use := func(ctx context.Context, b *client.Breaker) error {
-		for i := 0; i < 20; i++ {
-			if err := b.Execute(ctx, noop); err != nil {
+	measure := func(name, scenario string, transitions bool) error {
+		if daemon && transitions {
+			if err := drained(ctx, rdb, name); err != nil {
 				return err
 			}
 		}
-		// One failure, below the threshold.
-		if err := b.Execute(ctx, func(context.Context) error { return realisticError }); !errors.Is(err, realisticError) {
-			return fmt.Errorf("one failure: %v", err)
-		}
-		return nil
+		m, err := breakerMemory(ctx, rdb, scenario+" ("+how+")", name)
+		out = append(out, m)
+		return err
 	}
 
-	// 1. A worker in another language that only calls allow and record
-	// (no configure): no history at all.
-	name := "mem-protocol-only"
-	keys := breakerbox.Keys(name)
-	for i := 0; i < 20; i++ {
-		if err := breakerbox.BreakerScript.Run(ctx, rdb, keys, "record", 0, "s", 0, "", "").Err(); err != nil {
-			return nil, err
-		}
-	}
-	if err := breakerbox.BreakerScript.Run(ctx, rdb, keys, "record", 0, "f", 0, "", realisticError.Error()).Err(); err != nil {
-		return nil, err
-	}
-	m, err := breakerMemory(ctx, rdb, "used, never tripped, protocol-only worker (no configure: no history)", name)
-	if err != nil {
-		return nil, err
-	}
-	out = append(out, m)
-
-	// 2. The Go client: its config is stored (the defaults: no history entry).
-	name = "mem-go-closed"
+	// 1. Registered (config stored), 20 successes, never failed.
+	name := "mem-registered" + suffix
 	b, err := newB(name)
 	if err != nil {
 		return nil, err
 	}
-	err = use(ctx, b)
+	for i := 0; i < 20 && err == nil; i++ {
+		err = b.Execute(ctx, noop)
+	}
 	b.Shutdown(ctx)
+	if err == nil {
+		err = measure(name, "registered, 20 successes, never failed", false)
+	}
 	if err != nil {
 		return nil, err
 	}
-	if m, err = breakerMemory(ctx, rdb, "used, never tripped, Go client (config registered)", name); err != nil {
+
+	// 2. One opening with a 130-byte error.
+	name = "mem-one-opening" + suffix
+	if b, err = newB(name); err != nil {
 		return nil, err
 	}
-	out = append(out, m)
+	for i := 0; i < cfg.FailureThreshold && err == nil; i++ {
+		if e := b.Execute(ctx, func(context.Context) error { return realisticError }); !errors.Is(e, realisticError) {
+			err = fmt.Errorf("failure %d: %v", i+1, e)
+		}
+	}
+	b.Shutdown(ctx)
+	if err == nil {
+		err = measure(name, "one opening, 130-byte error", true)
+	}
+	if err != nil {
+		return nil, err
+	}
 
-	// 3 and 4: full history (100 transitions), and the events stream at
-	// its cap (1,000 transitions).
+	// 3-5. Full history: 100 transitions (50 trips + 50 resets) with each
+	// error length, and 1,000 transitions.
 	for _, v := range []struct {
 		scenario string
 		cycles   int
+		fail     error
 	}{
-		{"full history: 100 transitions (50 trips + 50 resets)", 50},
-		{"1,000 transitions: history full, events stream at its MAXLEN", 500},
+		{"full history: 100 transitions (50 trips + 50 resets), 41-byte errors", 50, seedError},
+		{"full history: 100 transitions, 500-byte errors", 50, longError},
+		{"1,000 transitions, 130-byte errors: history and stream at their caps", 500, realisticError},
 	} {
-		name := fmt.Sprintf("mem-cycles-%d", v.cycles)
+		name := fmt.Sprintf("mem-cycles-%d-%d%s", v.cycles, len(v.fail.Error()), suffix)
 		b, err := newB(name)
 		if err != nil {
 			return nil, err
 		}
 		for i := 0; i < v.cycles && err == nil; i++ {
-			err = cycle(ctx, rdb, b, cfg.FailureThreshold)
-		}
-		if err == nil {
-			err = use(ctx, b)
+			err = cycle(ctx, rdb, b, cfg.FailureThreshold, v.fail)
 		}
 		b.Shutdown(ctx)
+		if err == nil {
+			err = measure(name, v.scenario, true)
+		}
 		if err != nil {
 			return nil, fmt.Errorf("%s: %w", name, err)
 		}
-		m, err := breakerMemory(ctx, rdb, v.scenario, name)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, m)
 	}
 	return out, nil
 }
@@ -195,11 +251,11 @@ func MeasureMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemory, err
 // Scale is memory and listing time with many breakers.
 type Scale struct {
 	Breakers    int
-	Points      [][2]float64 // (breakers, used_memory bytes above the empty baseline)
-	PerBreaker  float64      // slope of the least-squares line, bytes
-	R2          float64      // of that line
-	SampleBytes int64        // MEMORY USAGE over one breaker's keys
-	SampleKeys  string
+	Daemon      bool            // an alert daemon ran and delivered every transition
+	Points      [][2]float64    // (breakers, used_memory bytes above the empty baseline)
+	PerBreaker  float64         // slope of the least-squares line, bytes
+	R2          float64         // of that line
+	Samples     []BreakerMemory // MEMORY USAGE over a never-failed and a tripped breaker
 	ListTimes   []time.Duration // admin.List, each run
 	ListMedian  time.Duration
 	Listed      int
@@ -217,15 +273,24 @@ func usedMemory(ctx context.Context, rdb *redis.Client) (float64, error) {
 
 // MeasureScale creates n breakers the way the Go client leaves them
 // (config registered, in the registry, some outcomes; one in ten tripped
-// once), in steps, reading used_memory after each, then times admin.List.
-// It empties the server first (FLUSHALL: the benchmark's own server).
-func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int) (Scale, error) {
-	s := Scale{Breakers: n}
+// once), reading used_memory when 1, 100, 1,000, ... and n exist, then
+// times admin.List. With daemon, an alert daemon runs and has delivered
+// every transition before each reading. It empties the server first
+// (FLUSHALL: the benchmark's own server).
+func MeasureScale(ctx context.Context, rdb *redis.Client, n, listRuns int, daemon bool) (Scale, error) {
+	s := Scale{Breakers: n, Daemon: daemon}
 	if err := rdb.FlushAll(ctx).Err(); err != nil {
 		return s, err
 	}
 	if _, err := breakerbox.BreakerScript.Load(ctx, rdb); err != nil {
 		return s, err
+	}
+	if daemon {
+		stop, err := alertDaemon(rdb)
+		if err != nil {
+			return s, err
+		}
+		defer stop()
 	}
 	base, err := usedMemory(ctx, rdb)
 	if err != nil {
@@ -238,9 +303,16 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 		"success_threshold", cfg.SuccessThreshold, "half_open_max_calls", cfg.SuccessThreshold,
 		"request_timeout_ms", cfg.RequestTimeout.Milliseconds()}
 	errText := realisticError.Error()
-	per := (n + steps - 1) / steps
-	for made := 0; made < n; {
-		end := min(made+per, n)
+	var stops []int
+	for c := 1; c < n; c *= 10 {
+		if c == 1 || c >= 100 {
+			stops = append(stops, c)
+		}
+	}
+	stops = append(stops, n)
+	made := 0
+	for _, end := range stops {
+		var tripped []string
 		for start := made; start < end; start += 500 {
 			pipe := rdb.Pipeline()
 			for i := start; i < min(start+500, end); i++ {
@@ -249,10 +321,11 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 				pipe.SAdd(ctx, breakerbox.RegistryKey, name)
 				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, cfgArgs...)
 				pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
-					"s", 0, "", "", "s", 0, "", "", "f", 0, "", errText, "s", 0, "", "")
+					"s", 0, "", "", "", "", "s", 0, "", "", "", "", "f", 0, "", errText, "", "", "s", 0, "", "", "", "")
 				if i%10 == 0 {
 					pipe.EvalSha(ctx, breakerbox.BreakerScript.SHA1, keys, "record", 0,
-						"f", 0, "", errText, "f", 0, "", errText, "f", 0, "", errText)
+						"f", 0, "", errText, "", "", "f", 0, "", errText, "", "", "f", 0, "", errText, "", "")
+					tripped = append(tripped, name)
 				}
 			}
 			if _, err := pipe.Exec(ctx); err != nil {
@@ -260,6 +333,11 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 			}
 		}
 		made = end
+		if daemon {
+			if err := drained(ctx, rdb, tripped...); err != nil {
+				return s, err
+			}
+		}
 		used, err := usedMemory(ctx, rdb)
 		if err != nil {
 			return s, err
@@ -267,11 +345,13 @@ func MeasureScale(ctx context.Context, rdb *redis.Client, n, steps, listRuns int
 		s.Points = append(s.Points, [2]float64{float64(made), used - base})
 	}
 	s.PerBreaker, s.R2 = LinearFit(s.Points)
-	m, err := breakerMemory(ctx, rdb, "", "svc-00001")
-	if err != nil {
-		return s, err
+	for _, name := range []string{"svc-00001", "svc-00000"} { // never failed; tripped once
+		m, err := breakerMemory(ctx, rdb, "", name)
+		if err != nil {
+			return s, err
+		}
+		s.Samples = append(s.Samples, m)
 	}
-	s.SampleBytes, s.SampleKeys = m.Total, m.KeyList()
 	for i := 0; i < listRuns; i++ {
 		t0 := time.Now()
 		sts, err := admin.List(ctx, rdb)

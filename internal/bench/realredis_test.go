@@ -161,15 +161,28 @@ func TestPropagationTripsReachTheOtherWorkerWhichRefusesLocally(t *testing.T) {
 
 func TestMeasureMemoryBuildsTheNamedKeys(t *testing.T) {
 	_, ctl := startRedis(t)
-	ms, err := MeasureMemory(context.Background(), ctl)
+	ms, err := MeasureMemory(context.Background(), ctl, false)
 	if err != nil {
 		t.Fatal(err)
 	}
+	withDaemon, err := MeasureMemory(context.Background(), ctl, true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ms = append(ms, withDaemon...)
 	want := []string{
-		"state, failures, last_failure_time, metrics (hash, 11)",
-		"state, failures, last_failure_time, metrics (hash, 11), config (hash, 5)",
-		"state, failures, last_failure_time, metrics (hash, 11), history (list, 100), config (hash, 5), events (stream, 100)",
-		"state, failures, last_failure_time, metrics (hash, 11), history (list, 100), config (hash, 5), events (stream, 100)",
+		"state, metrics (hash, 1), config (hash, 5)",
+		"state, failures, last_failure_time, metrics (hash, 6), history (list, 1), config (hash, 5), events (stream, 1)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 100)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 100)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 100)",
+		// The daemon created no stream for the breaker that never changed,
+		// and trimmed every delivered entry; its delivery record remains.
+		"state, metrics (hash, 1), config (hash, 5)",
+		"state, failures, last_failure_time, metrics (hash, 6), history (list, 1), config (hash, 5), events (stream, 0), alerts:breakerbox-alerts (hash, 3)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 0), alerts:breakerbox-alerts (hash, 2)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 0), alerts:breakerbox-alerts (hash, 2)",
+		"state, last_failure_time, metrics (hash, 6), history (list, 100), config (hash, 5), events (stream, 0), alerts:breakerbox-alerts (hash, 2)",
 	}
 	if len(ms) != len(want) {
 		t.Fatalf("%d scenarios, want %d", len(ms), len(want))
@@ -193,15 +206,18 @@ func TestMeasureMemoryBuildsTheNamedKeys(t *testing.T) {
 
 func TestMeasureScaleListsEveryBreaker(t *testing.T) {
 	_, ctl := startRedis(t)
-	s, err := MeasureScale(context.Background(), ctl, 300, 3, 2)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if s.Listed != 300 || len(s.Points) != 4 || s.Points[3][0] != 300 || len(s.ListTimes) != 2 {
-		t.Errorf("scale %+v", s)
-	}
-	if s.PerBreaker <= 0 || s.SampleBytes <= 0 {
-		t.Errorf("per breaker %v bytes, sample %d", s.PerBreaker, s.SampleBytes)
+	for _, daemon := range []bool{false, true} {
+		s, err := MeasureScale(context.Background(), ctl, 300, 2, daemon)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Readings at 0, 1, 100 and 300 breakers.
+		if s.Listed != 300 || len(s.Points) != 4 || s.Points[1][0] != 1 || s.Points[3][0] != 300 || len(s.ListTimes) != 2 {
+			t.Errorf("scale %+v", s)
+		}
+		if s.PerBreaker <= 0 || len(s.Samples) != 2 || s.Samples[0].Total <= 0 || s.Samples[1].Total <= s.Samples[0].Total {
+			t.Errorf("per breaker %v bytes, samples %+v", s.PerBreaker, s.Samples)
+		}
 	}
 }
 
@@ -220,8 +236,8 @@ func TestTripUnderLoadIsSeenByTheOtherProcess(t *testing.T) {
 	if p.Trips != 2 || p.LocalRefus != 2 || p.P50 <= 0 {
 		t.Errorf("propagation under load %+v", p)
 	}
-	st, err := ctl.HGet(ctx, "circuit_breaker:{p-load}:metrics", "generation").Int()
+	st, err := ctl.HGet(ctx, "circuit_breaker:{p-load}:metrics", "transitions").Int()
 	if err != nil || st != 3 { // opened, reset, opened
-		t.Errorf("generation %d (%v), want 3: two trips and a reset", st, err)
+		t.Errorf("transitions %d (%v), want 3: two trips and a reset", st, err)
 	}
 }

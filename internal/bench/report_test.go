@@ -89,23 +89,29 @@ func TestTargetsAreMetOrMissedByTheNumbers(t *testing.T) {
 		{Case: "bb-fast-closed", Mode: seq, P50Ratio: 0.03, NsRatio: 1.3, Checked: true, Exact: true},
 		{Case: "bb-fast-closed", Mode: c64, TputRatio: 0.69, Checked: true, Exact: true},
 		{Case: "bb-fast-open", Mode: seq, CallerRTPerCall: 0, RTPerCall: 0.0001, Checked: true, Exact: true},
-		{Case: "bb-strict-closed", Mode: seq, CallerRTPerCall: 2, Checked: true, Exact: false, Note: "recorded 1 of 2 calls"},
+		{Case: "bb-strict-closed", Mode: seq, CallerRTPerCall: 2, Checked: true, Exact: false, Note: "recorded 1 of 2 calls", ScriptUsPerCall: 19},
+		{Case: "bb-strict-closed", Mode: c64, CallerRTPerCall: 2, Checked: true, Exact: true, ScriptUsPerCall: 25, TputRatio: 0.4},
 	},
 		Propagation: []Propagation{{Where: "x", P50: 100 * time.Microsecond, P99: 2 * time.Millisecond, Trips: 9}},
-		Memory:      []BreakerMemory{{Scenario: "full history: 100 transitions", Total: 9000}},
-		Scale:       &Scale{Breakers: 10, R2: 0.9999, ListMedian: 2 * time.Second, Listed: 10, Points: [][2]float64{{0, 0}}},
+		Memory: []BreakerMemory{{Scenario: "full history: 100 transitions (50 trips + 50 resets), 41-byte errors (no alert daemon)", Total: 9000},
+			{Scenario: "registered, 20 successes, never failed (no alert daemon)", Total: 700}},
+		Scales: []Scale{{Breakers: 10, R2: 0.9999, ListMedian: 2 * time.Second, Listed: 10, Points: [][2]float64{{0, 0}}}},
 	}
 	targets := r.Targets()
 	for prefix, want := range map[string]bool{
-		"closed, sequential, default (Fast) mode":  false, // ns/op ratio 1.3 > 1.2
-		"closed, 64 callers, Fast":                 false,
-		"open, Fast":                               true,
-		"Strict":                                   true,
-		"counts exact in every mode":               false,
-		"trip reaches another worker (x)":          false,
-		"memory per breaker with a full 100-event": true,
-		"10 breakers: memory grows linearly":       true,
-		"10 breakers: admin.List < 1 s":            false,
+		"closed, sequential, default (Fast) mode":             false, // ns/op ratio 1.3 > 1.2
+		"closed, 64 callers, Fast":                            false,
+		"open, Fast":                                          true,
+		"Strict":                                              true,
+		"counts exact in every mode":                          false,
+		"trip reaches another worker (x)":                     false,
+		"issue 10: a full 100-event history, ~40-byte errors": true,
+		"issue 10: a registered breaker":                      false,
+		"issue 10: the script's Redis CPU per Strict call (allow + record, commandstats), 1 ": true,
+		"issue 10: the script's Redis CPU per Strict call (allow + record, commandstats), 64": false,
+		"issue 10: Strict, closed, 64 callers":                                                false,
+		"10 breakers, no alert daemon: memory grows linearly":                                 true,
+		"10 breakers, no alert daemon: admin.List < 1 s":                                      false,
 	} {
 		found := false
 		for _, tg := range targets {

@@ -18,7 +18,7 @@ type Report struct {
 	Rows        []Row
 	Propagation []Propagation
 	Memory      []BreakerMemory
-	Scale       *Scale
+	Scales      []Scale
 	Took        time.Duration
 }
 
@@ -87,6 +87,19 @@ func (r *Report) Targets() []Target {
 		ts = append(ts, Target{Goal: "Strict: ≤ 2 round trips per call", Measured: strings.Join(strictRT, "; "),
 			Met: strictMet, Checked: true})
 	}
+	for _, m := range r.Modes {
+		row, ok := r.row("bb-strict-closed", m)
+		if !ok {
+			continue
+		}
+		ts = append(ts, Target{Goal: fmt.Sprintf("issue 10: the script's Redis CPU per Strict call (allow + record, commandstats), %s callers, ≤ 20 µs", m.Label()),
+			Measured: fmt.Sprintf("%.1f µs", row.ScriptUsPerCall), Met: row.ScriptUsPerCall <= 20, Checked: true})
+		if m.Conc == 8 || m.Conc == 64 {
+			ts = append(ts, Target{Goal: fmt.Sprintf("issue 10: Strict, closed, %s callers: calls/s ≥ 0.5× PING's", m.Label()),
+				Measured: fmt.Sprintf("%.0f calls/s = %s PING's", row.PerSec, ratioText(row.TputRatio)),
+				Met:      row.TputRatio >= 0.5, Checked: true})
+		}
+	}
 	exactMet, exactSeen := true, false
 	var inexact []string
 	for _, row := range r.Rows {
@@ -115,27 +128,29 @@ func (r *Report) Targets() []Target {
 			Met:      p.P99 <= time.Millisecond, Checked: true})
 	}
 	for _, m := range r.Memory {
+		var goal string
+		var limit int64
 		switch {
-		case strings.HasPrefix(m.Scenario, "full history"):
-			ts = append(ts, Target{Goal: "memory per breaker with a full 100-event history ≤ ~10 KB",
-				Measured: fmt.Sprintf("%d bytes", m.Total), Met: m.Total <= 10*1024, Checked: true})
-		case strings.HasPrefix(m.Scenario, "1,000 transitions"):
-			ts = append(ts, Target{Goal: "memory per breaker after 1,000 transitions (history and events stream at their caps), same ~10 KB bar",
-				Measured: fmt.Sprintf("%d bytes, of which events stream %d", m.Total, m.Bytes("events")),
-				Met:      m.Total <= 10*1024, Checked: true})
-		case strings.Contains(m.Scenario, "Go client"):
-			ts = append(ts, Target{Goal: "memory per breaker without transitions (Go client, config stored) ≤ 1 KB",
-				Measured: fmt.Sprintf("%d bytes", m.Total), Met: m.Total <= 1024, Checked: true})
-		case strings.Contains(m.Scenario, "no history"):
-			ts = append(ts, Target{Goal: "memory per breaker without history ≤ 1 KB",
-				Measured: fmt.Sprintf("%d bytes", m.Total), Met: m.Total <= 1024, Checked: true})
+		case strings.HasPrefix(m.Scenario, "registered"):
+			goal, limit = "issue 10: a registered breaker that never failed ≤ 600 B", 600
+		case strings.HasPrefix(m.Scenario, "one opening"):
+			goal, limit = "issue 10: one opening with a 130-byte error ≤ 2 KB", 2048
+		case strings.Contains(m.Scenario, "41-byte"):
+			goal, limit = "issue 10: a full 100-event history, ~40-byte errors, ≤ 10 KB", 10240
+		case strings.Contains(m.Scenario, "500-byte"):
+			goal, limit = "issue 10: a full 100-event history, 500-byte errors, ≤ 20 KB", 20480
+		default:
+			continue
 		}
+		_, how, _ := strings.Cut(m.Scenario, " (")
+		ts = append(ts, Target{Goal: goal + " (" + how,
+			Measured: fmt.Sprintf("%d bytes", m.Total), Met: m.Total <= limit, Checked: true})
 	}
-	if s := r.Scale; s != nil {
-		ts = append(ts, Target{Goal: fmt.Sprintf("%d breakers: memory grows linearly", s.Breakers),
+	for _, s := range r.Scales {
+		ts = append(ts, Target{Goal: fmt.Sprintf("%d breakers%s: memory grows linearly", s.Breakers, s.label()),
 			Measured: fmt.Sprintf("%.0f bytes per breaker (least squares over %d points), R² = %.5f", s.PerBreaker, len(s.Points), s.R2),
 			Met:      s.R2 >= 0.999, Checked: true})
-		ts = append(ts, Target{Goal: fmt.Sprintf("%d breakers: admin.List < 1 s", s.Breakers),
+		ts = append(ts, Target{Goal: fmt.Sprintf("%d breakers%s: admin.List < 1 s", s.Breakers, s.label()),
 			Measured: fmt.Sprintf("median %s over %d runs (%d listed)", FormatDuration(s.ListMedian), len(s.ListTimes), s.Listed),
 			Met:      s.ListMedian < time.Second && s.Listed == s.Breakers, Checked: true})
 	}
@@ -208,8 +223,8 @@ func (r *Report) Write(w io.Writer) {
 			fmt.Fprintf(w, "| %s | %s | %s | %d |\n", mem.Scenario, mem.KeyList(), strings.Join(per, ", "), mem.Total)
 		}
 	}
-	if s := r.Scale; s != nil {
-		fmt.Fprintf(w, "\n### %d breakers\n\n", s.Breakers)
+	for _, s := range r.Scales {
+		fmt.Fprintf(w, "\n### %d breakers%s\n\n", s.Breakers, s.label())
 		fmt.Fprintln(w, "Created as the Go client leaves them (config registered, in the registry, 3 successes and a failure each; one in ten tripped once), in steps, reading `used_memory` after each step:")
 		fmt.Fprintln(w)
 		fmt.Fprintln(w, "| breakers | used_memory above empty | per breaker |")
@@ -217,8 +232,12 @@ func (r *Report) Write(w io.Writer) {
 		for _, p := range s.Points[1:] {
 			fmt.Fprintf(w, "| %.0f | %.0f | %.0f |\n", p[0], p[1], p[1]/p[0])
 		}
-		fmt.Fprintf(w, "\nLeast-squares slope %.0f bytes per breaker, R² = %.5f. One of them (`svc-00001`): %d bytes by MEMORY USAGE (%s).\n\n",
-			s.PerBreaker, s.R2, s.SampleBytes, s.SampleKeys)
+		fmt.Fprintf(w, "\nLeast-squares slope %.0f bytes per breaker, R² = %.5f.", s.PerBreaker, s.R2)
+		for i, m := range s.Samples {
+			what := []string{"a never-failed one", "a tripped one"}[min(i, 1)]
+			fmt.Fprintf(w, " By MEMORY USAGE, %s: %d bytes (%s).", what, m.Total, m.KeyList())
+		}
+		fmt.Fprint(w, "\n\n")
 		var lt []string
 		for _, d := range s.ListTimes {
 			lt = append(lt, FormatDuration(d))
@@ -253,4 +272,11 @@ func strictHeadline(r *Report) string {
 		return "(not measured)"
 	}
 	return fmt.Sprintf("%s, %s PING, in 2 round trips", FormatDuration(row.P50), ratioText(row.P50Ratio))
+}
+
+func (s Scale) label() string {
+	if s.Daemon {
+		return ", alert daemon running"
+	}
+	return ", no alert daemon"
 }

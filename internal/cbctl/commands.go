@@ -544,10 +544,11 @@ func runScripts(ctx context.Context, e *env, args []string, noLoad bool) error {
 			if err != nil {
 				return fmt.Errorf("SCRIPT LOAD %s: %w", s.File, err)
 			}
-			if sha != s.SHA1 {
+			// A server without shebangs holds a read-only script by its body's SHA1.
+			if sha != s.SHA1 && sha != s.BodySHA1 {
 				return fmt.Errorf("SCRIPT LOAD %s: server says SHA1 %s, want %s", s.File, sha, s.SHA1)
 			}
-			n, err := serversHolding(ctx, e.rdb, s.SHA1)
+			n, err := serversHolding(ctx, e.rdb, sha)
 			if err != nil {
 				return fmt.Errorf("SCRIPT EXISTS %s: %w", s.File, err)
 			}

@@ -80,7 +80,7 @@ func TestListOnAThreeMasterCluster(t *testing.T) {
 	if err := json.Unmarshal([]byte(r.stdout), &infos); err != nil || r.code != ExitOK {
 		t.Fatalf("scripts: exit %d, %v: %s %s", r.code, err, r.stdout, r.stderr)
 	}
-	if len(infos) != 1 || !infos[0].Loaded || infos[0].Servers != 3 {
+	if len(infos) != 2 || !infos[0].Loaded || infos[0].Servers != 3 || !infos[1].Loaded || infos[1].Servers != 3 {
 		t.Errorf("scripts on a 3-master cluster = %+v, want loaded on 3", infos)
 	}
 }

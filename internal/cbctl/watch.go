@@ -160,9 +160,9 @@ func (w *watcher) refresh(ctx context.Context) (frame, error) {
 // keys), one summary transition.
 func (w *watcher) transitions(ctx context.Context, old, now breakerbox.Status) []transition {
 	var out []transition
-	if delta := now.Generation - old.Generation; delta > 0 {
+	if delta := now.Transitions - old.Transitions; now.Generation > old.Generation {
 		// Config changes share the list without moving the generation: read a few more.
-		evs, err := admin.History(ctx, w.e.rdb, now.Name, int(min(delta, 20))+5)
+		evs, err := admin.History(ctx, w.e.rdb, now.Name, int(min(max(delta, 1), 20))+5)
 		if err == nil {
 			for _, ev := range evs {
 				if ev.Generation > old.Generation && ev.Generation <= now.Generation && ev.Event != "config_changed" {

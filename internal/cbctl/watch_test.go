@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"strings"
 	"testing"
@@ -109,8 +110,10 @@ func TestWatchHighlightsTransitionsBetweenRefreshes(t *testing.T) {
 			t.Errorf("frame lacks a row starting %q:\n%s", line, text)
 		}
 	}
-	if !containsFields(text, "svc closed -> open opened gen 1 error: upstream timeout") ||
-		!containsFields(text, "other closed -> open forced_open gen 2 by cbctl:bob@host") {
+	svc, _ := admin.Status(ctx, rdb, "svc")
+	other, _ := admin.Status(ctx, rdb, "other")
+	if !containsFields(text, fmt.Sprintf("svc closed -> open opened gen %d error: upstream timeout", svc.Generation)) ||
+		!containsFields(text, fmt.Sprintf("other closed -> open forced_open gen %d by cbctl:bob@host", other.Generation)) {
 		t.Errorf("frame lacks the transitions:\n%s", text)
 	}
 

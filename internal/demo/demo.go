@@ -207,7 +207,7 @@ func Run(ctx context.Context, o Options) int {
 
 // watch prints every transition of the breaker as the script announces it.
 func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...any)) {
-	printed := int64(0) // a fresh breaker: closed in generation 0
+	printed, n := int64(0), 0 // a fresh breaker: closed in generation 0
 	ps := rdb.Subscribe(ctx, breakerbox.Channel(Breaker))
 	defer ps.Close()
 	defer context.AfterFunc(ctx, func() { _ = ps.Close() })() // unblocks ReceiveMessage
@@ -220,14 +220,14 @@ func watch(ctx context.Context, rdb redis.UniversalClient, say func(string, ...a
 		if err != nil || a.Generation == printed { // a config change announces the same generation
 			continue
 		}
-		printed = a.Generation
+		printed, n = a.Generation, n+1 // the generation orders transitions; n counts them
 		switch a.State {
 		case breakerbox.StateOpen:
-			say("breaker OPEN (generation %d): the fleet stops calling the upstream; probing in %dms", a.Generation, a.RetryAfterMs())
+			say("breaker OPEN (transition %d): the fleet stops calling the upstream; probing in %dms", n, a.RetryAfterMs())
 		case breakerbox.StateHalfOpen:
-			say("breaker HALF_OPEN (generation %d): admitting a few probes", a.Generation)
+			say("breaker HALF_OPEN (transition %d): admitting a few probes", n)
 		case breakerbox.StateClosed:
-			say("breaker CLOSED (generation %d): normal operation", a.Generation)
+			say("breaker CLOSED (transition %d): normal operation", n)
 		}
 	}
 }

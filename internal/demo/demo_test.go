@@ -18,7 +18,7 @@ func TestDemoTripsProbesAndClosesOnEmbeddedRedis(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d:\n%s", code, text)
 	}
-	for _, want := range []string{"embedded miniredis", "breaker OPEN (generation 1)", "breaker HALF_OPEN",
+	for _, want := range []string{"embedded miniredis", "breaker OPEN (transition 1)", "breaker HALF_OPEN",
 		"breaker CLOSED", "openai_transcription: closed", "were refused by the breaker",
 		"| 🚨 Circuit Breaker Alert: openai_transcription", "| Failures:    3",
 		"| ✅ Circuit Breaker Recovered: openai_transcription"} {
@@ -26,7 +26,7 @@ func TestDemoTripsProbesAndClosesOnEmbeddedRedis(t *testing.T) {
 			t.Errorf("output lacks %q:\n%s", want, text)
 		}
 	}
-	if strings.Contains(text, "breaker CLOSED (generation 0)") {
+	if strings.Contains(text, "breaker CLOSED (transition 1)") {
 		t.Errorf("the config announcement was printed as a transition:\n%s", text)
 	}
 }

@@ -122,7 +122,7 @@ func Compile(src string) (*lua.FunctionProto, error) {
 	}
 	L := lua.NewState(lua.Options{SkipOpenLibs: true})
 	defer L.Close()
-	fn, err := L.LoadString(src)
+	fn, err := L.LoadString(stripShebang(src))
 	if err != nil {
 		return nil, err
 	}
@@ -137,6 +137,19 @@ func Warm(srcs ...string) {
 			_, _ = Compile(s)
 		}
 	}()
+}
+
+// stripShebang empties a first line such as "#!lua flags=no-writes", which
+// Redis 7 reads as the script's flags and gopher-lua cannot compile. The
+// line stays (empty) so that error messages keep their line numbers.
+func stripShebang(src string) string {
+	if !strings.HasPrefix(src, "#!") {
+		return src
+	}
+	if i := strings.IndexByte(src, '\n'); i >= 0 {
+		return src[i:]
+	}
+	return ""
 }
 
 func stringsTable(L *lua.LState, ss []string) *lua.LTable {
@@ -202,11 +215,18 @@ func formatNumber(f float64) string {
 	return strconv.FormatFloat(f, 'g', 17, 64)
 }
 
+// statusReply is a simple-string reply such as TYPE's: Lua sees {ok = text}.
+type statusReply string
+
 // toLua converts a command reply the way Redis does: nil becomes false.
 func toLua(L *lua.LState, v any) lua.LValue {
 	switch v := v.(type) {
 	case nil:
 		return lua.LFalse
+	case statusReply:
+		t := L.NewTable()
+		t.RawSetString("ok", lua.LString(v))
+		return t
 	case int64:
 		return lua.LNumber(v)
 	case string:
@@ -272,8 +292,8 @@ func (e *Engine) command(args []string) (any, error) {
 		}
 		return nil
 	}
-	minArgs, known := map[string]int{"TIME": 0, "DEL": 1, "PUBLISH": 2, "GET": 1, "SET": 2,
-		"HGET": 2, "HMGET": 2, "HGETALL": 1, "HSET": 3, "HINCRBY": 3, "ZADD": 3, "ZREM": 2,
+	minArgs, known := map[string]int{"TIME": 0, "DEL": 1, "EXISTS": 1, "TYPE": 1, "PUBLISH": 2, "GET": 1, "SET": 2,
+		"HGET": 2, "HMGET": 2, "HGETALL": 1, "HSET": 3, "HDEL": 2, "HINCRBY": 3, "ZADD": 3, "ZREM": 2,
 		"ZSCORE": 2, "ZCARD": 1, "ZRANGE": 3, "ZREMRANGEBYSCORE": 3, "LPUSH": 2, "LTRIM": 3,
 		"LRANGE": 3, "XADD": 4}[cmd]
 	if !known {
@@ -304,12 +324,42 @@ func (e *Engine) command(args []string) (any, error) {
 			return nil, err
 		}
 		return s, nil
-	case "SET":
+	case "SET": // SET key value [NX]
+		if len(a) > 2 && strings.EqualFold(a[2], "NX") {
+			if _, ok := e.data[a[0]]; ok {
+				return nil, nil
+			}
+		} else if len(a) > 2 {
+			return nil, ScriptError("ERR syntax error (luaengine implements SET key value [NX])")
+		}
 		e.data[a[0]] = a[1]
-		return "OK", nil
+		return statusReply("OK"), nil
+	case "EXISTS":
+		var n int64
+		for _, k := range a {
+			if _, ok := e.data[k]; ok {
+				n++
+			}
+		}
+		return n, nil
+	case "TYPE":
+		t := "none"
+		switch e.data[a[0]].(type) {
+		case string:
+			t = "string"
+		case map[string]string:
+			t = "hash"
+		case zset:
+			t = "zset"
+		case []string:
+			t = "list"
+		case *stream:
+			t = "stream"
+		}
+		return statusReply(t), nil
 	}
 	switch cmd {
-	case "HGET", "HMGET", "HGETALL", "HSET", "HINCRBY":
+	case "HGET", "HMGET", "HGETALL", "HSET", "HDEL", "HINCRBY":
 		return e.hash(cmd, a)
 	case "ZADD", "ZREM", "ZSCORE", "ZCARD", "ZRANGE", "ZREMRANGEBYSCORE":
 		return e.zset(cmd, a)
@@ -383,6 +433,18 @@ func (e *Engine) hash(cmd string, a []string) (any, error) {
 		}
 		e.data[a[0]] = h
 		return added, nil
+	case "HDEL":
+		var n int64
+		for _, f := range a[1:] {
+			if _, ok := h[f]; ok {
+				delete(h, f)
+				n++
+			}
+		}
+		if len(h) == 0 {
+			delete(e.data, a[0])
+		}
+		return n, nil
 	default: // HINCRBY
 		if len(a) != 3 {
 			return nil, wrongArgs(cmd)
@@ -555,7 +617,7 @@ func (e *Engine) list(cmd string, a []string) (any, error) {
 		} else {
 			e.data[a[0]] = append([]string(nil), l[lo:hi]...)
 		}
-		return "OK", nil
+		return statusReply("OK"), nil
 	}
 	return nil, nil
 }

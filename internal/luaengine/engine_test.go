@@ -113,3 +113,18 @@ return {redis.call('LRANGE', 'l', 0, -1), first, redis.call('ZCARD', 'z'), redis
 		t.Errorf("got %#v, %v; want %#v", got, err, want)
 	}
 }
+
+// TestShebangLineIsStripped: gopher-lua cannot compile "#!lua ...", which
+// Redis 7 reads as the script's flags; the engine empties that line and
+// keeps line numbers.
+func TestShebangLineIsStripped(t *testing.T) {
+	e, _ := engine()
+	got, err := e.Eval("#!lua flags=no-writes\nreturn redis.call('TYPE', 'missing')", nil)
+	if err != nil || got != "none" {
+		t.Errorf("shebang script = %#v, %v; want \"none\"", got, err)
+	}
+	_, err = e.Eval("#!lua flags=no-writes\n\nreturn x.y", nil)
+	if err == nil || !strings.Contains(err.Error(), ":3:") {
+		t.Errorf("runtime error %v, want it on line 3", err)
+	}
+}

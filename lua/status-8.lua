@@ -1,0 +1,167 @@
+#!lua flags=no-writes
+--[[
+status-8.lua: a read-only snapshot of one breaker. It never writes, repairs
+or deletes (Redis 7 runs it with EVALSHA_RO, on replicas too); where
+breaker-8.lua would repair something, it reads the value as breaker-8.lua
+would and says what is wrong in the field corrupt.
+
+KEYS (exactly these, in this order, for one breaker NAME; see docs/protocol.md)
+  KEYS[1] circuit_breaker:{NAME}:state              string: closed | open | half_open
+  KEYS[2] circuit_breaker:{NAME}:failures           string: consecutive failures (absent: 0)
+  KEYS[3] circuit_breaker:{NAME}:last_failure_time  string: unix ms of the last failure
+  KEYS[4] circuit_breaker:{NAME}:metrics            hash: generation, mode, totals, ...
+  KEYS[5] circuit_breaker:{NAME}:history            list: last 100 events, compact JSON, newest first
+  KEYS[6] circuit_breaker:{NAME}:config             hash: thresholds and timeouts
+  KEYS[7] circuit_breaker:{NAME}:probes             zset: half-open probe leases -> expiry ms
+  KEYS[8] circuit_breaker:{NAME}:events             stream: one entry per transition
+
+ARGV[1] is the operation:
+  status                                  read-only snapshot
+
+Reply (integers and strings only)
+  status    {field, value, field, value, ...}
+
+Errors
+  BADKEYS    not the 8 keys of one breaker, in order (nothing is read)
+  BADARGS    unknown operation
+  BADCONFIG  a stored config value is not valid
+
+Events: none. Event names: none.
+]]
+
+local SUFFIXES = {'state', 'failures', 'last_failure_time', 'metrics', 'history', 'config', 'probes', 'events'}
+if #KEYS ~= 8 then
+  return redis.error_reply('BADKEYS status-8.lua takes the 8 keys of one breaker, got ' .. #KEYS)
+end
+local PREFIX = string.match(KEYS[1], '^(circuit_breaker:{[^{}%c]+}:)state$')
+if PREFIX == nil or #PREFIX > 19 + 200 then
+  return redis.error_reply('BADKEYS KEYS[1] must be circuit_breaker:{NAME}:state with a valid NAME')
+end
+for i = 2, 8 do
+  if KEYS[i] ~= PREFIX .. SUFFIXES[i] then
+    return redis.error_reply('BADKEYS KEYS[' .. i .. '] must be ' .. PREFIX .. SUFFIXES[i])
+  end
+end
+local K_STATE, K_FAILURES, K_LAST_FAILURE, K_METRICS = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
+local K_HISTORY, K_CONFIG, K_PROBES, K_EVENTS = KEYS[5], KEYS[6], KEYS[7], KEYS[8]
+if ARGV[1] ~= 'status' then
+  return redis.error_reply('BADARGS unknown operation "' .. tostring(ARGV[1]) .. '": want status')
+end
+
+-- The same bounds as breaker-8.lua (a test checks that the tables agree).
+local MAX = 9007199254740991 -- 2^53 - 1: every integer up to it is exact
+local BOUNDS = {
+  failure_threshold   = {1, 1000000, 3},
+  success_threshold   = {1, 1000000, 2},
+  half_open_max_calls = {1, 1000000, nil}, -- default: success_threshold
+  recovery_timeout_ms = {1, 2592000000, 30000},
+  request_timeout_ms  = {1, 2592000000, 45000},
+}
+
+local function decimal(v, lo, hi)
+  if type(v) ~= 'string' or #v > 16 or not (v == '0' or string.find(v, '^[1-9]%d*$')) then return nil end
+  local n = tonumber(v)
+  if n < lo or n > hi then return nil end
+  return n
+end
+local function failed(r) return type(r) == 'table' and r.err ~= nil end
+
+local corrupt = {}
+local function note(what) corrupt[#corrupt + 1] = what end
+-- A read of a key of the wrong type reads as absent and is noted.
+local function read(cmd, key, ...)
+  local r = redis.pcall(cmd, key, ...)
+  if failed(r) then
+    note(string.sub(key, #PREFIX + 1) .. ' has the wrong type')
+    return nil
+  end
+  return r
+end
+-- A stored counter that is not decimal digits reads as 0 and is noted.
+local function counter(what, v)
+  if v == nil or v == false then return 0 end
+  local n = decimal(v, 0, MAX)
+  if n == nil then
+    note(what .. ' is ' .. string.format('%q', v))
+    return 0
+  end
+  return n
+end
+
+-- Config: defaults overridden by the stored hash, every field checked.
+local cfg = {}
+for f, b in pairs(BOUNDS) do cfg[f] = b[3] end
+local flat = redis.pcall('HGETALL', K_CONFIG)
+if failed(flat) then return redis.error_reply('BADCONFIG ' .. K_CONFIG .. ' is not a hash') end
+for i = 1, #flat, 2 do
+  local b = BOUNDS[flat[i]]
+  if b then
+    local n = decimal(flat[i + 1], b[1], b[2])
+    if n == nil then
+      return redis.error_reply('BADCONFIG ' .. flat[i] .. ' is "' .. flat[i + 1] .. '", want an integer ' ..
+        string.format('%d..%d', b[1], b[2]))
+    end
+    cfg[flat[i]] = n
+  end
+end
+cfg.half_open_max_calls = cfg.half_open_max_calls or cfg.success_threshold
+
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+
+local stored_state = read('GET', K_STATE)
+local state = stored_state
+if state ~= 'closed' and state ~= 'open' and state ~= 'half_open' then
+  if stored_state then note('state is ' .. string.format('%q', stored_state)) end
+  state = 'closed'
+end
+local failures = counter('failures', read('GET', K_FAILURES))
+local last_failure_time = counter('last_failure_time', read('GET', K_LAST_FAILURE))
+local mf = {'generation', 'mode', 'opened_at', 'half_open_successes', 'total_successes',
+  'total_failures', 'total_refused', 'last_failure_error', 'outage_started_at', 'outage_refused', 'lease_seq',
+  'transitions'}
+local mv = read('HMGET', K_METRICS, unpack(mf)) or {}
+local m = {}
+for i, f in ipairs(mf) do
+  if f ~= 'mode' and f ~= 'last_failure_error' then m[f] = counter('metrics.' .. f, mv[i]) end
+end
+local mode = mv[2] or 'normal'
+if mode ~= 'normal' and mode ~= 'forced_open' and mode ~= 'disabled' then
+  note('metrics.mode is ' .. string.format('%q', mode))
+  mode = 'normal'
+end
+local probes, first_expiry = 0, nil
+local z = read('ZRANGE', K_PROBES, 0, 0, 'WITHSCORES')
+if z then
+  probes = redis.call('ZCARD', K_PROBES)
+  first_expiry = tonumber(z[2])
+end
+for _, k in ipairs({{K_HISTORY, 'list'}, {K_EVENTS, 'stream'}}) do
+  local typ = redis.call('TYPE', k[1])['ok']
+  if typ ~= 'none' and typ ~= k[2] then note(string.sub(k[1], #PREFIX + 1) .. ' has the wrong type') end
+end
+
+local retry = 0
+if mode == 'forced_open' then
+  retry = -1
+elseif mode == 'disabled' or state == 'closed' then
+  retry = 0
+elseif state == 'open' then
+  retry = math.max(0, m.opened_at + cfg.recovery_timeout_ms - now)
+elseif probes >= cfg.half_open_max_calls then
+  retry = math.max(0, (first_expiry or now) - now)
+end
+
+local s, f, r = m.total_successes, m.total_failures, m.total_refused
+local rate = '100.0'
+if s + f > 0 then rate = string.format('%.1f', 100 * s / (s + f)) end
+return {'state', state, 'mode', mode, 'generation', m.generation, 'transitions', m.transitions,
+  'current_failures', failures,
+  'failure_threshold', cfg.failure_threshold, 'success_threshold', cfg.success_threshold,
+  'half_open_max_calls', cfg.half_open_max_calls, 'recovery_timeout_ms', cfg.recovery_timeout_ms,
+  'request_timeout_ms', cfg.request_timeout_ms, 'total_successes', s, 'total_failures', f,
+  'total_refused', r, 'total_requests', s + f + r, 'success_rate', rate,
+  'half_open_successes', m.half_open_successes, 'probes', probes,
+  'opened_at', m.opened_at, 'retry_after_ms', retry,
+  'last_failure_time', last_failure_time, 'last_failure_error', mv[8] or '', 'time_ms', now,
+  'corrupt', table.concat(corrupt, '; ')}
