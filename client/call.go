@@ -24,28 +24,19 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if n.down.Load() {
 		return b.outageAllow(n)
 	}
-	if b.fast && b.trusted() {
-		if v := b.view.Load(); v != nil && v.local == nil {
-			now := time.Now()
-			s := &b.h.sub
-			s.maybePeek(now.UnixNano())
-			if !s.behind.Load() {
-				switch {
-				case v.mode == breakerbox.ModeDisabled || (v.mode == breakerbox.ModeNormal && v.state == breakerbox.StateClosed):
-					return &Permit{b: b, gen: v.gen, via: viaBatch}, nil
-				case v.mode == breakerbox.ModeForcedOpen || now.Before(v.until):
-					b.q.refuse(b)
-					return nil, b.openError(v.state, v.mode, v.until.Sub(now), false, nil)
-				}
-			}
+	if b.fast {
+		if p, err, done := b.allowFromView(); done {
+			return p, err
 		}
 	}
+	start := time.Now()
 	if err := b.waitRegistered(ctx); err != nil {
 		return b.redisFailed(ctx, n, "seed", err)
 	}
 	res, err := call(ctx, "allow", b.o.redisTimeout, func(ctx context.Context) (any, error) {
 		return b.eval(ctx, "allow")
 	}, b.lateAllow)
+	waited := time.Since(start)
 	if err != nil {
 		return b.redisFailed(ctx, n, "allow", err)
 	}
@@ -61,7 +52,37 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if !b.fast {
 		via = viaRedis
 	}
-	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via, waited: waited}, nil
+}
+
+// allowFromView decides a call from the view, when it is trusted and says
+// enough: closed (admitted), or refusing with a running recovery timer or
+// forced open (refused). done is false when the script must decide.
+func (b *Breaker) allowFromView() (p *Permit, err error, done bool) {
+	if !b.trusted() {
+		return nil, nil, false
+	}
+	now := time.Now()
+	s := &b.h.sub
+	s.maybePeek(now.UnixNano())
+	if s.behind.Load() {
+		if !s.waitReader() || !b.trusted() {
+			return nil, nil, false
+		}
+		now = time.Now()
+	}
+	v := b.view.Load()
+	if v == nil || v.local != nil {
+		return nil, nil, false
+	}
+	switch {
+	case v.mode == breakerbox.ModeDisabled || (v.mode == breakerbox.ModeNormal && v.state == breakerbox.StateClosed):
+		return &Permit{b: b, gen: v.gen, via: viaBatch}, nil, true
+	case v.mode == breakerbox.ModeForcedOpen || now.Before(v.until):
+		b.q.refuse(b)
+		return nil, b.openError(v.state, v.mode, v.until.Sub(now), false, nil), true
+	}
+	return nil, nil, false
 }
 
 // redisFailed handles a Redis call of Allow that failed: the caller's own

@@ -13,8 +13,9 @@ import (
 // control is the Hub's goroutine for everything but outcomes and the
 // subscription's reads: it registers new breakers (seed, in pipelines,
 // then subscribes their channels in one batch), refreshes breakers
-// (pipelined status reads) after every (re)subscription, after every
-// configure announced on their channel and at the end of an outage, and
+// (pipelined seed and status reads) after every (re)subscription, after
+// every configure announced on their channel and at the end of an outage,
+// and
 // asks nodes in an outage whether they answer again. Every Redis call it
 // makes is bounded by the Hub's Redis timeout; a node that does not answer
 // delays only its own breakers.
@@ -253,7 +254,7 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 			}
 			r.statuses[i], _ = breakerbox.ParseStatus(b.name, cmds[len(group)+i].Val())
 		}
-		return r, err
+		return r, pipeErr(cmds, err) // each breaker's own error says more than the connection's
 	}, nil)
 	if err != nil {
 		if unreachable(err) {
@@ -322,12 +323,19 @@ func (c *control) refreshAll() bool {
 	var mu sync.Mutex
 	eachNode(c.byNode(list), func(n *node, group []*Breaker) {
 		start := time.Now().UnixNano()
-		calls := make([]scriptCall, len(group))
-		for i, b := range group {
-			calls[i] = scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}}
+		// A seed first: a Redis that restarted without persistence lost
+		// the config, which the seed stores again (it never overwrites
+		// one that is stored).
+		calls := make([]scriptCall, 0, 2*len(group))
+		for _, b := range group {
+			calls = append(calls, scriptCall{breakerbox.BreakerScript, b.keys, configArgs("seed", b.o.actor, b.seed)})
+		}
+		for _, b := range group {
+			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
 		cmds, err := call(h.ctx, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
-			return h.pipeline(ctx, calls)
+			cmds, err := h.pipeline(ctx, calls)
+			return cmds, pipeErr(cmds, err)
 		}, nil)
 		if err != nil {
 			if unreachable(err) {
@@ -336,8 +344,9 @@ func (c *control) refreshAll() bool {
 			return // the outage's end refreshes them
 		}
 		for i, b := range group {
-			st, err := breakerbox.ParseStatus(b.name, cmds[i].Val())
-			if cerr := cmdErr(cmds[i]); cerr != nil {
+			sc := cmds[len(group)+i]
+			st, err := breakerbox.ParseStatus(b.name, sc.Val())
+			if cerr := cmdErr(sc); cerr != nil {
 				err = cerr
 			}
 			if err != nil {

@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -95,7 +96,7 @@ func (n *node) begin(cause error) {
 		n.mu.Unlock()
 		return
 	}
-	n.since, n.cause = time.Now(), cause
+	n.since, n.cause = time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
 	n.down.Store(true)
 	n.mu.Unlock()
 	attrs := []any{"err", cause, "redis_timeout", n.h.timeout()}

@@ -135,7 +135,7 @@ type localBreaker struct {
 }
 
 func newLocalBreaker(b *Breaker) *localBreaker {
-	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
+	l := &localBreaker{b: b, engine: luaengine.NewReusing(time.Now)}
 	f := b.Config().Fields()
 	cfg := map[string]string{}
 	for i := 0; i+1 < len(f); i += 2 {

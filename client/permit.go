@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/breakerbox/breakerbox"
 )
@@ -21,13 +22,25 @@ const (
 // Permit is an admitted call. Report its outcome exactly once with
 // Success, Failure, Ignore or Done.
 type Permit struct {
-	b     *Breaker
-	gen   int64
-	lease string
-	via   permitVia
-	local *localBreaker
-	used  atomic.Bool
+	b      *Breaker
+	gen    int64
+	lease  string
+	via    permitVia
+	local  *localBreaker
+	used   atomic.Bool
+	waited time.Duration // spent waiting on Redis in Allow: the outcome waits at most the rest of the Redis timeout
 }
+
+// budget is how long the permit's outcome may wait on Redis: what is left
+// of the Redis timeout after Allow's own wait (at least a few ms), so that
+// a call (Allow, then its outcome) waits on Redis at most the Redis
+// timeout in all.
+func (p *Permit) budget() time.Duration {
+	return max(p.b.o.redisTimeout-p.waited, minBudget)
+}
+
+// minBudget is the least an outcome waits for Redis.
+const minBudget = 5 * time.Millisecond
 
 // Generation is the breaker generation the call was admitted in. An outcome
 // reported after the breaker has changed generation is counted in the
@@ -107,10 +120,10 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 			return nil
 		}
 		if o.sent != nil {
-			waitSent(b, o)
+			waitSent(b, o, p.budget())
 		}
 	case viaRedis:
-		return b.recordNow(ctx, o)
+		return b.recordNow(ctx, o, p.budget())
 	case viaLocal:
 		b.outageOutcome(o, p.local)
 	case viaNone:
@@ -120,8 +133,8 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 }
 
 // recordNow sends one outcome and waits for the script's answer, at most
-// the Redis timeout (AdmitStrict).
-func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
+// budget (AdmitStrict).
+func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration) error {
 	n := b.nodeOf()
 	if n.down.Load() {
 		b.outageOutcome(o, nil)
@@ -130,7 +143,7 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
 	if o.kind == "r" && o.lease == "" {
 		return nil
 	}
-	res, err := call(context.WithoutCancel(ctx), "record", b.o.redisTimeout, func(ctx context.Context) (any, error) {
+	res, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (any, error) {
 		return b.eval(ctx, recordArgs(0, []outcome{o})...)
 	}, func(res any, err error) {
 		if err != nil {
@@ -144,8 +157,8 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
 		if !errors.As(err, &stall) {
 			b.out.unrecorded.Add(1) // a stalled one is counted if its late reply is an error
 		}
-		if unreachable(err) {
-			n.begin(err)
+		if unreachable(err) && (stall == nil || budget >= b.o.redisTimeout) {
+			n.begin(err) // (a short budget that ran out proves no stall)
 		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}

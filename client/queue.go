@@ -160,14 +160,16 @@ func (q *queue) flush(ctx context.Context, b *Breaker) error {
 	}
 }
 
-// waitSent waits for o to be applied, at most the Redis timeout.
-func waitSent(b *Breaker, o outcome) {
-	t := time.NewTimer(b.o.redisTimeout)
+// waitSent waits for o to be applied, at most budget.
+func waitSent(b *Breaker, o outcome, budget time.Duration) {
+	t := time.NewTimer(budget)
 	defer t.Stop()
 	select {
 	case <-o.sent:
 	case <-t.C:
-		b.nodeOf().begin(&StallError{Op: "record", After: b.o.redisTimeout})
+		if budget >= b.o.redisTimeout {
+			b.nodeOf().begin(&StallError{Op: "record", After: budget})
+		}
 	case <-b.h.ctx.Done():
 	}
 }

@@ -93,8 +93,8 @@ func (b *Breaker) refreshed(st breakerbox.Status, start int64, seq uint64, req r
 	b.viewMu.Lock()
 	b.fence, b.fenceSeq = st.Generation, seq
 	old := b.view.Load()
-	if old != nil && old.local == nil && old.gen > st.Generation && old.set > start {
-		nv = nil // an announcement newer than the read came in meanwhile
+	if old != nil && old.local == nil && old.gen >= st.Generation && old.set > start {
+		nv = nil // a reply or announcement at least as new as the read came in meanwhile
 	}
 	var c StateChange
 	moved := false

@@ -46,6 +46,8 @@ type subscriber struct {
 	peek     atomic.Pointer[peeker] // the connection's socket, when the platform can peek at it
 	nextPeek atomic.Int64
 	behind   atomic.Bool // a peek saw data the reader has not read yet
+	behindMu sync.Mutex
+	caughtUp chan struct{} // under behindMu: closed when the reader has read again
 	peeks    atomic.Int64
 	behinds  atomic.Int64
 }
@@ -59,8 +61,12 @@ const (
 )
 
 // peekEvery is how often callers admitting from their view peek at the
-// subscription's socket (see maybePeek).
-const peekEvery = 100 * time.Microsecond
+// subscription's socket, and peekWait how long a caller waits for the
+// reader when a peek saw data waiting (see maybePeek).
+const (
+	peekEvery = 100 * time.Microsecond
+	peekWait  = time.Millisecond
+)
 
 func (s *subscriber) init(h *Hub) {
 	s.h = h
@@ -154,7 +160,40 @@ func (s *subscriber) run() {
 				s.pongSeq.Store(n)
 			}
 		}
-		s.behind.Store(false)
+		s.caughtUpNow()
+	}
+}
+
+// caughtUpNow releases the callers waiting for the reader.
+func (s *subscriber) caughtUpNow() {
+	if !s.behind.Load() {
+		return
+	}
+	s.behindMu.Lock()
+	s.behind.Store(false)
+	if s.caughtUp != nil {
+		close(s.caughtUp)
+		s.caughtUp = nil
+	}
+	s.behindMu.Unlock()
+}
+
+// waitReader waits, at most peekWait, until the reader has read what a
+// peek saw waiting; it reports whether it did.
+func (s *subscriber) waitReader() bool {
+	s.behindMu.Lock()
+	ch := s.caughtUp
+	s.behindMu.Unlock()
+	if ch == nil {
+		return true
+	}
+	t := time.NewTimer(peekWait)
+	defer t.Stop()
+	select {
+	case <-ch:
+		return true
+	case <-t.C:
+		return false
 	}
 }
 
@@ -202,11 +241,15 @@ func (s *subscriber) announce(m *redis.Message) {
 		if stale {
 			continue // older than the refresh that overtook it
 		}
-		old := b.view.Load()
-		b.observe(a, fromAnnouncement)
-		if old != nil && old.local == nil && old.gen == a.Generation {
-			s.h.ctl.refresh(b) // no transition: a configure (or seed) changed the config
+		if old := b.view.Load(); old != nil && old.local == nil && old.gen == a.Generation {
+			// No transition: a configure (or seed) changed the config, and
+			// with it maybe the refusal's deadline. A status read tells
+			// both; the announcement itself may be older than a reply the
+			// view already has (it travels on another connection).
+			s.h.ctl.refresh(b)
+			continue
 		}
+		b.observe(a, fromAnnouncement)
 	}
 }
 
@@ -215,8 +258,9 @@ func (s *subscriber) announce(m *redis.Message) {
 // network only from sysmon, at most every 10ms, so an announcement can sit
 // unread on the subscription's socket for milliseconds. At most every
 // peekEvery, a caller peeks at the socket (a non-blocking MSG_PEEK): if
-// data is waiting, views are not trusted (callers ask the script, whose
-// round trips let the reader run) until the reader has read it.
+// data is waiting, callers wait for the reader (parked callers leave the
+// processors idle, and an idle processor polls the network at once) at
+// most peekWait, and ask the script if it has not read it by then.
 func (s *subscriber) maybePeek(now int64) {
 	next := s.nextPeek.Load()
 	if now < next || !s.nextPeek.CompareAndSwap(next, now+int64(peekEvery)) {
@@ -228,8 +272,13 @@ func (s *subscriber) maybePeek(now int64) {
 	}
 	s.peeks.Add(1)
 	if p.waiting() {
-		s.behind.Store(true)
-		s.behinds.Add(1)
+		s.behindMu.Lock()
+		if !s.behind.Load() {
+			s.caughtUp = make(chan struct{})
+			s.behind.Store(true)
+			s.behinds.Add(1)
+		}
+		s.behindMu.Unlock()
 	}
 }
 

@@ -111,11 +111,28 @@ func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, e
 		}
 		todo = again
 	}
+	if err != nil {
+		for _, c := range cmds {
+			if c.Err() == nil && c.Val() == nil {
+				c.SetErr(err) // never sent or never answered: the pipeline's error is its own
+			}
+		}
+	}
 	var rerr redis.Error
 	if err != nil && errors.As(err, &rerr) {
-		err = nil // a command's own error reply, read per command
+		err = nil // an error reply (WRONGPASS at connect included), read per command
 	}
 	return cmds, err
+}
+
+// pipeErr returns a pipeline's error when its commands do not carry their
+// own (pipeline sets them all, so only a failure to send the pipeline at
+// all is left).
+func pipeErr(cmds []*redis.Cmd, err error) error {
+	if len(cmds) > 0 && cmds[0] != nil {
+		return nil
+	}
+	return err
 }
 
 // cmdErr returns the command's error with script error codes mapped.
