@@ -292,11 +292,12 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 // tried again when the outage ends; any other error is logged and tried
 // again after retryRegistration, and meanwhile returned to the callers.
 func (c *control) failed(b *Breaker, err error) {
-	b.reg.finish(err)
 	if unreachable(err) {
+		b.reg.finish(err)
 		return
 	}
 	b.logf(errorLevel, "circuit breaker not registered", "err", err)
+	b.reg.finish(err)
 	c.mu.Lock()
 	b.reg.retryAt = time.Now().Add(retryRegistration)
 	c.retry = append(c.retry, b)

@@ -77,7 +77,7 @@ func TestNewSeedsTheConfigAndNeverOverwritesAStoredOne(t *testing.T) {
 		t.Errorf("the second worker's config in force: threshold %d, want the stored 3", got)
 	}
 	if n := logs.count("circuit breaker overwrote the shared config"); n != 0 {
-		t.Fatalf("seeding logged an overwrite:\n%s", logs.buf.String())
+		t.Fatalf("seeding logged an overwrite:\n%s", logs.String())
 	}
 	// An explicit deploy-time change overwrites, with a warning.
 	third := newBreaker(t, rdb, "shared", cfg, client.WithLogger(logs.logger()), client.WithOverwriteConfig())
@@ -86,7 +86,7 @@ func TestNewSeedsTheConfigAndNeverOverwritesAStoredOne(t *testing.T) {
 		t.Errorf("stored failure_threshold %q after WithOverwriteConfig, want 5", got)
 	}
 	if n := logs.count("circuit breaker overwrote the shared config"); n != 1 {
-		t.Fatalf("overwrite logged %d times, want once:\n%s", n, logs.buf.String())
+		t.Fatalf("overwrite logged %d times, want once:\n%s", n, logs.String())
 	}
 	// Every worker now trips on the shared threshold, whatever it seeded.
 	for i := 0; i < 4; i++ {

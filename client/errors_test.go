@@ -57,8 +57,8 @@ func TestErrorsAreNotOutages(t *testing.T) {
 				if st := b.Stats(); st.Outage || st.OutageAdmitted+st.OutageRefused > 0 {
 					t.Errorf("stats %+v: an error reply started the outage policy", st)
 				}
-				if !strings.Contains(logs.buf.String(), tc.want) || logs.count("circuit breaker cannot reach redis; following outage policy") > 0 {
-					t.Errorf("logs do not name %s as such:\n%s", tc.want, logs.buf.String())
+				if !strings.Contains(logs.String(), tc.want) || logs.count("circuit breaker cannot reach redis; following outage policy") > 0 {
+					t.Errorf("logs do not name %s as such:\n%s", tc.want, logs.String())
 				}
 			})
 		}
@@ -93,8 +93,8 @@ func TestACorruptedConfigIsAnErrorNotAnOutage(t *testing.T) {
 			if st := b.Stats(); st.Outage || st.Unrecorded != 3 {
 				t.Errorf("stats %+v, want the 3 failures unrecorded and no outage", st)
 			}
-			if !strings.Contains(logs.buf.String(), "BADCONFIG") || logs.count("circuit breaker cannot reach redis; following outage policy") > 0 {
-				t.Errorf("logs do not name BADCONFIG as such:\n%s", logs.buf.String())
+			if !strings.Contains(logs.String(), "BADCONFIG") || logs.count("circuit breaker cannot reach redis; following outage policy") > 0 {
+				t.Errorf("logs do not name BADCONFIG as such:\n%s", logs.String())
 			}
 			// An open breaker's allow needs the config: Allow returns the error.
 			if err := ops.HSet(ctx, breakerbox.Key(name, "config"), "failure_threshold", "1").Err(); err != nil {

@@ -160,6 +160,9 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		if unreachable(err) && (stall == nil || budget >= b.o.redisTimeout) {
 			n.begin(err) // (a short budget that ran out proves no stall)
 		}
+		if !unreachable(err) {
+			b.logf(warnLevel, "circuit breaker outcomes not recorded", "count", 1, "err", err)
+		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
 	r, err := breakerbox.ParseRecordReply(res)

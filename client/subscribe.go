@@ -57,7 +57,7 @@ type subscriber struct {
 const (
 	freshFor    = 3 * time.Second
 	pingAfter   = time.Second
-	receiveTick = 50 * time.Millisecond // how long a read waits before requests are served
+	receiveTick = 20 * time.Millisecond // how long a read waits before requests are served
 )
 
 // peekEvery is how often callers admitting from their view peek at the
