@@ -60,24 +60,31 @@ func (q *queue) signalLocked() {
 	q.changed = make(chan struct{})
 }
 
-// add queues o for b, waiting at most the Redis timeout for room. It
-// returns false when o could not be queued (no room in time: Redis does
-// not keep up, which starts an outage); the caller then counts it as an
+// add queues o for b, waiting at most the Redis timeout for room: past
+// it o is queued anyway (a Redis that stopped answering is found out by
+// the sender, whose pipeline then outlives the timeout). It returns false
+// when b's node went down meanwhile; the caller then counts o as an
 // outage outcome.
 func (q *queue) add(b *Breaker, o outcome) bool {
-	var timer *time.Timer
+	var deadline time.Time
 	q.mu.Lock()
 	for len(q.pending) >= maxPending {
+		if deadline.IsZero() {
+			deadline = time.Now().Add(b.o.redisTimeout)
+		}
+		wait := time.Until(deadline)
+		if wait <= 0 {
+			break // queued anyway
+		}
 		ch := q.changed
 		q.mu.Unlock()
-		if timer == nil {
-			timer = time.NewTimer(b.o.redisTimeout)
-			defer timer.Stop()
-		}
+		t := time.NewTimer(wait)
 		select {
 		case <-ch:
-		case <-timer.C:
-			b.nodeOf().begin(&StallError{Op: "record", After: b.o.redisTimeout})
+		case <-t.C:
+		}
+		t.Stop()
+		if b.nodeOf().down.Load() {
 			return false
 		}
 		q.mu.Lock()

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/internal/knobs"
 )
 
 // subscriber owns the Hub's one pub/sub connection: every breaker's
@@ -262,6 +263,9 @@ func (s *subscriber) announce(m *redis.Message) {
 // processors idle, and an idle processor polls the network at once) at
 // most peekWait, and ask the script if it has not read it by then.
 func (s *subscriber) maybePeek(now int64) {
+	if knobs.NoPeek.Load() {
+		return
+	}
 	next := s.nextPeek.Load()
 	if now < next || !s.nextPeek.CompareAndSwap(next, now+int64(peekEvery)) {
 		return
