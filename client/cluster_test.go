@@ -71,7 +71,7 @@ func TestAStalledMasterCostsOnlyItsOwnBreakers(t *testing.T) {
 		}()
 	}
 	time.Sleep(200 * time.Millisecond)
-	resume := redistest.Stall(t, victim, 2*time.Second)
+	resume := cl.Node(victim).Pause(t, 2*time.Second)
 	eventually(t, "the stalled master's breakers to follow their outage policy", func() bool {
 		for _, b := range onVictim {
 			if !b.Stats().Outage {

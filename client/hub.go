@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Hub is the runtime that every breaker of a process on one Redis client
@@ -90,6 +91,10 @@ func newHub(rdb redis.UniversalClient, opts []Option) (*Hub, error) {
 	if err != nil {
 		return nil, fmt.Errorf("breakerbox hub: %w", err)
 	}
+	// Reach a promoted replica within a second or two of a Cluster failover
+	// instead of at go-redis's 60s slot-map reload (a Sentinel client
+	// follows by itself).
+	redisconn.Follow(rdb)
 	ctx, cancel := context.WithCancel(context.Background())
 	h := &Hub{rdb: rdb, o: o, ctx: ctx, cancel: cancel, byName: map[string]*channel{},
 		shutdown: make(chan struct{})}

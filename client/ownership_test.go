@@ -57,7 +57,7 @@ func TestTheStoredConfigIsTheFleetsTruth(t *testing.T) {
 	follows("after a reconnection")
 
 	// An outage: Redis stalls past the Redis timeout, then resumes.
-	resume := redistest.Stall(t, srv.Addr, 2*time.Second)
+	resume := srv.Pause(t, 2*time.Second)
 	eventually(t, "the outage", func() bool { _ = b.Execute(ctx, ok); return b.Stats().Outage })
 	resume()
 	eventually(t, "the end of the outage", func() bool { return !b.Stats().Outage })

@@ -94,7 +94,7 @@ func TestCallersNeverWaitPastTheRedisTimeoutWhileRedisIsStalled(t *testing.T) {
 		}
 	}
 	time.Sleep(200 * time.Millisecond)
-	redistest.Stall(t, srv.Addr, 3*time.Second)
+	srv.Pause(t, 3*time.Second)
 	stalled := time.Now()
 	var late *client.Breaker
 	lat.time("New+Execute during the stall", func() {
@@ -155,7 +155,7 @@ func TestHealthAnswersWithinItsTimeoutWhileRedisIsStalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	redistest.Stall(t, srv.Addr, 2*time.Second)
+	srv.Pause(t, 2*time.Second)
 	start := time.Now()
 	resp, code := h.Check(context.Background())
 	if d := time.Since(start); d > 300*time.Millisecond+stallMargin || code != 503 || resp.Status != health.StatusError {
