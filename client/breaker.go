@@ -36,8 +36,6 @@ type Breaker struct {
 
 	viewMu    sync.Mutex           // orders view changes (and the hook's queue)
 	view      atomic.Pointer[view] // read without the lock
-	fence     int64                // under viewMu: announcements older than this are stale...
-	fenceSeq  uint64               // ...until the PONG of this PING
 	confirmed atomic.Uint64        // the subscription epoch whose refresh confirmed the view
 	subEpoch  atomic.Uint64        // the subscription epoch in which its channel was last confirmed
 	subGen    atomic.Uint64        // how many times its channel was confirmed

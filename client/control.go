@@ -319,7 +319,6 @@ func (c *control) refreshAll() bool {
 		list = append(list, b)
 	}
 	h := c.h
-	seq := h.sub.pingSeq.Load() + 1 // the PING asked for below carries at least this
 	retry := false
 	var mu sync.Mutex
 	eachNode(c.byNode(list), func(n *node, group []*Breaker) {
@@ -361,10 +360,9 @@ func (c *control) refreshAll() bool {
 				mu.Unlock()
 				continue
 			}
-			b.refreshed(st, start, seq, reqs[b])
+			b.refreshed(st, start, reqs[b])
 		}
 	})
-	h.sub.ping()
 	if retry {
 		// Read again on the next round (a broken config an operator fixes).
 		c.mu.Lock()

@@ -83,15 +83,15 @@ func (b *Breaker) waitRegistered(ctx context.Context) error {
 }
 
 // refreshed applies a status read (started at start, unix nanos) to b:
-// the view, the config in force, and the fence that drops announcements
-// older than it until the PONG of PING seq. The view is confirmed when
-// the breaker's channel was subscribed on the current connection before
-// the read was asked for, and nothing changed since.
-func (b *Breaker) refreshed(st breakerbox.Status, start int64, seq uint64, req refreshReq) {
+// the view and the config in force. The view is confirmed when the
+// breaker's channel was subscribed on the current connection before the
+// read was asked for, and nothing changed since. (Announcements older
+// than the read that arrive after it are ignored by generation: see
+// accept.)
+func (b *Breaker) refreshed(st breakerbox.Status, start int64, req refreshReq) {
 	b.readConfig(st, start)
 	nv := newView(st.Announcement(), nil)
 	b.viewMu.Lock()
-	b.fence, b.fenceSeq = st.Generation, seq
 	old := b.view.Load()
 	if old != nil && old.local == nil && old.gen >= st.Generation && old.set > start {
 		nv = nil // a reply or announcement at least as new as the read came in meanwhile

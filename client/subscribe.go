@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -41,8 +40,6 @@ type subscriber struct {
 	epoch     atomic.Uint64 // the current connection; starts at 1
 	alive     atomic.Bool   // heard from within freshFor
 	lastHeard atomic.Int64  // unix nanos of the last message, pong or subscription
-	pingSeq   atomic.Uint64 // the last PING sent carries this payload
-	pongSeq   atomic.Uint64 // the last PONG read carried this payload
 
 	peek     atomic.Pointer[peeker] // the connection's socket, when the platform can peek at it
 	nextPeek atomic.Int64
@@ -99,14 +96,6 @@ func (s *subscriber) unsubscribe(channels ...string) {
 	s.mu.Unlock()
 }
 
-// ping asks for a PING and returns the payload its PONG will carry.
-func (s *subscriber) ping() uint64 {
-	s.mu.Lock()
-	s.pings = true
-	s.mu.Unlock()
-	return s.pingSeq.Load() + 1
-}
-
 func (s *subscriber) close() { _ = s.ps.Close() }
 
 func (s *subscriber) run() {
@@ -156,10 +145,6 @@ func (s *subscriber) run() {
 			}
 		case *redis.Message:
 			s.announce(m)
-		case *redis.Pong:
-			if n, err := strconv.ParseUint(m.Payload, 10, 64); err == nil {
-				s.pongSeq.Store(n)
-			}
 		}
 		s.caughtUpNow()
 	}
@@ -213,7 +198,7 @@ func (s *subscriber) serve(lastPing *time.Time) error {
 	}
 	if ping {
 		*lastPing = time.Now()
-		errs = append(errs, s.ps.Ping(s.psCtx, strconv.FormatUint(s.pingSeq.Add(1), 10)))
+		errs = append(errs, s.ps.Ping(s.psCtx))
 	}
 	return errors.Join(errs...)
 }
@@ -234,14 +219,7 @@ func (s *subscriber) announce(m *redis.Message) {
 		s.h.o.logger.Warn("circuit breaker ignored a malformed announcement", "channel", m.Channel, "payload", m.Payload)
 		return
 	}
-	pong := s.pongSeq.Load()
 	for _, b := range s.h.handlesOf(name) {
-		b.viewMu.Lock()
-		stale := b.fenceSeq > pong && a.Generation < b.fence
-		b.viewMu.Unlock()
-		if stale {
-			continue // older than the refresh that overtook it
-		}
 		if old := b.view.Load(); old != nil && old.local == nil && old.gen == a.Generation {
 			// No transition: a configure (or seed) changed the config, and
 			// with it maybe the refusal's deadline. A status read tells

@@ -41,9 +41,10 @@ const (
 	// fromRecordReply is the script's reply to this handle's outcomes
 	// (same order rule as fromReply).
 	fromRecordReply
-	// fromAnnouncement is a pub/sub message: announcements arrive in order,
-	// so each replaces the view (subscribe drops those older than a
-	// refresh that overtook them).
+	// fromAnnouncement is a pub/sub message: announcements arrive in order
+	// among themselves, but may be overtaken by replies, so one not newer
+	// than the view is ignored (one of the same generation is a config
+	// change: the subscriber asks for a refresh instead).
 	fromAnnouncement
 	// fromRefresh is a status read after (re)subscribing or at the end
 	// of an outage: it replaces whatever the view held.
@@ -70,6 +71,12 @@ func accept(old, nv *view, src source) bool {
 		return false // the fallback decides until the outage ends
 	case src == fromReply || src == fromRecordReply:
 		return old.local != nil || nv.gen >= old.gen
+	case src == fromAnnouncement:
+		// Announcements and replies travel on different connections: an
+		// announcement can arrive after a reply that already told a later
+		// generation. Generations only grow (max(previous+1, now_ms), even
+		// for a breaker whose keys were deleted), so an older one is late.
+		return old.local != nil || nv.gen > old.gen
 	}
 	return true
 }

@@ -30,9 +30,9 @@ type Options struct {
 	TripLoad    int // trips timed while TripProcs processes of TripConc goroutines call (0: skip)
 	TripProcs   int
 	TripConc    int
-	Runtime     int // breakers of the shared-runtime scenario (0: skip)
+	Runtime     int           // breakers of the shared-runtime scenario (0: skip)
 	Stall       time.Duration // Redis stalled this long under load (0: skip)
-	Breakers    int // breakers for the scale test (0: skip)
+	Breakers    int           // breakers for the scale test (0: skip)
 	Seed        int64
 	RedisServer string
 	Exe         string // this binary, re-executed as workers

@@ -35,13 +35,13 @@ func (r *Report) runtimeTargets() []Target {
 				Met: rt.Conns-rt.PoolConns <= 2, Checked: true},
 			Target{Goal: fmt.Sprintf("issue 9: %d Fast breakers: idle Redis commands ≤ 10/s, independent of the number of breakers", n),
 				Measured: fmt.Sprintf("%.1f/s over %s (%s)", rt.IdleCommands, rt.IdleWindow, rt.IdleCommandList),
-				Met: rt.IdleCommands <= 10, Checked: true},
+				Met:      rt.IdleCommands <= 10, Checked: true},
 			Target{Goal: fmt.Sprintf("issue 9: %d Fast breakers: ≤ 20 goroutines of ours per process", n),
 				Measured: fmt.Sprintf("%d (of %d in the process)", rt.OurGoroutines, rt.Goroutines),
-				Met: rt.OurGoroutines <= 20, Checked: true},
+				Met:      rt.OurGoroutines <= 20, Checked: true},
 			Target{Goal: fmt.Sprintf("issue 9: %d Fast breakers: Go heap ≤ 4 KB per breaker", n),
 				Measured: fmt.Sprintf("%.0f bytes per breaker", rt.HeapPerBreaker),
-				Met: rt.HeapPerBreaker <= 4096, Checked: true},
+				Met:      rt.HeapPerBreaker <= 4096, Checked: true},
 			Target{Goal: fmt.Sprintf("issue 9: creating %d breakers < 200 ms", n),
 				Measured: fmt.Sprintf("New ×%d: %s; until every one is Ready (registered, subscribed, view confirmed): %s",
 					n, FormatDuration(rt.Create), FormatDuration(rt.Ready)),
@@ -55,7 +55,7 @@ func (r *Report) runtimeTargets() []Target {
 				Met: st.Max <= st.Timeout+50*time.Millisecond, Checked: true},
 			Target{Goal: fmt.Sprintf("issue 9: Redis stalled: /health answers within its timeout (%s)", st.HealthTimeout),
 				Measured: fmt.Sprintf("slowest answer %s; codes %s", FormatDuration(st.HealthMax), codesText(st.HealthCodes)),
-				Met: st.HealthMax <= st.HealthTimeout+50*time.Millisecond, Checked: true})
+				Met:      st.HealthMax <= st.HealthTimeout+50*time.Millisecond, Checked: true})
 	}
 	return ts
 }

@@ -38,7 +38,7 @@ type tripLoadSpec struct {
 // the trip each worker still admitted a call from its view.
 type TripLoad struct {
 	Procs, Conc, Trips int
-	NoPeek             bool          // the callers' peek turned off (before)
+	NoPeek             bool            // the callers' peek turned off (before)
 	Lag                []time.Duration // per worker per trip: trip -> view open
 	Stale              []time.Duration // per worker per trip: trip -> last admission (≤ 0: none after it)
 	P50, P99, Max      time.Duration   // of Lag
@@ -55,8 +55,8 @@ type TripLoad struct {
 type tripLoadOpened struct{ at atomic.Int64 }
 
 func (o *tripLoadOpened) Enabled(_ context.Context, l slog.Level) bool { return l >= slog.LevelWarn }
-func (o *tripLoadOpened) WithAttrs([]slog.Attr) slog.Handler          { return o }
-func (o *tripLoadOpened) WithGroup(string) slog.Handler               { return o }
+func (o *tripLoadOpened) WithAttrs([]slog.Attr) slog.Handler           { return o }
+func (o *tripLoadOpened) WithGroup(string) slog.Handler                { return o }
 func (o *tripLoadOpened) Handle(_ context.Context, r slog.Record) error {
 	if r.Message == "circuit breaker opened" {
 		o.at.Store(r.Time.UnixNano())
