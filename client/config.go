@@ -21,8 +21,9 @@ type OutagePolicy int
 
 const (
 	// OutageDecideLocally (the default) runs the same Lua state machine in
-	// process, with the same config, on this worker's outcomes only, until
-	// Redis answers again.
+	// process, with the config in force, on this worker's calls only,
+	// starting from the worker's last view of the breaker (an open breaker
+	// stays open until its recovery time), until Redis answers again.
 	OutageDecideLocally OutagePolicy = iota
 	// OutageAdmitAll admits every call while Redis is unreachable.
 	OutageAdmitAll

@@ -274,16 +274,23 @@ func (h *Hub) remove(b *Breaker) bool {
 }
 
 // logEvent logs a Hub-wide event once to the Hub's logger and once to
-// every other logger its breakers were given, so that a process that gave
-// its logger to New (the shared Hub) sees it too.
+// every other logger its breakers were given. A Hub made by New has no
+// logger of its own (its options are the defaults): it logs to its
+// breakers' loggers only, the ones given to New.
 func (h *Hub) logEvent(level slog.Level, msg string, attrs ...any) {
-	seen := map[*slog.Logger]bool{h.o.logger: true}
-	h.o.logger.Log(h.ctx, level, msg, attrs...)
+	seen := map[*slog.Logger]bool{}
+	if !h.shared {
+		seen[h.o.logger] = true
+		h.o.logger.Log(h.ctx, level, msg, attrs...)
+	}
 	for _, b := range h.breakers() {
 		if !seen[b.o.logger] {
 			seen[b.o.logger] = true
 			b.o.logger.Log(h.ctx, level, msg, attrs...)
 		}
+	}
+	if len(seen) == 0 {
+		h.o.logger.Log(h.ctx, level, msg, attrs...)
 	}
 }
 
@@ -307,7 +314,7 @@ func (h *Hub) registryAdd(names []string) {
 			return h.rdb.SAdd(ctx, breakerbox.RegistryKey, members...).Result()
 		}, nil)
 		if err != nil {
-			h.o.logger.Debug("circuit breaker registry not updated", "err", err)
+			h.logEvent(slog.LevelDebug, "circuit breaker registry not updated", "err", err)
 		}
 	}()
 }

@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
 	"strings"
 	"sync"
@@ -208,7 +209,7 @@ func (s *subscriber) serve(lastPing *time.Time) error {
 func (s *subscriber) lost(err error) {
 	s.epoch.Add(1)
 	s.alive.Store(false)
-	s.h.o.logger.Debug("circuit breaker subscription lost; resubscribing", "err", err)
+	s.h.logEvent(slog.LevelDebug, "circuit breaker subscription lost; resubscribing", "err", err)
 }
 
 // announce applies an announcement to every handle on its breaker.
@@ -216,7 +217,7 @@ func (s *subscriber) announce(m *redis.Message) {
 	name := nameOfChannel(m.Channel)
 	a, err := breakerbox.ParseAnnouncement(m.Payload)
 	if err != nil {
-		s.h.o.logger.Warn("circuit breaker ignored a malformed announcement", "channel", m.Channel, "payload", m.Payload)
+		s.h.logEvent(slog.LevelWarn, "circuit breaker ignored a malformed announcement", "channel", m.Channel, "payload", m.Payload)
 		return
 	}
 	for _, b := range s.h.handlesOf(name) {

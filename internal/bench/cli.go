@@ -27,9 +27,8 @@ type Options struct {
 	Cases       []string
 	Trips       int // trips timed for propagation, per variant
 	LoadTrips   int // trips timed while worker A is saturated with successes
-	TripLoad    int // trips timed while TripProcs processes of TripConc goroutines call (0: skip)
-	TripProcs   int
-	TripConc    int
+	TripLoad    int      // trips timed under each TripLoads load (0: skip)
+	TripLoads   [][2]int // processes × goroutines calling while a trip is timed
 	Runtime     int           // breakers of the shared-runtime scenario (0: skip)
 	Stall       time.Duration // Redis stalled this long under load (0: skip)
 	Breakers    int           // breakers for the scale test (0: skip)
@@ -61,7 +60,7 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	fs.IntVar(&o.Trips, "trips", 200, "trips timed for propagation, per variant (0 to skip)")
 	fs.IntVar(&o.LoadTrips, "load-trips", 5, "trips timed while worker A runs 8 goroutines of no-op successes (0 to skip)")
 	var tripLoad string
-	fs.StringVar(&tripLoad, "trip-load", "4x8", "processes × goroutines calling in a tight loop while a trip is timed (\"\" to skip)")
+	fs.StringVar(&tripLoad, "trip-load", "4x8", "processes × goroutines calling in a tight loop while a trip is timed, comma-separated (\"\" to skip)")
 	fs.IntVar(&o.TripLoad, "trip-load-trips", 20, "trips timed under that load, with the peek and without")
 	fs.IntVar(&o.Runtime, "runtime", 1000, "breakers in one process for the shared-runtime figures (0 to skip)")
 	fs.DurationVar(&o.Stall, "stall", 3*time.Second, "Redis stopped (SIGSTOP) this long under load (0 to skip)")
@@ -83,10 +82,16 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	if o.Procs, o.ProcConc, err = parseProcs(procs); err != nil {
 		return o, fmt.Errorf("-procs: %w", err)
 	}
-	if o.TripProcs, o.TripConc, err = parseProcs(tripLoad); err != nil {
-		return o, fmt.Errorf("-trip-load: %w", err)
+	for _, l := range strings.Split(tripLoad, ",") {
+		p, c, err := parseProcs(l)
+		if err != nil {
+			return o, fmt.Errorf("-trip-load: %w", err)
+		}
+		if p > 0 {
+			o.TripLoads = append(o.TripLoads, [2]int{p, c})
+		}
 	}
-	if o.TripProcs == 0 {
+	if len(o.TripLoads) == 0 {
 		o.TripLoad = 0
 	}
 	if cases != "" {
@@ -262,10 +267,13 @@ func Run(ctx context.Context, opts Options, args []string, out, progress io.Writ
 		p.Loaded = true
 		rep.Propagation = append(rep.Propagation, p)
 	}
-	if opts.TripLoad > 0 {
+	for _, load := range opts.TripLoads {
+		if opts.TripLoad == 0 {
+			break
+		}
 		for _, noPeek := range []bool{true, false} {
-			fmt.Fprintf(progress, "bbbench: trip under load, %dx%d, peek %v\n", opts.TripProcs, opts.TripConc, !noPeek)
-			tl, err := measureTripLoad(ctx, ctl, srv.Addr, opts.Exe, opts.TripProcs, opts.TripConc, opts.TripLoad, noPeek)
+			fmt.Fprintf(progress, "bbbench: trip under load, %dx%d, peek %v\n", load[0], load[1], !noPeek)
+			tl, err := measureTripLoad(ctx, ctl, srv.Addr, opts.Exe, load[0], load[1], opts.TripLoad, noPeek)
 			if err != nil {
 				return fmt.Errorf("trip under load: %w", err)
 			}
