@@ -25,10 +25,10 @@ type Options struct {
 	Procs       int   // worker processes (0: none)
 	ProcConc    int   // goroutines per worker process
 	Cases       []string
-	Trips       int // trips timed for propagation, per variant
-	LoadTrips   int // trips timed while worker A is saturated with successes
-	TripLoad    int      // trips timed under each TripLoads load (0: skip)
-	TripLoads   [][2]int // processes × goroutines calling while a trip is timed
+	Trips       int           // trips timed for propagation, per variant
+	LoadTrips   int           // trips timed while worker A is saturated with successes
+	TripLoad    int           // trips timed under each TripLoads load (0: skip)
+	TripLoads   [][2]int      // processes × goroutines calling while a trip is timed
 	Runtime     int           // breakers of the shared-runtime scenario (0: skip)
 	Stall       time.Duration // Redis stalled this long under load (0: skip)
 	Breakers    int           // breakers for the scale test (0: skip)
