@@ -65,6 +65,9 @@ func (b *Breaker) allowFromView() (p *Permit, err error, done bool) {
 	now := time.Now()
 	s := &b.h.sub
 	s.maybePeek(now.UnixNano())
+	if b.h.io.on.Load() {
+		b.h.io.pause() // let the runtime run the goroutines Redis answered
+	}
 	if s.behind.Load() {
 		if !s.waitReader() || !b.trusted() {
 			return nil, nil, false

@@ -45,6 +45,7 @@ type Hub struct {
 	shutdown chan struct{} // closed when Shutdown has finished
 
 	nodes  nodes
+	io     congestion
 	sub    subscriber
 	send   sender
 	ctl    control

@@ -249,6 +249,7 @@ func (s *subscriber) maybePeek(now int64) {
 	if now < next || !s.nextPeek.CompareAndSwap(next, now+int64(peekEvery)) {
 		return
 	}
+	s.h.io.check(now)
 	p := s.peek.Load()
 	if p == nil {
 		return

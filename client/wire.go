@@ -43,6 +43,8 @@ func configArgs(op, actor string, cfg Config) []any {
 // codes to breakerbox's sentinel errors. ctx bounds nothing by itself:
 // callers run it through call.
 func (b *Breaker) eval(ctx context.Context, args ...any) (any, error) {
+	b.h.io.begin()
+	defer b.h.io.end()
 	res, err := breakerbox.BreakerScript.Run(ctx, b.h.rdb, b.keys, args...).Result()
 	if err != nil {
 		return nil, breakerbox.ScriptError(err)
@@ -74,6 +76,8 @@ type scriptCall struct {
 // which learns what the server needs. The error is the pipeline's own (a
 // connection that failed); the commands' are read one by one.
 func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+	h.io.begin()
+	defer h.io.end()
 	cmds := make([]*redis.Cmd, len(calls))
 	todo := make([]int, len(calls))
 	for i := range todo {

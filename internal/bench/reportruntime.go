@@ -66,16 +66,17 @@ func (r *Report) writeRuntime(w io.Writer) {
 		fmt.Fprintf(w, "\n### Trip propagation under load\n\n")
 		fmt.Fprintln(w, "Worker processes each call one Fast breaker from goroutines in a tight loop (`Allow`, then `Success` around nothing); a failure recorded by the harness (failure threshold 1, so the workers' successes cannot hold it off) trips it. The trip's instant is when an idle subscriber in the harness receives the script's announcement. Each worker reports when its view opened (its transition log line) and when it last admitted a call. The breaker is reset between trips. \"Peek off\" is the client without its peek at the subscription's socket (`internal/knobs.NoPeek`): what the runtime gave before it. The last two columns time the same views from when the harness sent the tripping record (that record's own round trip included).")
 		fmt.Fprintln(w)
-		fmt.Fprintln(w, "| load | peek | trips | views | view open p50 | p99 | max | latest admission after the trip | worker-trips admitting past 1 ms | calls admitted | tripping record p50 | view open p99 from its send |")
-		fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
+		fmt.Fprintln(w, "| load | peek | trips | views | view open p50 | p99 | max | latest admission after the trip | worker-trips admitting past 1 ms | calls admitted | tripping record p50 | view open p99 from its send | a worker's threads waiting for a CPU |")
+		fmt.Fprintln(w, "|---|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|--:|")
 		for _, tl := range r.TripLoads {
 			peek := "on"
 			if tl.NoPeek {
 				peek = "off (before)"
 			}
-			fmt.Fprintf(w, "| %dp×%d | %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s |\n", tl.Procs, tl.Conc, peek, tl.Trips,
+			fmt.Fprintf(w, "| %dp×%d | %s | %d | %d | %s | %s | %s | %s | %d | %d | %s | %s | %s per s |\n", tl.Procs, tl.Conc, peek, tl.Trips,
 				len(tl.Lag), FormatDuration(tl.P50), FormatDuration(tl.P99), FormatDuration(tl.Max),
-				signedDuration(tl.StaleMax), tl.StaleOver1ms, tl.Admitted, FormatDuration(tl.RecordP50), FormatDuration(tl.SentP99))
+				signedDuration(tl.StaleMax), tl.StaleOver1ms, tl.Admitted, FormatDuration(tl.RecordP50), FormatDuration(tl.SentP99),
+				FormatDuration(tl.RunqueueWait))
 		}
 	}
 	if rt := r.Runtime; rt != nil {

@@ -49,6 +49,25 @@ type TripLoad struct {
 	// the views' lag measured from when it was sent instead of from the
 	// announcement's arrival at an idle subscriber (the trip's instant).
 	RecordP50, SentP99 time.Duration
+	// RunqueueWait is how long the workers' threads waited for a CPU,
+	// per worker and per second of the measurement (Linux schedstat): how
+	// much of the time a worker could not run at all.
+	RunqueueWait time.Duration
+}
+
+// runqueueWait sums the time pid's threads waited for a CPU (the second
+// field of /proc/PID/task/TID/schedstat, in ns); 0 where unavailable.
+func runqueueWait(pid int) time.Duration {
+	tasks, _ := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
+	var sum int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/schedstat", pid, t.Name()))
+		if f := strings.Fields(string(b)); err == nil && len(f) >= 2 {
+			n, _ := strconv.ParseInt(f[1], 10, 64)
+			sum += n
+		}
+	}
+	return time.Duration(sum)
 }
 
 // tripLoadOpened is what a worker's log handler sees: when its view opened.
@@ -136,6 +155,7 @@ type tripLoadWorker struct {
 	stdin io.WriteCloser
 	lines chan string
 	wait  func()
+	pid   int
 }
 
 func startTripLoadWorker(ctx context.Context, exe string, spec tripLoadSpec) (*tripLoadWorker, error) {
@@ -144,7 +164,7 @@ func startTripLoadWorker(ctx context.Context, exe string, spec tripLoadSpec) (*t
 	if err != nil {
 		return nil, err
 	}
-	w := &tripLoadWorker{stdin: stdin, lines: make(chan string, 16), wait: func() { _ = cmd.Wait() }}
+	w := &tripLoadWorker{stdin: stdin, lines: make(chan string, 16), wait: func() { _ = cmd.Wait() }, pid: cmd.Process.Pid}
 	go func() {
 		sc := bufio.NewScanner(stdout)
 		for sc.Scan() {
@@ -236,6 +256,10 @@ func measureTripLoad(ctx context.Context, ctl *redis.Client, addr, exe string, p
 	defer a.Shutdown(context.Background())
 	admitted := make([]int64, len(ws))
 	var record, sent []time.Duration
+	waited0, began := time.Duration(0), time.Now()
+	for _, w := range ws {
+		waited0 += runqueueWait(w.pid)
+	}
 	for i := 0; i < trips; i++ {
 		if i > 0 {
 			if _, err := admin.Control(ctx, ctl, name, breakerbox.ActionReset, "bbbench"); err != nil {
@@ -286,6 +310,11 @@ func measureTripLoad(ctx context.Context, ctl *redis.Client, addr, exe string, p
 	for _, n := range admitted {
 		res.Admitted += n
 	}
+	var waited time.Duration
+	for _, w := range ws {
+		waited += runqueueWait(w.pid)
+	}
+	res.RunqueueWait = time.Duration(float64(waited-waited0) / float64(len(ws)) / time.Since(began).Seconds())
 	res.P50, res.P99, res.Max = Quantile(res.Lag, 0.5), Quantile(res.Lag, 0.99), Quantile(res.Lag, 1)
 	res.RecordP50, res.SentP99 = Quantile(record, 0.5), Quantile(sent, 0.99)
 	return res, nil
