@@ -26,7 +26,6 @@ type control struct {
 	retry     []*Breaker // registrations refused with an error, tried again later
 	toRefresh map[*Breaker]refreshReq
 	kick      chan struct{}
-	hooked    bool // the capture hook is on the Cluster's existing nodes
 }
 
 // refreshReq is a refresh asked for while the subscription was in epoch,
@@ -117,13 +116,6 @@ func (c *control) byNode(list []*Breaker) map[*node][]*Breaker {
 	h := c.h
 	if h.cluster != nil {
 		_, _ = call(h.ctx, "cluster slots", h.timeout(), func(ctx context.Context) (struct{}, error) {
-			if !c.hooked {
-				c.hooked = true
-				_ = h.cluster.ForEachShard(ctx, func(_ context.Context, n *redis.Client) error {
-					captureDials(n)
-					return nil
-				})
-			}
 			for _, b := range list {
 				h.nodes.resolve(ctx, b)
 			}

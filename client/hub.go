@@ -319,24 +319,3 @@ func (h *Hub) registryAdd(names []string) {
 		}
 	}()
 }
-
-// hubStats are counts of the Hub's own work, for tests and benchmarks.
-type hubStats struct {
-	Breakers  int
-	Epoch     uint64
-	Live      bool
-	Peeks     int64
-	Behind    int64
-	Pipelines int64
-}
-
-func (h *Hub) stats() hubStats {
-	h.mu.RLock()
-	n := 0
-	for _, c := range h.byName {
-		n += len(c.handles)
-	}
-	h.mu.RUnlock()
-	return hubStats{Breakers: n, Epoch: h.sub.epoch.Load(), Live: h.sub.live(), Peeks: h.sub.peeks.Load(),
-		Behind: h.sub.behinds.Load(), Pipelines: h.send.pipelines.Load()}
-}

@@ -65,6 +65,7 @@ func (ns *nodes) resolve(ctx context.Context, b *Breaker) *node {
 	if n == nil {
 		n = &node{h: ns.h, addr: addr, client: m}
 		ns.byAddr[addr] = n
+		captureDials(m) // the subscription is dialled by the node of its first channel's slot
 	}
 	ns.mu.Unlock()
 	if old := b.node.Swap(n); old != n && old.down.Load() && !n.down.Load() {
@@ -179,7 +180,7 @@ func (n *node) end() {
 	}
 }
 
-// downNodes reports whether any node is in an outage, asking each one
+// recheckDown reports whether any node is in an outage, asking each one
 // that is whether it answers again.
 func (ns *nodes) recheckDown() bool {
 	any := false

@@ -37,8 +37,8 @@ var hooked sync.Map // weak.Pointer[redis.Client] or weak.Pointer[redis.ClusterC
 
 // captureDials adds the capture hook to rdb once. On a Cluster the
 // subscription is dialled by a node's client: the hook goes on every node
-// client made from now on, and the control loop adds it to the nodes the
-// client had already made (ForEachShard).
+// client made from now on, and on each node the Hub resolves a breaker to
+// (nodes.resolve), which the client may have made before.
 func captureDials(rdb redis.UniversalClient) {
 	switch c := rdb.(type) {
 	case *redis.Client:

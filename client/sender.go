@@ -2,7 +2,6 @@ package client
 
 import (
 	"sync"
-	"sync/atomic"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
@@ -23,7 +22,6 @@ type sender struct {
 	lazyArmed bool
 	inflight  map[*node]int // pipelines in flight per node
 	wake      chan struct{}
-	pipelines atomic.Int64 // pipelines sent, for tests and benchmarks
 }
 
 // maxInflight bounds the pipelines in flight per node.

@@ -47,8 +47,6 @@ type subscriber struct {
 	behind   atomic.Bool // a peek saw data the reader has not read yet
 	behindMu sync.Mutex
 	caughtUp chan struct{} // under behindMu: closed when the reader has read again
-	peeks    atomic.Int64
-	behinds  atomic.Int64
 }
 
 // freshFor is how long views are trusted after the subscription was last
@@ -254,13 +252,11 @@ func (s *subscriber) maybePeek(now int64) {
 	if p == nil {
 		return
 	}
-	s.peeks.Add(1)
 	if p.waiting() {
 		s.behindMu.Lock()
 		if !s.behind.Load() {
 			s.caughtUp = make(chan struct{})
 			s.behind.Store(true)
-			s.behinds.Add(1)
 		}
 		s.behindMu.Unlock()
 	}

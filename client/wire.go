@@ -91,7 +91,6 @@ func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, e
 			cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
 		}
 		_, err = pipe.Exec(ctx)
-		h.send.pipelines.Add(1)
 		if attempt == 2 {
 			break
 		}
