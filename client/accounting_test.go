@@ -123,6 +123,9 @@ func TestTheFallbackStartsFromTheLastView(t *testing.T) {
 	cfg.RecoveryTimeout = 400 * time.Millisecond
 	b := newBreaker(t, rdb, "last-view", cfg, client.WithAdmission(client.AdmitStrict),
 		client.WithRedisTimeout(redisTimeout))
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	for i := 0; i < 3; i++ {
 		_ = run(t, b, fail)
 	}

@@ -220,7 +220,7 @@ func ExampleHub() {
 	ctx := context.Background()
 	hub, err := client.NewHub(rdb,
 		client.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), // process options...
-		client.WithRedisTimeout(100*time.Millisecond),
+		client.WithRedisTimeout(500*time.Millisecond),
 		client.WithOnStateChange(func(c client.StateChange) { fmt.Printf("%s: %s -> %s\n", c.Name, c.From, c.To) }),
 		client.WithAdmission(client.AdmitStrict)) // ...and a default for every breaker
 	if err != nil {

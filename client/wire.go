@@ -69,50 +69,53 @@ type scriptCall struct {
 }
 
 // pipeline runs calls in one pipeline (on a Cluster, go-redis splits it by
-// node) and returns one command per call. If the server lost a script
-// (NOSCRIPT: a restart, SCRIPT FLUSH), it loads it and sends those calls
-// again; a read-only script the server cannot run as queued (no shebang,
-// no EVALSHA_RO: see breakerbox.Script) is run once through Script.Run,
-// which learns what the server needs. The error is the pipeline's own (a
-// connection that failed); the commands' are read one by one.
+// node) and returns one command per call. A call the server could not run
+// as queued (NOSCRIPT after a restart or SCRIPT FLUSH; a read-only script
+// the server cannot run with EVALSHA_RO or its shebang: see
+// breakerbox.Script) was not run, so it is run again on its own through
+// Script.Run, which falls back to EVAL (the script's source travels with
+// it, whatever the server's cache holds) and learns what the server needs.
+// The error is the pipeline's own (a connection that failed); the
+// commands' are read one by one.
 func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
 	h.io.begin()
 	defer h.io.end()
 	cmds := make([]*redis.Cmd, len(calls))
-	todo := make([]int, len(calls))
-	for i := range todo {
-		todo[i] = i
+	pipe := h.rdb.Pipeline()
+	for i, c := range calls {
+		cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
 	}
-	var err error
-	for attempt := 0; len(todo) > 0; attempt++ {
+	_, err := pipe.Exec(ctx)
+	// Calls the server lost the script for: load it once and pipeline them
+	// again; whatever still fails (flushed again meanwhile, or a read-only
+	// script the server cannot run as queued) runs on its own.
+	var lost []int
+	loaded := map[*breakerbox.Script]bool{}
+	for i, c := range calls {
+		if redis.HasErrorPrefix(cmds[i].Err(), "NOSCRIPT") {
+			lost = append(lost, i)
+			if !loaded[c.script] {
+				loaded[c.script] = true
+				_, _ = c.script.Load(ctx, h.rdb)
+			}
+		}
+	}
+	if len(lost) > 0 {
 		pipe := h.rdb.Pipeline()
-		for _, i := range todo {
+		for _, i := range lost {
 			c := calls[i]
 			cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
 		}
-		_, err = pipe.Exec(ctx)
-		if attempt == 2 {
-			break
+		_, _ = pipe.Exec(ctx)
+	}
+	for i, c := range calls {
+		cerr := cmds[i].Err()
+		var rerr redis.Error
+		switch {
+		case redis.HasErrorPrefix(cerr, "NOSCRIPT"),
+			c.script.ReadOnly && errors.As(cerr, &rerr) && !strings.HasPrefix(cerr.Error(), "BAD"):
+			cmds[i] = c.script.Run(ctx, h.rdb, c.keys, c.args...)
 		}
-		var again []int
-		loaded := map[*breakerbox.Script]bool{}
-		for _, i := range todo {
-			c, cerr := calls[i], cmds[i].Err()
-			var rerr redis.Error
-			switch {
-			case redis.HasErrorPrefix(cerr, "NOSCRIPT"):
-				if !loaded[c.script] {
-					loaded[c.script] = true
-					if _, lerr := c.script.Load(ctx, h.rdb); lerr != nil {
-						return cmds, lerr
-					}
-				}
-				again = append(again, i)
-			case c.script.ReadOnly && errors.As(cerr, &rerr) && !strings.HasPrefix(cerr.Error(), "BAD"):
-				cmds[i] = c.script.Run(ctx, h.rdb, c.keys, c.args...)
-			}
-		}
-		todo = again
 	}
 	if err != nil {
 		for _, c := range cmds {
