@@ -15,25 +15,34 @@ import (
 // those of the stored hash field named in its comment (see ConfigFields):
 // counts are integers from 1 to MaxConfigCount, durations whole
 // milliseconds from 1ms to MaxConfigMs ms.
+//
+// A zero field means the protocol's default for it, as in gobreaker's
+// Settings: Config{} is valid and stands for DefaultConfig(). Each field's
+// comment names its default.
 type Config struct {
 	// FailureThreshold is how many consecutive failures open the breaker
-	// (failure_threshold). Protocol default 3; 1 to MaxConfigCount.
+	// (failure_threshold). Zero means the default, 3; else 1 to
+	// MaxConfigCount.
 	FailureThreshold int
 	// RecoveryTimeout is how long the breaker stays open before it admits
-	// probes, on Redis's clock (recovery_timeout_ms). Protocol default 30s;
-	// 1ms to MaxConfigMs ms; stored in whole milliseconds.
+	// probes, on Redis's clock (recovery_timeout_ms). Zero means the
+	// default, 30s; else 1ms to MaxConfigMs ms (30 days), stored in
+	// whole milliseconds.
 	RecoveryTimeout time.Duration
 	// SuccessThreshold is how many probe successes close a half-open
-	// breaker (success_threshold). Protocol default 2; 1 to MaxConfigCount.
+	// breaker (success_threshold). Zero means the default, 2; else 1 to
+	// MaxConfigCount.
 	SuccessThreshold int
 	// HalfOpenMaxCalls is how many probes a half-open breaker admits at
-	// once across the fleet (half_open_max_calls). Zero means
-	// SuccessThreshold; else 1 to MaxConfigCount.
+	// once across the fleet (half_open_max_calls). Zero means the
+	// default: SuccessThreshold (after its own default); else 1 to
+	// MaxConfigCount.
 	HalfOpenMaxCalls int
 	// RequestTimeout bounds a protected call: the Go client's Execute
 	// cancels the call's context after it (a timeout is a failure), and a
-	// probe's lease expires after it (request_timeout_ms). Protocol default
-	// 45s; 1ms to MaxConfigMs ms; stored in whole milliseconds.
+	// probe's lease expires after it (request_timeout_ms). Zero means the
+	// default, 45s; else 1ms to MaxConfigMs ms (30 days), stored in
+	// whole milliseconds.
 	RequestTimeout time.Duration
 }
 
@@ -121,31 +130,45 @@ func (c *Config) get(f ConfigField) any {
 }
 
 // Validate reports whether c can be used, naming the first field out of
-// its bounds (HalfOpenMaxCalls may also be 0). The error matches
-// ErrInvalidConfig.
+// its bounds. Zero fields are valid: they stand for their defaults. The
+// error matches ErrInvalidConfig.
 func (c Config) Validate() error {
 	for _, f := range configFields {
 		switch p := c.get(f).(type) {
 		case *int:
-			v := int64(*p)
-			if f.Field == "half_open_max_calls" && v == 0 {
-				continue
-			}
-			if v < f.Min || v > f.Max {
-				want := fmt.Sprintf("%d to %d", f.Min, f.Max)
-				if f.Field == "half_open_max_calls" {
-					want = "0 (same as SuccessThreshold) or " + want
-				}
-				return fmt.Errorf("%w: %s is %d, want %s", ErrInvalidConfig, f.GoName, v, want)
+			if v := int64(*p); v != 0 && (v < f.Min || v > f.Max) {
+				return fmt.Errorf("%w: %s is %d, want 0 (the default) or %d to %d", ErrInvalidConfig, f.GoName, v, f.Min, f.Max)
 			}
 		case *time.Duration:
-			if d := *p; d < time.Duration(f.Min)*f.Unit || d/f.Unit > time.Duration(f.Max) {
-				return fmt.Errorf("%w: %s is %s, want %s to %d%s", ErrInvalidConfig, f.GoName, d,
+			if d := *p; d != 0 && (d < time.Duration(f.Min)*f.Unit || d/f.Unit > time.Duration(f.Max)) {
+				return fmt.Errorf("%w: %s is %s, want 0 (the default) or %s to %d%s", ErrInvalidConfig, f.GoName, d,
 					time.Duration(f.Min)*f.Unit, f.Max, unitName(f.Unit))
 			}
 		}
 	}
 	return nil
+}
+
+// WithDefaults returns c with every zero field replaced by its default
+// (HalfOpenMaxCalls by SuccessThreshold): the config that storing c puts
+// in force.
+func (c Config) WithDefaults() Config {
+	for _, f := range configFields {
+		switch p := c.get(f).(type) {
+		case *int:
+			if *p == 0 {
+				*p = int(f.Default)
+			}
+		case *time.Duration:
+			if *p == 0 {
+				*p = msDuration(f.Default)
+			}
+		}
+	}
+	if c.HalfOpenMaxCalls == 0 {
+		c.HalfOpenMaxCalls = c.SuccessThreshold
+	}
+	return c
 }
 
 func unitName(u time.Duration) string {
@@ -157,9 +180,11 @@ func unitName(u time.Duration) string {
 
 // Fields returns c as the :config hash's fields and values, in the order
 // of ConfigFields: the FIELD VALUE arguments of the script's configure
-// operation. A zero HalfOpenMaxCalls is written as SuccessThreshold;
-// durations are written in whole milliseconds. Validate c first.
+// and seed operations. Zero fields are written as their defaults (see
+// WithDefaults); durations are written in whole milliseconds. Validate c
+// first.
 func (c Config) Fields() []string {
+	c = c.WithDefaults()
 	out := make([]string, 0, 2*len(configFields))
 	for _, f := range configFields {
 		var v int64
@@ -168,9 +193,6 @@ func (c Config) Fields() []string {
 			v = int64(*p)
 		case *time.Duration:
 			v = int64(*p / f.Unit)
-		}
-		if f.Field == "half_open_max_calls" && v == 0 {
-			v = int64(c.SuccessThreshold)
 		}
 		out = append(out, f.Field, strconv.FormatInt(v, 10))
 	}

@@ -75,8 +75,10 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 		field string // named in the error; "" when valid
 	}{
 		{"defaults", breakerbox.DefaultConfig(), ""},
-		{"zero config", breakerbox.Config{}, "FailureThreshold"},
-		{"failure threshold 0", with(func(c *breakerbox.Config) { c.FailureThreshold = 0 }), "FailureThreshold"},
+		{"zero config stands for the defaults", breakerbox.Config{}, ""},
+		{"failure threshold 0 is the default", with(func(c *breakerbox.Config) { c.FailureThreshold = 0 }), ""},
+		{"failure threshold negative", with(func(c *breakerbox.Config) { c.FailureThreshold = -3 }), "FailureThreshold"},
+		{"recovery timeout 0 is the default", with(func(c *breakerbox.Config) { c.RecoveryTimeout = 0 }), ""},
 		{"failure threshold at the bound", with(func(c *breakerbox.Config) { c.FailureThreshold = int(max) }), ""},
 		{"failure threshold past the bound", with(func(c *breakerbox.Config) { c.FailureThreshold = int(max + 1) }), "FailureThreshold"},
 		{"success threshold negative", with(func(c *breakerbox.Config) { c.SuccessThreshold = -1 }), "SuccessThreshold"},
@@ -102,6 +104,21 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 				t.Errorf("Validate = %v, want it to name %s", err, tt.field)
 			}
 		})
+	}
+}
+
+func TestZeroConfigFieldsStandForTheirDefaults(t *testing.T) {
+	if got := (breakerbox.Config{}).Fields(); !reflect.DeepEqual(got, breakerbox.DefaultConfig().Fields()) {
+		t.Errorf("Config{}.Fields() = %v, want the defaults' %v", got, breakerbox.DefaultConfig().Fields())
+	}
+	partial := breakerbox.Config{SuccessThreshold: 5, RequestTimeout: time.Second}
+	want := breakerbox.Config{FailureThreshold: 3, RecoveryTimeout: 30 * time.Second, SuccessThreshold: 5,
+		HalfOpenMaxCalls: 5, RequestTimeout: time.Second}
+	if got := partial.WithDefaults(); got != want {
+		t.Errorf("WithDefaults() = %+v, want %+v (HalfOpenMaxCalls follows SuccessThreshold)", got, want)
+	}
+	if got := breakerbox.DefaultConfig().WithDefaults(); got.HalfOpenMaxCalls != 2 {
+		t.Errorf("DefaultConfig().WithDefaults().HalfOpenMaxCalls = %d, want 2", got.HalfOpenMaxCalls)
 	}
 }
 

@@ -1,16 +1,16 @@
 package client
 
 import (
-	"log/slog"
-	"os"
 	"strconv"
-	"time"
 
 	"github.com/breakerbox/breakerbox"
 )
 
 // Config is the breaker's shared configuration, defined in the root
 // package (see [breakerbox.Config] for each field's bounds and default).
+// A zero field means its default, so Config{} stands for DefaultConfig().
+// The Config given to New only seeds a breaker that has no config stored
+// in Redis yet: see New.
 type Config = breakerbox.Config
 
 // DefaultConfig returns the protocol's defaults: see [breakerbox.DefaultConfig].
@@ -21,8 +21,9 @@ type OutagePolicy int
 
 const (
 	// OutageDecideLocally (the default) runs the same Lua state machine in
-	// process, with the same config, on this worker's outcomes only, until
-	// Redis answers again.
+	// process, with the config in force, on this worker's calls only,
+	// starting from the worker's last view of the breaker (an open breaker
+	// stays open until its recovery time), until Redis answers again.
 	OutageDecideLocally OutagePolicy = iota
 	// OutageAdmitAll admits every call while Redis is unreachable.
 	OutageAdmitAll
@@ -99,65 +100,3 @@ func (v Verdict) String() string {
 	}
 	return "Verdict(" + strconv.Itoa(int(v)) + ")"
 }
-
-type options struct {
-	logger        *slog.Logger
-	classify      func(error) Verdict
-	outage        OutagePolicy
-	admission     Admission
-	redisTimeout  time.Duration
-	actor         string
-	onStateChange func(StateChange)
-}
-
-// Option changes how a Breaker behaves in this process (not the shared Config).
-type Option func(*options)
-
-// WithLogger sends the breaker's logs to l instead of slog.Default().
-func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
-
-// WithClassifier sets how a call's non-nil error counts (Execute, Do, Wrap
-// and Permit.Done use it). By default every error is VerdictFailure,
-// except the caller's own cancellation, which is always ignored and never
-// reaches the classifier. A nil classify restores the default.
-func WithClassifier(classify func(error) Verdict) Option {
-	return func(o *options) { o.classify = classify }
-}
-
-// WithOutagePolicy sets what happens while Redis is unreachable (default OutageDecideLocally).
-func WithOutagePolicy(p OutagePolicy) Option { return func(o *options) { o.outage = p } }
-
-// WithAdmission chooses AdmitFast (default) or AdmitStrict admission.
-func WithAdmission(a Admission) Option { return func(o *options) { o.admission = a } }
-
-// WithRedisTimeout bounds each Redis call the breaker makes on a caller's
-// path (default 250ms); past it the call follows the outage policy.
-func WithRedisTimeout(d time.Duration) Option { return func(o *options) { o.redisTimeout = d } }
-
-// WithActor names this process in operator events (default "go:HOSTNAME:PID").
-func WithActor(actor string) Option { return func(o *options) { o.actor = actor } }
-
-// WithOnStateChange calls hook for every change of the breaker's state or
-// mode that this handle learns of (see StateChange). The hook runs on a
-// goroutine of the handle, one change at a time and in order, never on a
-// caller's path and never while the handle holds a lock, so it may block
-// or call the breaker. Up to 64 changes wait for a slow hook; past that,
-// each newer change is merged into the last one waiting (its To, Mode and
-// Generation become the newer change's and its Cause "observed"), so a
-// slow hook lags and sees fewer steps but still a consistent chain of
-// states ending in the latest, and callers never wait for it. A panic in
-// the hook is logged and the hook keeps being called.
-func WithOnStateChange(hook func(StateChange)) Option {
-	return func(o *options) { o.onStateChange = hook }
-}
-
-func defaultOptions() options {
-	host, _ := os.Hostname()
-	return options{
-		logger:       slog.Default(),
-		redisTimeout: 250 * time.Millisecond,
-		actor:        "go:" + host + ":" + strconv.Itoa(os.Getpid()),
-	}
-}
-
-func failureVerdict(error) Verdict { return VerdictFailure }

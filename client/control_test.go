@@ -59,27 +59,36 @@ func TestOperatorControlsFromGo(t *testing.T) {
 	})
 }
 
-func TestRegisteringADifferentConfigOverwritesAndLogs(t *testing.T) {
+func TestNewSeedsTheConfigAndNeverOverwritesAStoredOne(t *testing.T) {
 	mr := miniredis.RunT(t)
 	rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
 	ctx := context.Background()
 	var logs logBuffer
 	first := newBreaker(t, rdb, "shared", client.DefaultConfig(), client.WithLogger(logs.logger()))
 	_ = run(t, first, ok)
-	if n := logs.count("circuit breaker overwrote the shared config"); n != 0 {
-		t.Fatalf("first registration logged an overwrite")
-	}
 	cfg := client.DefaultConfig()
 	cfg.FailureThreshold = 5
 	second := newBreaker(t, rdb, "shared", cfg, client.WithLogger(logs.logger()))
 	_ = run(t, second, ok)
-	if n := logs.count("circuit breaker overwrote the shared config"); n != 1 {
-		t.Fatalf("overwrite logged %d times, want once:\n%s", n, logs.buf.String())
+	if got := mr.HGet(breakerbox.Key("shared", "config"), "failure_threshold"); got != "3" {
+		t.Errorf("stored failure_threshold %q after a second worker seeded 5, want the first's 3 kept", got)
 	}
+	if got := second.Config().FailureThreshold; got != 3 {
+		t.Errorf("the second worker's config in force: threshold %d, want the stored 3", got)
+	}
+	if n := logs.count("circuit breaker overwrote the shared config"); n != 0 {
+		t.Fatalf("seeding logged an overwrite:\n%s", logs.String())
+	}
+	// An explicit deploy-time change overwrites, with a warning.
+	third := newBreaker(t, rdb, "shared", cfg, client.WithLogger(logs.logger()), client.WithOverwriteConfig())
+	_ = run(t, third, ok)
 	if got := mr.HGet(breakerbox.Key("shared", "config"), "failure_threshold"); got != "5" {
-		t.Errorf("stored failure_threshold %q, want 5", got)
+		t.Errorf("stored failure_threshold %q after WithOverwriteConfig, want 5", got)
 	}
-	// Every worker now trips on the shared threshold, whatever it registered.
+	if n := logs.count("circuit breaker overwrote the shared config"); n != 1 {
+		t.Fatalf("overwrite logged %d times, want once:\n%s", n, logs.String())
+	}
+	// Every worker now trips on the shared threshold, whatever it seeded.
 	for i := 0; i < 4; i++ {
 		_ = run(t, first, fail)
 	}
@@ -105,12 +114,12 @@ func TestNewRefusesBadInputWithoutTouchingRedis(t *testing.T) {
 		{strings.Repeat("x", 201), good, breakerbox.ErrInvalidName},
 		{"a{b}", good, breakerbox.ErrInvalidName},
 		{"tab\there", good, breakerbox.ErrInvalidName},
-		{"ok", with(func(c *client.Config) { c.FailureThreshold = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.FailureThreshold = -1 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.FailureThreshold = int(breakerbox.MaxConfigValue + 1) }), breakerbox.ErrInvalidConfig},
 		{"ok", with(func(c *client.Config) { c.SuccessThreshold = -1 }), breakerbox.ErrInvalidConfig},
 		{"ok", with(func(c *client.Config) { c.HalfOpenMaxCalls = -1 }), breakerbox.ErrInvalidConfig},
-		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = 0 }), breakerbox.ErrInvalidConfig},
+		{"ok", with(func(c *client.Config) { c.RecoveryTimeout = time.Microsecond }), breakerbox.ErrInvalidConfig},
 		{"ok", with(func(c *client.Config) { c.RequestTimeout = -time.Second }), breakerbox.ErrInvalidConfig},
-		{"ok", client.Config{}, breakerbox.ErrInvalidConfig},
 	}
 	for _, c := range cases {
 		if _, err := client.New(rdb, c.name, c.cfg); !errors.Is(err, c.want) {
@@ -157,8 +166,11 @@ func TestSetConfigChangesItForEveryWorker(t *testing.T) {
 		if st := status(t, other); st.State != breakerbox.StateOpen || st.FailureThreshold != 1 {
 			t.Errorf("another worker's breaker after one failure: %+v, want open on the shared threshold 1", st)
 		}
-		if err := one.SetConfig(ctx, client.Config{}); !errors.Is(err, breakerbox.ErrInvalidConfig) {
-			t.Errorf("SetConfig with a zero config: %v, want ErrInvalidConfig", err)
+		if err := one.SetConfig(ctx, client.Config{FailureThreshold: -1}); !errors.Is(err, breakerbox.ErrInvalidConfig) {
+			t.Errorf("SetConfig with a negative threshold: %v, want ErrInvalidConfig", err)
+		}
+		if err := one.SetConfig(ctx, client.Config{}); err != nil || one.Config() != client.DefaultConfig().WithDefaults() {
+			t.Errorf("SetConfig(Config{}) = %v, config in force %+v: want the defaults stored", err, one.Config())
 		}
 	})
 }

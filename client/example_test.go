@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
@@ -207,4 +208,67 @@ func ExampleBreaker_State() {
 	// Output:
 	// closed
 	// open
+}
+
+// A Hub is the runtime every breaker of a process shares on one Redis
+// client: one pub/sub connection, one outcome sender, one outage detector
+// per Redis node. Set the process options once on it and hand out
+// breakers; New does the same on a Hub shared per client.
+func ExampleHub() {
+	rdb, done := exampleRedis()
+	defer done()
+	ctx := context.Background()
+	hub, err := client.NewHub(rdb,
+		client.WithLogger(slog.New(slog.NewTextHandler(io.Discard, nil))), // process options...
+		client.WithRedisTimeout(500*time.Millisecond),
+		client.WithOnStateChange(func(c client.StateChange) { fmt.Printf("%s: %s -> %s\n", c.Name, c.From, c.To) }),
+		client.WithAdmission(client.AdmitStrict)) // ...and a default for every breaker
+	if err != nil {
+		panic(err)
+	}
+	defer hub.Shutdown(ctx) // flushes every breaker's outcomes
+
+	cfg := client.Config{FailureThreshold: 1} // zero fields: the defaults
+	upstreams := []string{"geocoder", "payments", "search"}
+	breakers := map[string]*client.Breaker{}
+	for _, name := range upstreams {
+		if breakers[name], err = hub.New(name, cfg); err != nil {
+			panic(err)
+		}
+	}
+	for _, name := range upstreams {
+		_ = breakers[name].Execute(ctx, func(context.Context) error {
+			if name == "payments" {
+				return errors.New("503 Service Unavailable")
+			}
+			return nil
+		})
+	}
+	_ = hub.Shutdown(ctx) // hands the hook every change before it returns
+	for _, name := range upstreams {
+		fmt.Println(name, breakers[name].State())
+	}
+	// Output:
+	// payments: closed -> open
+	// geocoder closed
+	// payments open
+	// search closed
+}
+
+// Config{} stands for the defaults, and the Config given to New only
+// seeds a breaker that has none stored: the config in Redis is the
+// fleet's, and Config reports it.
+func ExampleNew_seed() {
+	rdb, done := exampleRedis()
+	defer done()
+	ctx := context.Background()
+	_, _ = admin.Configure(ctx, rdb, "search", client.Config{FailureThreshold: 10}, "ops") // an operator's change
+	cb, err := client.New(rdb, "search", client.Config{}, quietLogs)
+	if err != nil {
+		panic(err)
+	}
+	defer cb.Shutdown(ctx)
+	_ = cb.Ready(ctx)
+	fmt.Println(cb.Config().FailureThreshold, cb.Config().RecoveryTimeout)
+	// Output: 10 30s
 }

@@ -3,7 +3,6 @@ package client
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 
 	"github.com/breakerbox/breakerbox"
@@ -34,40 +33,51 @@ type StateChange struct {
 	Cause string
 }
 
-// maxPendingChanges bounds the changes waiting for a slow hook.
+// maxPendingChanges bounds the changes of one breaker waiting for a slow hook.
 const maxPendingChanges = 64
 
-// notifier hands state changes to the hook on its own goroutine, in order,
-// through a bounded queue (see WithOnStateChange).
+// notifier hands state changes to the hooks on one goroutine of the Hub
+// (started while changes wait, gone when none do), in order, through a
+// queue bounded per breaker (see WithOnStateChange).
 type notifier struct {
-	hook    func(StateChange)
-	log     *slog.Logger
-	lookup  func(StateChange) string // names a causeLookup change from the history
+	h       *Hub
 	mu      sync.Mutex
-	cond    *sync.Cond // signalled when the queue empties
-	queue   []StateChange
+	queue   []change
+	waiting map[*Breaker]int
 	running bool
+	idle    chan struct{} // closed when the queue empties
 }
 
-func newNotifier(hook func(StateChange), log *slog.Logger) *notifier {
-	n := &notifier{hook: hook, log: log}
-	n.cond = sync.NewCond(&n.mu)
-	return n
+type change struct {
+	b *Breaker
+	c StateChange
 }
 
-// push queues c; past maxPendingChanges it merges c into the last change
-// waiting. It never blocks on the hook.
-func (n *notifier) push(c StateChange) {
+func (n *notifier) init(h *Hub) {
+	n.h = h
+	n.waiting = map[*Breaker]int{}
+	n.idle = make(chan struct{})
+	close(n.idle)
+}
+
+// push queues b's change c; past maxPendingChanges of b it merges c into
+// b's last change waiting. It never blocks on the hook.
+func (n *notifier) push(b *Breaker, c StateChange) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(n.queue) >= maxPendingChanges {
-		last := &n.queue[len(n.queue)-1]
-		last.To, last.Mode, last.Generation, last.Cause = c.To, c.Mode, c.Generation, "observed"
-		return
+	if n.waiting[b] >= maxPendingChanges {
+		for i := len(n.queue) - 1; i >= 0; i-- {
+			if last := &n.queue[i]; last.b == b {
+				last.c.To, last.c.Mode, last.c.Generation, last.c.Cause = c.To, c.Mode, c.Generation, "observed"
+				return
+			}
+		}
 	}
-	n.queue = append(n.queue, c)
+	n.queue = append(n.queue, change{b, c})
+	n.waiting[b]++
 	if !n.running {
 		n.running = true
+		n.idle = make(chan struct{})
 		go n.run()
 	}
 }
@@ -77,60 +87,54 @@ func (n *notifier) run() {
 		n.mu.Lock()
 		if len(n.queue) == 0 {
 			n.running = false
-			n.cond.Broadcast()
+			close(n.idle)
 			n.mu.Unlock()
 			return
 		}
-		c := n.queue[0]
+		ch := n.queue[0]
 		n.queue = n.queue[1:]
+		if n.waiting[ch.b]--; n.waiting[ch.b] == 0 {
+			delete(n.waiting, ch.b)
+		}
 		n.mu.Unlock()
+		c := ch.c
 		if c.Cause == causeLookup {
-			c.Cause = "observed"
-			if n.lookup != nil {
-				c.Cause = n.lookup(c)
-			}
+			c.Cause = ch.b.historyCause(c)
 		}
-		n.call(c)
+		call := ch.b.o.onStateChange
+		func() {
+			defer func() {
+				if r := recover(); r != nil {
+					ch.b.logf(errorLevel, "circuit breaker state change hook panicked", "panic", fmt.Sprint(r))
+				}
+			}()
+			call(c)
+		}()
 	}
 }
 
-func (n *notifier) call(c StateChange) {
-	defer func() {
-		if r := recover(); r != nil {
-			n.log.Error("circuit breaker state change hook panicked", "panic", fmt.Sprint(r))
-		}
-	}()
-	n.hook(c)
-}
-
-// drain waits until every change queued so far has been given to the hook.
+// drain waits until every change queued so far has been given to its hook.
 func (n *notifier) drain(ctx context.Context) error {
-	stop := context.AfterFunc(ctx, func() {
-		n.mu.Lock()
-		n.cond.Broadcast()
-		n.mu.Unlock()
-	})
-	defer stop()
 	n.mu.Lock()
-	defer n.mu.Unlock()
-	for n.running {
-		if err := ctx.Err(); err != nil {
-			return err
-		}
-		n.cond.Wait()
+	idle := n.idle
+	n.mu.Unlock()
+	select {
+	case <-idle:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	return nil
 }
 
 // historyCause reads the event name of change c from the breaker's
 // history: the newest entry of c's generation that is a transition.
 func (b *Breaker) historyCause(c StateChange) string {
-	if b.outage.active() {
+	if b.nodeOf().down.Load() {
 		return "observed"
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), b.o.redisTimeout)
-	defer cancel()
-	raw, err := b.rdb.LRange(ctx, breakerbox.Key(b.name, "history"), 0, 9).Result()
+	raw, err := call(b.h.ctx, "LRANGE history", b.o.redisTimeout, func(ctx context.Context) ([]string, error) {
+		return b.h.rdb.LRange(ctx, breakerbox.Key(b.name, "history"), 0, 9).Result()
+	}, nil)
 	if err != nil {
 		return "observed"
 	}

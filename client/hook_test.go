@@ -186,6 +186,9 @@ func TestStateChangeHookFollowsTheLocalFallback(t *testing.T) {
 	var got changes
 	b := newBreaker(t, rdb, "fallback", quickConfig(), client.WithAdmission(client.AdmitStrict),
 		client.WithRedisTimeout(redisTimeout), client.WithOnStateChange(got.hook))
+	if err := b.Ready(context.Background()); err != nil {
+		t.Fatal(err)
+	}
 	_ = run(t, b, ok)
 	mr.Close()
 	_ = b.Execute(context.Background(), ok) // learns of the outage

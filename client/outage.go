@@ -1,7 +1,6 @@
 package client
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"strconv"
@@ -13,106 +12,122 @@ import (
 	"github.com/breakerbox/breakerbox/internal/luaengine"
 )
 
-// outage tracks whether Redis is reachable. While it is not, calls follow
-// the outage policy without touching Redis, so none waits for a timeout, and
-// one background goroutine asks Redis every recheckEvery until it answers.
-type outage struct {
-	on    atomic.Bool // read on every call, so without the lock
-	mu    sync.Mutex  // guards the rest
-	since time.Time
-	cause error // the error that started the outage
-	local *localBreaker
+// outageCounts are what a breaker counts about its outages (see Stats).
+type outageCounts struct {
+	admitted, refused, succeeded, failed, tallied, unrecorded atomic.Int64
+
+	mu    sync.Mutex
+	local *localBreaker // the in-process fallback of the current outage
 }
 
-const recheckEvery = 200 * time.Millisecond
-
-func (o *outage) active() bool { return o.on.Load() }
-
-func (o *outage) current() *localBreaker {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	return o.local
-}
-
-// begin starts an outage (once; further failures during it are silent).
-func (o *outage) begin(b *Breaker, cause error) {
-	o.mu.Lock()
-	defer o.mu.Unlock()
-	if o.on.Load() || b.ctx.Err() != nil {
-		return
-	}
-	o.since, o.cause = time.Now(), fmt.Errorf("cannot reach redis: %w", cause)
-	if b.o.outage == OutageDecideLocally {
-		o.local = newLocalBreaker(b)
-	}
-	o.on.Store(true) // after local is set: allow reads it once on is seen
-	b.log.Error("circuit breaker cannot reach redis; following outage policy",
-		"policy", b.o.outage.String(), "err", cause, "redis_timeout", b.o.redisTimeout)
-	b.live.Store(false)
-	b.wg.Add(1)
-	go o.recheck(b)
-}
-
-func (o *outage) recheck(b *Breaker) {
-	defer b.wg.Done()
-	t := time.NewTicker(recheckEvery)
-	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-		st, err := b.readStatus()
-		if err != nil {
-			continue
-		}
-		o.mu.Lock()
-		o.on.Store(false)
-		if o.local != nil {
-			o.local.retired.Store(true) // its late replies no longer change the view
-		}
-		o.local, o.cause = nil, nil
-		since := o.since
-		o.mu.Unlock()
-		b.observe(st.Announcement(), fromRefresh)
-		b.forgetRegistration() // Redis may have restarted empty: store the config again
-		b.log.Info("circuit breaker reaches redis again", "outage", time.Since(since).Round(time.Millisecond))
-		return
-	}
-}
-
-// allow admits or refuses a call by the outage policy.
-func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
+// outageAllow admits or refuses a call by the outage policy while b's
+// node is down. Every decision is counted, and added to the breaker's
+// totals in Redis (tally) once the node answers again.
+func (b *Breaker) outageAllow(n *node) (*Permit, error) {
 	switch b.o.outage {
 	case OutageAdmitAll:
+		b.out.admitted.Add(1)
 		return &Permit{b: b, via: viaNone}, nil
 	case OutageRefuseAll:
-		o.mu.Lock()
-		cause := o.cause
-		o.mu.Unlock()
+		b.out.refused.Add(1)
+		b.q.addTally(b, counts{r: 1})
 		state, mode := b.lastView() // what this worker last knew, not a made-up state
-		return nil, b.openError(state, mode, 0, true, errors.Join(ErrRedisUnavailable, cause))
+		return nil, b.openError(state, mode, 0, true, errors.Join(ErrRedisUnavailable, n.causeOf()))
 	}
-	local := o.current()
-	if local == nil { // the outage ended a moment ago
-		return b.Allow(ctx)
-	}
+	local := b.localFallback()
 	r, err := local.allow()
 	if err != nil {
 		return nil, fmt.Errorf("breaker %q: local breaker: %w", b.name, err)
 	}
 	if !r.Admitted {
+		b.out.refused.Add(1)
+		b.q.addTally(b, counts{r: 1})
 		return nil, b.openError(r.State, r.Mode, r.RetryAfter, true, nil)
 	}
+	b.out.admitted.Add(1)
 	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local}, nil
 }
 
+// outageOutcome counts the outcome of a call decided while on the outage
+// policy (or reported during an outage): in Stats, in the tally sent when
+// Redis answers again, and in the local fallback, which decides the next
+// calls from it.
+func (b *Breaker) outageOutcome(o outcome, local *localBreaker) {
+	var c counts
+	switch o.kind {
+	case "s":
+		b.out.succeeded.Add(1)
+		c.s = 1
+	case "f":
+		b.out.failed.Add(1)
+		c.f = 1
+	}
+	if local == nil && b.nodeOf().down.Load() && b.o.outage == OutageDecideLocally {
+		local, o.gen = b.localFallback(), -1 // admitted by Redis before the outage: current for the fallback
+	}
+	if local != nil && !local.retired.Load() {
+		local.record(o)
+	}
+	if c.total() > 0 {
+		b.q.addTally(b, c)
+	}
+}
+
+// foldIntoOutage counts outcomes and refusals that were queued for Redis
+// when the breaker's node went down: they are tallied later, like the
+// outage's own decisions.
+func (b *Breaker) foldIntoOutage(outs []outcome, refused int64) {
+	for _, o := range outs {
+		b.outageOutcome(o, nil)
+		if o.sent != nil {
+			close(o.sent)
+		}
+	}
+	if refused > 0 {
+		b.q.addTally(b, counts{r: refused})
+	}
+}
+
+// outageEnded makes b leave its outage: the fallback is retired (its late
+// replies no longer change the view), and the breaker is registered (if it
+// never was) and refreshed from Redis, and its outage counts tallied.
+func (b *Breaker) outageEnded() {
+	b.out.mu.Lock()
+	if b.out.local != nil {
+		b.out.local.retired.Store(true)
+		b.out.local = nil
+	}
+	b.out.mu.Unlock()
+	b.confirmed.Store(0)
+	b.h.ctl.register(b) // registers if needed, then refreshes
+	b.q.addTally(b, counts{})
+}
+
+// warmFallback compiles the script for the in-process fallback once per
+// process, in the background, so that the first call of an outage does not
+// pay for it.
+var warmFallback = sync.OnceFunc(func() {
+	luaengine.Warm(breakerbox.BreakerScript.Source, breakerbox.StatusScript.Source)
+})
+
+// localFallback returns the outage's in-process breaker, made on first use
+// from the worker's last view.
+func (b *Breaker) localFallback() *localBreaker {
+	b.out.mu.Lock()
+	defer b.out.mu.Unlock()
+	if b.out.local == nil {
+		b.out.local = newLocalBreaker(b)
+	}
+	return b.out.local
+}
+
 // localBreaker runs lua/breaker-8.lua in process, on this worker's calls
-// only, with the breaker's config and the local clock: the
-// OutageDecideLocally policy. Transitions are still decided by the one Lua
-// source, and the handle's view (State, the state-change hook) follows
-// its replies until the outage ends.
+// only, with the config in force and the local clock: the
+// OutageDecideLocally policy. It starts from the worker's last view of the
+// breaker (an open breaker stays open until its recovery time, a forced
+// open one stays forced open) by seeding the engine's keys from it;
+// transitions are still decided by the one Lua source, and the handle's
+// view (State, the hook) follows its replies until the outage ends.
 type localBreaker struct {
 	b       *Breaker
 	engine  *luaengine.Engine
@@ -120,18 +135,33 @@ type localBreaker struct {
 }
 
 func newLocalBreaker(b *Breaker) *localBreaker {
-	l := &localBreaker{b: b, engine: luaengine.New(time.Now)}
-	args := append([]string{"configure", b.o.actor}, b.Config().Fields()...)
-	if _, err := l.eval(args...); err != nil {
-		b.log.Error("circuit breaker local fallback not configured", "err", err)
+	l := &localBreaker{b: b, engine: luaengine.NewReusing(time.Now)}
+	f := b.Config().Fields()
+	cfg := map[string]string{}
+	for i := 0; i+1 < len(f); i += 2 {
+		cfg[f[i]] = f[i+1]
 	}
+	l.engine.SetHash(breakerbox.Key(b.name, "config"), cfg)
+	state, mode := b.lastView()
+	metrics := map[string]string{"generation": "0", "mode": string(mode)}
+	if state == breakerbox.StateOpen {
+		// opened_at such that the recovery timer ends when the view's does.
+		left := time.Duration(0)
+		if v := b.view.Load(); v != nil && mode == breakerbox.ModeNormal {
+			left = max(0, time.Until(v.until))
+		}
+		openedAt := time.Now().Add(left - b.Config().RecoveryTimeout)
+		metrics["opened_at"] = strconv.FormatInt(max(0, openedAt.UnixMilli()), 10)
+	}
+	l.engine.Set(breakerbox.Key(b.name, "state"), state.String())
+	l.engine.SetHash(breakerbox.Key(b.name, "metrics"), metrics)
 	return l
 }
 
 func (l *localBreaker) eval(args ...string) (any, error) {
 	script := breakerbox.BreakerScript
 	if args[0] == "status" {
-		script = breakerbox.StatusScript // read-only; luaengine strips its shebang
+		script = breakerbox.StatusScript
 	}
 	return l.engine.Eval(script.Source, l.b.keys, args...)
 }
@@ -159,14 +189,19 @@ func (l *localBreaker) record(o outcome) {
 		}
 		st, err := breakerbox.ParseStatus(l.b.name, res)
 		if err != nil {
-			l.b.log.Error("circuit breaker local fallback status unreadable", "err", err)
+			l.b.logf(errorLevel, "circuit breaker local fallback status unreadable", "err", err)
 			return
 		}
 		o.gen = st.Generation
 	}
-	res, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, "", "")
+	args := recordArgs(0, []outcome{o})
+	sargs := make([]string, len(args))
+	for i, a := range args {
+		sargs[i] = fmt.Sprint(a)
+	}
+	res, err := l.eval(sargs...)
 	if err != nil {
-		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
+		l.b.logf(errorLevel, "circuit breaker local fallback record failed", "err", err)
 		return
 	}
 	if r, err := breakerbox.ParseRecordReply(res); err == nil {

@@ -25,6 +25,9 @@ func downRedis(t *testing.T, policy client.OutagePolicy, logs *logBuffer) (*clie
 	t.Cleanup(func() { rdb.Close() })
 	b := newBreaker(t, rdb, "svc", quickConfig(), client.WithOutagePolicy(policy),
 		client.WithRedisTimeout(redisTimeout), client.WithLogger(logs.logger()))
+	if err := b.Ready(context.Background()); err != nil { // registered (the first call would wait at most 100ms)
+		t.Fatal(err)
+	}
 	if err := run(t, b, ok); err != nil {
 		t.Fatal(err)
 	}
@@ -79,6 +82,9 @@ func TestOutagePolicies(t *testing.T) {
 		t.Cleanup(func() { rdb.Close() })
 		b := newBreaker(t, rdb, "svc", quickConfig(), client.WithOutagePolicy(client.OutageRefuseAll),
 			client.WithAdmission(client.AdmitStrict), client.WithRedisTimeout(redisTimeout))
+		if err := b.Ready(context.Background()); err != nil {
+			t.Fatal(err)
+		}
 		for i := 0; i < 3; i++ {
 			_ = run(t, b, fail)
 		}

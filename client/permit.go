@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/breakerbox/breakerbox"
 )
@@ -12,22 +13,34 @@ import (
 type permitVia int
 
 const (
-	viaBatch permitVia = iota // outcome queued, sent in order by the batcher
+	viaBatch permitVia = iota // outcome queued, sent in order by the Hub's sender
 	viaRedis                  // outcome sent at once (AdmitStrict)
 	viaLocal                  // outcome goes to the outage's local breaker
-	viaNone                   // admitted by OutageAdmitAll; nothing to record
+	viaNone                   // admitted by OutageAdmitAll: counted for the tally
 )
 
 // Permit is an admitted call. Report its outcome exactly once with
 // Success, Failure, Ignore or Done.
 type Permit struct {
-	b     *Breaker
-	gen   int64
-	lease string
-	via   permitVia
-	local *localBreaker
-	used  atomic.Bool
+	b      *Breaker
+	gen    int64
+	lease  string
+	via    permitVia
+	local  *localBreaker
+	used   atomic.Bool
+	waited time.Duration // spent waiting on Redis in Allow: the outcome waits at most the rest of the Redis timeout
 }
+
+// budget is how long the permit's outcome may wait on Redis: what is left
+// of the Redis timeout after Allow's own wait (at least a few ms), so that
+// a call (Allow, then its outcome) waits on Redis at most the Redis
+// timeout in all.
+func (p *Permit) budget() time.Duration {
+	return max(p.b.o.redisTimeout-p.waited, minBudget)
+}
+
+// minBudget is the least an outcome waits for Redis.
+const minBudget = 5 * time.Millisecond
 
 // Generation is the breaker generation the call was admitted in. An outcome
 // reported after the breaker has changed generation is counted in the
@@ -82,42 +95,74 @@ func errorText(err error) string {
 }
 
 func (p *Permit) finish(ctx context.Context, kind string, err error) error {
+	b := p.b
 	if p.used.Swap(true) {
-		return fmt.Errorf("breaker %q: %w", p.b.name, ErrPermitUsed)
+		return fmt.Errorf("breaker %q: %w", b.name, ErrPermitUsed)
 	}
 	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err)}
 	if kind == "f" {
-		p.b.log.Debug("circuit breaker recorded failure", "err", o.err)
+		b.logf(debugLevel, "circuit breaker recorded failure", "err", o.err)
 	}
 	switch p.via {
 	case viaBatch:
 		if kind == "r" && p.lease == "" {
 			return nil // ignoring a call without a probe lease changes nothing in Redis
 		}
+		if b.nodeOf().down.Load() {
+			b.outageOutcome(o, nil)
+			return nil
+		}
 		if kind == "f" {
 			o.sent = make(chan struct{})
 		}
-		p.b.batch.add(o)
+		if !b.q.add(b, o) {
+			b.outageOutcome(o, nil)
+			return nil
+		}
 		if o.sent != nil {
-			select {
-			case <-o.sent:
-			case <-p.b.ctx.Done():
-			}
+			waitSent(b, o, p.budget())
 		}
 	case viaRedis:
-		return p.b.recordNow(context.WithoutCancel(ctx), o)
+		return b.recordNow(ctx, o, p.budget())
 	case viaLocal:
-		p.local.record(o)
+		b.outageOutcome(o, p.local)
+	case viaNone:
+		b.outageOutcome(o, nil)
 	}
 	return nil
 }
 
-// recordNow sends one outcome and waits for the script's answer.
-func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
-	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err, "", "")
+// recordNow sends one outcome and waits for the script's answer, at most
+// budget (AdmitStrict).
+func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration) error {
+	n := b.nodeOf()
+	if n.down.Load() {
+		b.outageOutcome(o, nil)
+		return nil
+	}
+	if o.kind == "r" && o.lease == "" {
+		return nil
+	}
+	res, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (any, error) {
+		return b.eval(ctx, recordArgs(0, []outcome{o})...)
+	}, func(res any, err error) {
+		if err != nil {
+			b.out.unrecorded.Add(1)
+		} else if r, err := breakerbox.ParseRecordReply(res); err == nil {
+			b.observe(r.Announcement, fromRecordReply)
+		}
+	})
+	var stall *StallError
 	if err != nil {
-		b.batch.unrecorded.Add(1)
-		b.outage.begin(b, err)
+		if !errors.As(err, &stall) {
+			b.out.unrecorded.Add(1) // a stalled one is counted if its late reply is an error
+		}
+		if unreachable(err) && (stall == nil || budget >= b.o.redisTimeout) {
+			n.begin(err) // (a short budget that ran out proves no stall)
+		}
+		if !unreachable(err) {
+			b.logf(warnLevel, "circuit breaker outcomes not recorded", "count", 1, "err", err)
+		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
 	r, err := breakerbox.ParseRecordReply(res)

@@ -2,114 +2,122 @@ package client
 
 import (
 	"context"
-	"fmt"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
 )
 
-// start registers the config and, for AdmitFast, starts the subscription,
-// once; it is called on the first operation.
-func (b *Breaker) start(ctx context.Context) error {
-	if b.ready.Load() && !b.shutdown.Load() {
-		return nil
-	}
-	b.mu.Lock()
-	if b.shutdown.Load() {
-		b.mu.Unlock()
-		return fmt.Errorf("breaker %q: %w", b.name, ErrShutdown)
-	}
-	if !b.started {
-		b.started = true
-		b.wg.Add(1)
-		go b.keepConfig()
-		if b.o.admission == AdmitFast {
-			b.wg.Add(1)
-			go b.subscribe()
-		}
-	}
-	b.mu.Unlock()
-	if b.outage.active() {
-		return nil
-	}
-	b.regMu.Lock()
-	defer b.regMu.Unlock()
-	if b.registered {
-		b.ready.Store(true)
-		return nil
-	}
-	cfg := b.Config()
-	res, err := b.eval(ctx, configureArgs(b.o.actor, cfg)...)
-	if err != nil {
-		return b.redisFailed(ctx, "register", err)
-	}
-	r, err := breakerbox.ParseConfigureReply(res)
-	if err != nil {
-		return fmt.Errorf("breaker %q: register: %w", b.name, err)
-	}
-	if r.Overwritten > 0 {
-		b.log.Warn("circuit breaker overwrote the shared config", "config", cfg.Fields())
-	}
-	// The registry only helps listing (SCAN finds every breaker anyway).
-	if err := b.rdb.SAdd(ctx, breakerbox.RegistryKey, b.name).Err(); err != nil {
-		b.log.Debug("circuit breaker registry not updated", "err", err)
-	}
-	b.registered = true
-	b.ready.Store(true)
-	b.log.Info("circuit breaker initialised", "failure_threshold", cfg.FailureThreshold,
-		"recovery_timeout", cfg.RecoveryTimeout, "success_threshold", cfg.SuccessThreshold,
-		"admission", b.o.admission, "outage_policy", b.o.outage)
-	return nil
+// registration is where a breaker stands in the Hub's registration: its
+// config seeded (see New) and its channel subscribed.
+type registration struct {
+	mu          sync.Mutex
+	done        atomic.Bool
+	err         error         // the last attempt's error
+	wait        chan struct{} // closed when an attempt ends
+	overwritten bool          // SetConfig ran: the registration only seeds
+
+	queued  bool      // in control.reg (guarded by control.mu)
+	retryAt time.Time // guarded by control.mu
 }
 
-// forgetRegistration makes the next call store the config again: after an
-// outage or a reconnection, Redis may have restarted without it.
-func (b *Breaker) forgetRegistration() {
-	b.regMu.Lock()
-	b.registered = false
-	b.ready.Store(false)
-	b.regMu.Unlock()
+func (r *registration) init() { r.wait = make(chan struct{}) }
+
+// finish ends an attempt and wakes the callers waiting for it.
+func (r *registration) finish(err error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if err == nil {
+		r.done.Store(true)
+	}
+	r.err = err
+	close(r.wait)
+	r.wait = make(chan struct{})
 }
 
-// configCheckEvery is how often a worker checks that its breaker's config
-// is still stored.
-const configCheckEvery = 2 * time.Second
+// state reports whether the breaker is registered, or the error (not an
+// outage's) that its registration last failed with.
+func (r *registration) state() (bool, error) {
+	if r.done.Load() {
+		return true, nil
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.err != nil && !unreachable(r.err) {
+		return false, r.err
+	}
+	return false, nil
+}
 
-// keepConfig stores the config again when Redis has lost it (a restart
-// without persistence, or an operator's DEL), so the breaker does not fall
-// back to the protocol defaults. One HLEN per period; a config changed by
-// an operator (all fields present) is left alone.
-func (b *Breaker) keepConfig() {
-	defer b.wg.Done()
-	t := time.NewTicker(configCheckEvery)
+// waitRegistered waits until b is registered, at most the Redis timeout.
+// A registration refused with an error (NOPERM, BADCONFIG, ...) returns
+// that error at once while it is tried again in the background; one that
+// cannot reach Redis returns an error that starts the outage policy.
+func (b *Breaker) waitRegistered(ctx context.Context) error {
+	if b.reg.done.Load() {
+		return nil
+	}
+	b.reg.mu.Lock()
+	err, ch := b.reg.err, b.reg.wait
+	b.reg.mu.Unlock()
+	if err != nil && !unreachable(err) {
+		return err
+	}
+	b.h.ctl.register(b)
+	t := time.NewTimer(b.o.redisTimeout)
 	defer t.Stop()
-	for {
-		select {
-		case <-b.ctx.Done():
-			return
-		case <-t.C:
-		}
-		if b.outage.active() {
-			continue
-		}
-		ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
-		n, err := b.rdb.HLen(ctx, breakerbox.Key(b.name, "config")).Result()
-		if err == nil && n < int64(len(breakerbox.ConfigFields())) {
-			b.log.Info("circuit breaker config missing from redis; storing it again")
-			b.forgetRegistration()
-			_ = b.start(ctx)
-		}
-		cancel()
+	select {
+	case <-ch:
+	case <-t.C:
+		return &StallError{Op: "seed", After: b.o.redisTimeout}
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if b.reg.done.Load() {
+		return nil
+	}
+	b.reg.mu.Lock()
+	defer b.reg.mu.Unlock()
+	return b.reg.err
+}
+
+// refreshed applies a status read (started at start, unix nanos) to b:
+// the view and the config in force. The view is confirmed when the
+// breaker's channel was subscribed on the current connection before the
+// read was asked for, and nothing changed since. (Announcements older
+// than the read that arrive after it are ignored by generation: see
+// accept.)
+func (b *Breaker) refreshed(st breakerbox.Status, start int64, req refreshReq) {
+	b.readConfig(st, start)
+	nv := newView(st.Announcement(), nil)
+	b.viewMu.Lock()
+	old := b.view.Load()
+	if old != nil && old.local == nil && old.gen >= st.Generation && old.set > start {
+		nv = nil // a reply or announcement at least as new as the read came in meanwhile
+	}
+	var c StateChange
+	moved := false
+	if nv != nil {
+		c, moved = b.applyLocked(old, nv, fromRefresh)
+	}
+	b.viewMu.Unlock()
+	if moved {
+		b.logTransition(c)
+	}
+	s := &b.h.sub
+	if req.epoch == s.epoch.Load() && b.subEpoch.Load() == req.epoch && b.subGen.Load() == req.subGen {
+		b.confirmed.Store(req.epoch)
 	}
 }
 
-// redisFailed handles a failed Redis call: the caller's own cancellation is
-// returned as is; anything else starts (or continues) an outage and is
-// returned as nil, so the caller follows the outage policy.
-func (b *Breaker) redisFailed(ctx context.Context, op string, err error) error {
-	if ctx.Err() != nil {
-		return fmt.Errorf("breaker %q: %s: %w", b.name, op, ctx.Err())
+// readConfig takes the config in force from a status read started at
+// start (unix nanos), unless SetConfig stored one since.
+func (b *Breaker) readConfig(st breakerbox.Status, start int64) {
+	cfg := st.Config()
+	b.cfgMu.Lock()
+	if start >= b.cfgSet {
+		b.cfg.Store(&cfg)
 	}
-	b.outage.begin(b, err)
-	return nil
+	b.cfgMu.Unlock()
 }

@@ -1,6 +1,8 @@
 package client
 
 import (
+	"context"
+	"log/slog"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
@@ -16,15 +18,16 @@ type view struct {
 	// outage; nil for a view from Redis. Generations compare only within
 	// one of them.
 	local *localBreaker
+	set   int64 // unix nanos when the view was made
 }
 
-// freshFor is how long the view is trusted after the last sign of life of
-// the subscription; it pings once a second while idle.
-const freshFor = 3 * time.Second
-
-// fresh reports whether the view may be used without asking the script.
-func (b *Breaker) fresh() bool {
-	return b.live.Load() && time.Since(time.Unix(0, b.lastHeard.Load())) < freshFor
+// trusted reports whether b's view may be used without asking the script:
+// the Hub's subscription is live, and b's channel was (re)subscribed and b
+// refreshed since the connection last changed. (Allow also checks that no
+// announcement waits unread on the subscription: see maybePeek.)
+func (b *Breaker) trusted() bool {
+	s := &b.h.sub
+	return b.confirmed.Load() == s.epoch.Load() && s.live()
 }
 
 // source says where an observation comes from.
@@ -38,9 +41,10 @@ const (
 	// fromRecordReply is the script's reply to this handle's outcomes
 	// (same order rule as fromReply).
 	fromRecordReply
-	// fromAnnouncement is a pub/sub message: announcements arrive in order,
-	// so each replaces the view (subscribe drops those older than a
-	// refresh that overtook them).
+	// fromAnnouncement is a pub/sub message: announcements arrive in order
+	// among themselves, but may be overtaken by replies, so one not newer
+	// than the view is ignored (one of the same generation is a config
+	// change: the subscriber asks for a refresh instead).
 	fromAnnouncement
 	// fromRefresh is a status read after (re)subscribing or at the end
 	// of an outage: it replaces whatever the view held.
@@ -67,23 +71,45 @@ func accept(old, nv *view, src source) bool {
 		return false // the fallback decides until the outage ends
 	case src == fromReply || src == fromRecordReply:
 		return old.local != nil || nv.gen >= old.gen
+	case src == fromAnnouncement:
+		// Announcements and replies travel on different connections: an
+		// announcement can arrive after a reply that already told a later
+		// generation. Generations only grow (max(previous+1, now_ms), even
+		// for a breaker whose keys were deleted), so an older one is late.
+		return old.local != nil || nv.gen > old.gen
 	}
 	return true
 }
 
 func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreaker) {
-	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode, local: local}
+	nv := newView(a, local)
+	b.viewMu.Lock()
+	c, moved := b.applyLocked(b.view.Load(), nv, src)
+	b.viewMu.Unlock()
+	if moved {
+		b.logTransition(c)
+	}
+}
+
+// newView is the view an announcement makes, as of now.
+func newView(a breakerbox.Announcement, local *localBreaker) *view {
+	now := time.Now()
+	nv := &view{state: a.State, gen: a.Generation, mode: a.Mode, local: local, set: now.UnixNano()}
 	switch {
 	case a.Mode == breakerbox.ModeForcedOpen:
-		nv.until = time.Now().Add(24 * time.Hour)
+		nv.until = now.Add(24 * time.Hour)
 	case a.RetryAfter > 0 && a.State != breakerbox.StateClosed:
-		nv.until = time.Now().Add(a.RetryAfter)
+		nv.until = now.Add(a.RetryAfter)
 	}
-	b.viewMu.Lock()
-	old := b.view.Load()
+	return nv
+}
+
+// applyLocked replaces the view old with nv if src may (under viewMu),
+// queues the state change for the hook, and returns it and whether the
+// state or mode moved (the caller logs it once the lock is released).
+func (b *Breaker) applyLocked(old, nv *view, src source) (StateChange, bool) {
 	if !accept(old, nv, src) {
-		b.viewMu.Unlock()
-		return
+		return StateChange{}, false
 	}
 	b.view.Store(nv)
 	moved := old != nil && (old.state != nv.state || old.mode != nv.mode)
@@ -91,14 +117,11 @@ func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreak
 	if moved || (old != nil && old.local == nv.local && nv.gen > old.gen) {
 		c = StateChange{Name: b.name, From: old.state, To: nv.state, Mode: nv.mode, Generation: nv.gen,
 			Cause: cause(old, nv, src)}
-		if b.notify != nil {
-			b.notify.push(c) // under viewMu, so the hook sees changes in the view's order
+		if b.o.onStateChange != nil {
+			b.h.notify.push(b, c) // under viewMu, so the hook sees changes in the view's order
 		}
 	}
-	b.viewMu.Unlock()
-	if moved {
-		b.logTransition(c)
-	}
+	return c, moved
 }
 
 // causeLookup marks a change whose event name the history must tell: an
@@ -140,12 +163,27 @@ func (b *Breaker) logTransition(c StateChange) {
 	attrs := []any{"from", c.From.String(), "to", c.To.String(), "mode", string(c.Mode), "generation", c.Generation}
 	switch c.To {
 	case breakerbox.StateOpen:
-		b.log.Warn("circuit breaker opened", attrs...)
+		b.logf(warnLevel, "circuit breaker opened", attrs...)
 	case breakerbox.StateHalfOpen:
-		b.log.Info("circuit breaker timeout expired, entering half-open", attrs...)
+		b.logf(infoLevel, "circuit breaker timeout expired, entering half-open", attrs...)
 	default:
-		b.log.Info("circuit breaker closed", attrs...)
+		b.logf(infoLevel, "circuit breaker closed", attrs...)
 	}
+}
+
+const (
+	debugLevel = slog.LevelDebug
+	infoLevel  = slog.LevelInfo
+	warnLevel  = slog.LevelWarn
+	errorLevel = slog.LevelError
+)
+
+// logf logs msg with the breaker's name to its logger.
+func (b *Breaker) logf(level slog.Level, msg string, attrs ...any) {
+	if !b.o.logger.Enabled(context.Background(), level) {
+		return
+	}
+	b.o.logger.Log(context.Background(), level, msg, append([]any{"breaker", b.name}, attrs...)...)
 }
 
 // lastView returns the view's state and mode, or closed and normal before
@@ -158,6 +196,6 @@ func (b *Breaker) lastView() (breakerbox.State, breakerbox.Mode) {
 }
 
 func (b *Breaker) openError(state breakerbox.State, mode breakerbox.Mode, retryAfter time.Duration, outage bool, cause error) error {
-	b.log.Debug("circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
+	b.logf(debugLevel, "circuit breaker blocked a call", "state", state.String(), "mode", string(mode))
 	return &OpenError{Name: b.name, State: state, Mode: mode, RetryAfter: retryAfter, Outage: outage, Cause: cause}
 }

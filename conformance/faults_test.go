@@ -309,7 +309,8 @@ func TestFaultConfigSurvivesRedisRestart(t *testing.T) {
 	if st.TotalSuccesses == 0 {
 		t.Fatalf("the breaker did not work again after the restart\nlogs:\n%s", logs.String())
 	}
-	// The worker checks every 2s that its config is stored (client.keepConfig).
+	// The worker seeds its config again after its subscription comes back
+	// (the seed stores it only where none is stored).
 	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
 		if st, err = admin.Status(ctx, rdb, "cfg-restart"); err == nil && st.FailureThreshold == 1 {
 			break

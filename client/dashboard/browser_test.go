@@ -106,11 +106,17 @@ func failUntilOpen(t *testing.T, rdb redis.UniversalClient, name string) {
 		t.Fatal(err)
 	}
 	defer b.Shutdown(ctx)
-	for range 3 {
+	// As many failures as the config stored in Redis asks for (a test may
+	// have changed it: New only seeds a breaker that has none), which the
+	// handle knows once registered.
+	if err := b.Ready(ctx); err != nil {
+		t.Fatal(err)
+	}
+	for range b.Config().FailureThreshold {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("upstream said 503") })
 	}
 	if st := state(t, rdb, name); st.State != breakerbox.StateOpen {
-		t.Fatalf("breaker %s is %s after 3 failures", name, st.State)
+		t.Fatalf("breaker %s is %s after %d failures", name, st.State, b.Config().FailureThreshold)
 	}
 }
 

@@ -23,6 +23,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/bounded"
 	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
@@ -62,8 +63,9 @@ func WithNames(names ...string) Option {
 	return func(h *Handler) { h.names = append([]string{}, names...) }
 }
 
-// WithTimeout bounds the Redis reads of one request (default 2s). Past it
-// the handler answers 503 with status "error".
+// WithTimeout bounds the Redis reads of one request (default 2s), whatever
+// Redis does (stalled, black-holed, restarting). Past it the handler
+// answers 503 with status "error".
 func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout = d } }
 
 // WithLogger sends the handler's logs (Redis errors) to l instead of slog.Default().
@@ -102,15 +104,15 @@ func New(rdb redis.UniversalClient, opts ...Option) (*Handler, error) {
 // Check reads the breakers and returns the response with its HTTP status
 // code: 200 healthy, 503 degraded or error.
 func (h *Handler) Check(ctx context.Context) (Response, int) {
-	ctx, cancel := context.WithTimeout(ctx, h.timeout)
-	defer cancel()
-	var sts []breakerbox.Status
-	var err error
-	if h.names != nil {
-		sts, err = admin.Statuses(ctx, h.rdb, h.names)
-	} else {
-		sts, err = admin.List(ctx, h.rdb)
-	}
+	// Bounded even when the go-redis client ignores context deadlines
+	// (ContextTimeoutEnabled false): a stalled Redis costs the check its
+	// timeout, no more.
+	sts, err := bounded.Call(ctx, "status reads", h.timeout, func(ctx context.Context) ([]breakerbox.Status, error) {
+		if h.names != nil {
+			return admin.Statuses(ctx, h.rdb, h.names)
+		}
+		return admin.List(ctx, h.rdb)
+	}, nil)
 	if err != nil {
 		h.log.Warn("health check could not read the circuit breakers", "err", err)
 		return Response{Status: StatusError, Error: "cannot read circuit breakers from Redis: " + err.Error()},

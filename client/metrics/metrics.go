@@ -46,6 +46,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/bounded"
 	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
@@ -71,7 +72,9 @@ func WithNames(names ...string) Option {
 	return func(c *Collector) { c.names = append([]string{}, names...) }
 }
 
-// WithTimeout bounds one scrape's Redis reads (default 5s).
+// WithTimeout bounds one scrape's Redis reads (default 5s), whatever
+// Redis does: a stalled or unreachable Redis costs a scrape this long at
+// most, and is exported as circuit_breaker_scrape_error 1.
 func WithTimeout(d time.Duration) Option { return func(c *Collector) { c.timeout = d } }
 
 // WithLogger sends scrape errors to l instead of slog.Default().
@@ -171,16 +174,33 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 
 // read returns the breakers' snapshots. A breaker that cannot be read (a
 // corrupted config) is left out and named in the error; the others are
-// still exported.
+// still exported. The read is bounded by ctx's deadline even when the
+// go-redis client ignores context deadlines (ContextTimeoutEnabled false):
+// a stalled Redis costs a scrape its timeout, no more.
 func (c *Collector) read(ctx context.Context) ([]breakerbox.Status, error) {
-	names := c.names
-	if names == nil {
-		var err error
-		if names, err = admin.Names(ctx, c.rdb); err != nil {
-			return nil, err
-		}
+	type result struct {
+		sts []breakerbox.Status
+		err error
 	}
-	return admin.Statuses(ctx, c.rdb, names)
+	d := c.timeout
+	if dl, ok := ctx.Deadline(); ok {
+		d = time.Until(dl)
+	}
+	r, err := bounded.Call(ctx, "status reads", d, func(ctx context.Context) (result, error) {
+		names := c.names
+		if names == nil {
+			var err error
+			if names, err = admin.Names(ctx, c.rdb); err != nil {
+				return result{}, err
+			}
+		}
+		sts, err := admin.Statuses(ctx, c.rdb, names)
+		return result{sts, err}, nil
+	}, nil)
+	if err != nil {
+		return nil, err
+	}
+	return r.sts, r.err
 }
 
 func modeValue(m breakerbox.Mode) float64 {

@@ -106,6 +106,9 @@ func setup(t *testing.T, cfg client.Config, opts ...transport.Option) *fixture {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { _ = b.Shutdown(context.Background()) })
+	if err := b.Ready(context.Background()); err != nil { // registered: the first call pays no set-up
+		t.Fatal(err)
+	}
 	rt, err := transport.New(nil, b, opts...)
 	if err != nil {
 		t.Fatal(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -101,7 +102,14 @@ func halfOpenCfg() client.Config {
 	return c
 }
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+// quiet is the breakers' logger: silent, unless BBBENCH_LOG is set (then
+// warnings and errors go to stderr, for finding out what a run did).
+var quiet = func() *slog.Logger {
+	if os.Getenv("BBBENCH_LOG") != "" {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}()
 
 func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 	prepare func(context.Context, *redis.Client, string, client.Config) error, refused bool) *Case {

@@ -25,9 +25,13 @@ type Options struct {
 	Procs       int   // worker processes (0: none)
 	ProcConc    int   // goroutines per worker process
 	Cases       []string
-	Trips       int // trips timed for propagation, per variant
-	LoadTrips   int // trips timed while worker A is saturated with successes
-	Breakers    int // breakers for the scale test (0: skip)
+	Trips       int           // trips timed for propagation, per variant
+	LoadTrips   int           // trips timed while worker A is saturated with successes
+	TripLoad    int           // trips timed under each TripLoads load (0: skip)
+	TripLoads   [][2]int      // processes × goroutines calling while a trip is timed
+	Runtime     int           // breakers of the shared-runtime scenario (0: skip)
+	Stall       time.Duration // Redis stalled this long under load (0: skip)
+	Breakers    int           // breakers for the scale test (0: skip)
 	Seed        int64
 	RedisServer string
 	Exe         string // this binary, re-executed as workers
@@ -55,6 +59,11 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	fs.StringVar(&cases, "cases", "", "comma-separated case names (default: all): "+strings.Join(caseNames(), ","))
 	fs.IntVar(&o.Trips, "trips", 200, "trips timed for propagation, per variant (0 to skip)")
 	fs.IntVar(&o.LoadTrips, "load-trips", 5, "trips timed while worker A runs 8 goroutines of no-op successes (0 to skip)")
+	var tripLoad string
+	fs.StringVar(&tripLoad, "trip-load", "4x8", "processes × goroutines calling in a tight loop while a trip is timed, comma-separated (\"\" to skip)")
+	fs.IntVar(&o.TripLoad, "trip-load-trips", 20, "trips timed under that load, with the peek and without")
+	fs.IntVar(&o.Runtime, "runtime", 1000, "breakers in one process for the shared-runtime figures (0 to skip)")
+	fs.DurationVar(&o.Stall, "stall", 3*time.Second, "Redis stopped (SIGSTOP) this long under load (0 to skip)")
 	fs.IntVar(&o.Breakers, "breakers", 10000, "breakers for the memory-growth and List test (0 to skip)")
 	fs.Int64Var(&o.Seed, "seed", 1, "seed for the case order")
 	fs.StringVar(&o.RedisServer, "redis-server", "redis-server", "redis-server binary to start")
@@ -72,6 +81,18 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	}
 	if o.Procs, o.ProcConc, err = parseProcs(procs); err != nil {
 		return o, fmt.Errorf("-procs: %w", err)
+	}
+	for _, l := range strings.Split(tripLoad, ",") {
+		p, c, err := parseProcs(l)
+		if err != nil {
+			return o, fmt.Errorf("-trip-load: %w", err)
+		}
+		if p > 0 {
+			o.TripLoads = append(o.TripLoads, [2]int{p, c})
+		}
+	}
+	if len(o.TripLoads) == 0 {
+		o.TripLoad = 0
 	}
 	if cases != "" {
 		for _, c := range strings.Split(cases, ",") {
@@ -138,6 +159,12 @@ func Main(ctx context.Context, args []string, in io.Reader, out, errOut io.Write
 	}
 	if os.Getenv(watchEnv) != "" {
 		return WatchMain(ctx, in, out, errOut)
+	}
+	if os.Getenv(tripLoadEnv) != "" {
+		return TripLoadMain(ctx, in, out, errOut)
+	}
+	if os.Getenv(runtimeEnv) != "" {
+		return RuntimeMain(ctx, in, out, errOut)
 	}
 	opts, err := ParseOptions(args, errOut)
 	if errors.Is(err, flag.ErrHelp) {
@@ -239,6 +266,35 @@ func Run(ctx context.Context, opts Options, args []string, out, progress io.Writ
 		}
 		p.Loaded = true
 		rep.Propagation = append(rep.Propagation, p)
+	}
+	for _, load := range opts.TripLoads {
+		if opts.TripLoad == 0 {
+			break
+		}
+		for _, noPeek := range []bool{true, false} {
+			fmt.Fprintf(progress, "bbbench: trip under load, %dx%d, peek %v\n", load[0], load[1], !noPeek)
+			tl, err := measureTripLoad(ctx, ctl, srv.Addr, opts.Exe, load[0], load[1], opts.TripLoad, noPeek)
+			if err != nil {
+				return fmt.Errorf("trip under load: %w", err)
+			}
+			rep.TripLoads = append(rep.TripLoads, tl)
+		}
+	}
+	if opts.Runtime > 0 {
+		fmt.Fprintf(progress, "bbbench: %d breakers in one process\n", opts.Runtime)
+		rt, err := measureRuntime(ctx, ctl, srv.Addr, opts.Exe, opts.Runtime)
+		if err != nil {
+			return fmt.Errorf("shared runtime: %w", err)
+		}
+		rep.Runtime = &rt
+	}
+	if opts.Stall > 0 {
+		fmt.Fprintf(progress, "bbbench: redis stalled %s under load\n", opts.Stall)
+		st, err := measureStall(ctx, opts.RedisServer, opts.Stall)
+		if err != nil {
+			return fmt.Errorf("stall: %w", err)
+		}
+		rep.Stall = &st
 	}
 	if !opts.NoMemory {
 		fmt.Fprintln(progress, "bbbench: memory per breaker")

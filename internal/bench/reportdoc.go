@@ -17,6 +17,9 @@ type Report struct {
 	Modes       []Mode
 	Rows        []Row
 	Propagation []Propagation
+	TripLoads   []TripLoad
+	Runtime     *RuntimeFigures
+	Stall       *StallFigures
 	Memory      []BreakerMemory
 	Scales      []Scale
 	Took        time.Duration
@@ -127,6 +130,7 @@ func (r *Report) Targets() []Target {
 			Measured: fmt.Sprintf("p50 %s, p99 %s over %d trips", FormatDuration(p.P50), FormatDuration(p.P99), p.Trips),
 			Met:      p.P99 <= time.Millisecond, Checked: true})
 	}
+	ts = append(ts, r.runtimeTargets()...)
 	for _, m := range r.Memory {
 		var goal string
 		var limit int64
@@ -209,6 +213,7 @@ func (r *Report) Write(w io.Writer) {
 				FormatDuration(p.P99), FormatDuration(p.Max), self, p.LocalRefus, p.Trips)
 		}
 	}
+	r.writeRuntime(w)
 	if len(r.Memory) > 0 {
 		fmt.Fprintf(w, "\n### Memory per breaker\n\n")
 		fmt.Fprintln(w, "`MEMORY USAGE key SAMPLES 0` summed over the breaker's keys that exist (the registry set adds one member per breaker, not counted).")

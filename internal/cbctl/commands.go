@@ -440,6 +440,18 @@ func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set m
 			return usageErrorf("--half-open-max-calls %d: want at least 1", cfg.HalfOpenMaxCalls)
 		}
 	}
+	// A zero Config field means its default; a flag given as 0 is a mistake.
+	for _, f := range []struct {
+		flag, field string
+		zero        bool
+	}{{"failure-threshold", "FailureThreshold", cfg.FailureThreshold < 1},
+		{"success-threshold", "SuccessThreshold", cfg.SuccessThreshold < 1},
+		{"recovery-timeout", "RecoveryTimeout", cfg.RecoveryTimeout <= 0},
+		{"request-timeout", "RequestTimeout", cfg.RequestTimeout <= 0}} {
+		if set[f.flag] && f.zero {
+			return usageErrorf("config %s: --%s: %s want at least 1 (1ms for a timeout)", name, f.flag, f.field)
+		}
+	}
 	if err := cfg.Validate(); err != nil {
 		return usageErrorf("config %s: %v", name, err)
 	}

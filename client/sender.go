@@ -1,0 +1,272 @@
+package client
+
+import (
+	"sync"
+	"time"
+
+	"github.com/breakerbox/breakerbox"
+)
+
+// sender is the Hub's outcome sender: one goroutine that takes every
+// breaker's queued outcomes, refusals and outage tallies and sends them in
+// pipelines, one per Redis node at a time (at most maxInflight in flight
+// per node), one record call in flight per breaker, so each breaker's
+// outcomes reach the script in report order. A failure waits for its
+// batch, bounded by the Redis timeout; a pipeline that outlives the Redis
+// timeout starts an outage of its node.
+type sender struct {
+	h         *Hub
+	mu        sync.Mutex
+	dirty     []*Breaker // breakers with work to send
+	lazy      []*Breaker // breakers with only refusals, sent within refusedEvery
+	lazyArmed bool
+	inflight  map[*node]int // pipelines in flight per node
+	wake      chan struct{}
+}
+
+// maxInflight bounds the pipelines in flight per node.
+const maxInflight = 2
+
+func (s *sender) init(h *Hub) {
+	s.h = h
+	s.inflight = map[*node]int{}
+	s.wake = make(chan struct{}, 1)
+}
+
+// push adds b to the breakers with work.
+func (s *sender) push(b *Breaker) {
+	s.mu.Lock()
+	s.dirty = append(s.dirty, b)
+	s.mu.Unlock()
+	s.kick()
+}
+
+func (s *sender) kick() {
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// pushLazy adds b to the breakers whose refusals are sent within
+// refusedEvery unless an outcome carries them earlier.
+func (s *sender) pushLazy(b *Breaker) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.lazy = append(s.lazy, b)
+	if !s.lazyArmed {
+		s.lazyArmed = true
+		time.AfterFunc(refusedEvery, s.promoteLazy)
+	}
+}
+
+func (s *sender) promoteLazy() {
+	s.mu.Lock()
+	lazy := s.lazy
+	s.lazy, s.lazyArmed = nil, false
+	for _, b := range lazy {
+		b.q.mu.Lock()
+		if b.q.lazy {
+			b.q.lazy = false
+			if !b.q.dirty && !b.q.inflight {
+				b.q.dirty = true
+				s.dirty = append(s.dirty, b)
+			}
+		}
+		b.q.mu.Unlock()
+	}
+	s.mu.Unlock()
+	s.kick()
+}
+
+// batch is what one breaker sends in one pipeline.
+type batch struct {
+	b       *Breaker
+	outs    []outcome
+	buf     []outcome // the drained buffer outs came from, to give back
+	refused int64
+	tally   counts
+}
+
+func (s *sender) run() {
+	defer s.h.wg.Done()
+	for {
+		select {
+		case <-s.h.ctx.Done():
+			return
+		case <-s.wake:
+		}
+		s.mu.Lock()
+		list := s.dirty
+		s.dirty = nil
+		plan := map[*node][]*Breaker{}
+		var wait []*Breaker
+		for _, b := range list {
+			n := b.nodeOf()
+			if s.inflight[n] >= maxInflight && !n.down.Load() {
+				wait = append(wait, b) // sent when one of the node's pipelines completes
+				continue
+			}
+			plan[n] = append(plan[n], b)
+		}
+		s.dirty = append(s.dirty, wait...)
+		for n := range plan {
+			s.inflight[n]++
+		}
+		s.mu.Unlock()
+		for n, bs := range plan {
+			var group []batch
+			for _, b := range bs {
+				if bt, ok := s.take(b, n); ok {
+					group = append(group, bt)
+				}
+			}
+			if len(group) == 0 {
+				s.done(n)
+				continue
+			}
+			go s.exec(n, group)
+		}
+	}
+}
+
+// done counts a node's pipeline as completed.
+func (s *sender) done(n *node) {
+	s.mu.Lock()
+	s.inflight[n]--
+	s.mu.Unlock()
+	s.kick()
+}
+
+// take takes b's work for one pipeline; while b's node is down, it folds
+// the outcomes into the outage's counts instead (and reports false).
+func (s *sender) take(b *Breaker, n *node) (batch, bool) {
+	q := &b.q
+	q.mu.Lock()
+	q.dirty = false
+	if q.inflight {
+		q.mu.Unlock()
+		return batch{}, false // re-pushed when its record completes
+	}
+	if n.down.Load() {
+		outs, refused := q.pending, q.refused
+		q.pending, q.refused = nil, 0
+		q.done += uint64(len(outs)) + uint64(refused)
+		q.signalLocked()
+		q.mu.Unlock()
+		b.foldIntoOutage(outs, refused)
+		return batch{}, false
+	}
+	bt := batch{b: b, refused: q.refused, tally: q.tally}
+	q.refused, q.tally = 0, counts{}
+	q.tallying += bt.tally.total()
+	if len(q.pending) <= maxBatch {
+		bt.outs, bt.buf = q.pending, q.pending
+		q.pending, q.spare = q.spare[:0], nil
+	} else {
+		bt.outs = append([]outcome(nil), q.pending[:maxBatch]...)
+		q.pending = append(q.pending[:0], q.pending[maxBatch:]...)
+	}
+	empty := len(bt.outs) == 0 && bt.refused == 0 && bt.tally.total() == 0
+	q.inflight = !empty
+	q.signalLocked() // room for reporters waiting in add
+	q.mu.Unlock()
+	return bt, !empty
+}
+
+// exec sends one node's batches in one pipeline and applies the replies.
+func (s *sender) exec(n *node, group []batch) {
+	h := s.h
+	stall := time.AfterFunc(h.timeout(), func() { n.begin(&StallError{Op: "record", After: h.timeout()}) })
+	var calls []scriptCall
+	type slot struct{ record, tally int }
+	slots := make([]slot, len(group))
+	for i, bt := range group {
+		slots[i] = slot{-1, -1}
+		if len(bt.outs) > 0 || bt.refused > 0 {
+			slots[i].record = len(calls)
+			calls = append(calls, scriptCall{breakerbox.BreakerScript, bt.b.keys, recordArgs(bt.refused, bt.outs)})
+		}
+		if bt.tally.total() > 0 {
+			slots[i].tally = len(calls)
+			calls = append(calls, scriptCall{breakerbox.BreakerScript, bt.b.keys, tallyArgs(bt.tally)})
+		}
+	}
+	cmds, err := h.pipeline(h.ctx, calls)
+	stall.Stop()
+	if err != nil && unreachable(err) {
+		n.begin(err)
+	}
+	for i, bt := range group {
+		b := bt.b
+		if j := slots[i].record; j >= 0 {
+			b.recorded(bt, cmds[j].Val(), cmdErr(cmds[j]))
+		}
+		if j := slots[i].tally; j >= 0 {
+			if cerr := cmdErr(cmds[j]); cerr != nil {
+				b.out.unrecorded.Add(bt.tally.total())
+				b.logf(warnLevel, "circuit breaker outage counts not tallied", "count", bt.tally.total(), "err", cerr)
+			} else {
+				b.out.tallied.Add(bt.tally.total())
+			}
+		}
+		s.finish(b, bt)
+	}
+	s.done(n)
+}
+
+// finish marks b's batch done: waiters are woken, and b is pushed again
+// when more work came in meanwhile.
+func (s *sender) finish(b *Breaker, bt batch) {
+	for _, o := range bt.outs {
+		if o.sent != nil {
+			close(o.sent)
+		}
+	}
+	q := &b.q
+	q.mu.Lock()
+	q.inflight = false
+	q.done += uint64(len(bt.outs)) + uint64(bt.refused)
+	q.tallying -= bt.tally.total()
+	if bt.buf != nil && q.spare == nil {
+		clear(bt.buf) // drop the strings and channels it holds
+		q.spare = bt.buf[:0]
+	}
+	now, lazy := false, false
+	switch {
+	case q.dirty:
+	case len(q.pending) > 0 || q.tally.total() > 0 && !b.nodeOf().down.Load():
+		q.dirty, now = true, true
+	case q.refused > 0 && !q.lazy:
+		q.lazy, lazy = true, true // refusals alone wait for refusedEvery, as always
+	}
+	q.signalLocked()
+	q.mu.Unlock()
+	if now {
+		s.push(b)
+	}
+	if lazy {
+		s.pushLazy(b)
+	}
+}
+
+// recorded applies the reply of a record call that carried bt: the view
+// follows it; an error leaves bt's outcomes and refusals unrecorded (a lost
+// reply cannot tell whether the script ran, so they are not sent again),
+// and starts an outage when Redis could not be reached.
+func (b *Breaker) recorded(bt batch, res any, err error) {
+	if err == nil {
+		r, perr := breakerbox.ParseRecordReply(res)
+		if perr == nil {
+			b.observe(r.Announcement, fromRecordReply)
+			return
+		}
+		b.logf(warnLevel, "circuit breaker ignored a malformed record reply", "err", perr)
+		return
+	}
+	b.out.unrecorded.Add(int64(len(bt.outs)) + bt.refused)
+	if unreachable(err) {
+		b.nodeOf().begin(err)
+	}
+	b.logf(warnLevel, "circuit breaker outcomes not recorded", "count", len(bt.outs), "refused", bt.refused, "err", err)
+}

@@ -1,0 +1,52 @@
+package bounded_test
+
+import (
+	"context"
+	"errors"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox/internal/bounded"
+)
+
+func TestCallReturnsTheResultOfAQuickCall(t *testing.T) {
+	for i := 0; i < 1000; i++ { // a result delivered as its goroutine ends is never taken for a stall
+		v, err := bounded.Call(context.Background(), "op", time.Second, func(context.Context) (int, error) { return 7, nil }, nil)
+		if v != 7 || err != nil {
+			t.Fatalf("call %d: %v, %v; want 7, nil", i, v, err)
+		}
+	}
+}
+
+func TestCallStopsWaitingAtItsBoundAndHandsTheLateResultOn(t *testing.T) {
+	release := make(chan struct{})
+	var late atomic.Int64
+	got := make(chan struct{})
+	start := time.Now()
+	_, err := bounded.Call(context.Background(), "GET x", 50*time.Millisecond, func(context.Context) (int, error) {
+		<-release // a socket that ignores the context
+		return 9, nil
+	}, func(v int, err error) { late.Store(int64(v)); close(got) })
+	var stall *bounded.StallError
+	if d := time.Since(start); !errors.As(err, &stall) || stall.Op != "GET x" || d > 500*time.Millisecond {
+		t.Fatalf("err %v after %s, want a StallError for GET x after about 50ms", err, d)
+	}
+	close(release)
+	<-got
+	if late.Load() != 9 {
+		t.Errorf("late result %d, want 9", late.Load())
+	}
+}
+
+func TestCallReturnsTheCallersOwnCancellation(t *testing.T) {
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err := bounded.Call(ctx, "op", time.Second, func(ctx context.Context) (int, error) {
+		time.Sleep(10 * time.Millisecond)
+		return 1, nil
+	}, nil)
+	if err != nil && !errors.Is(err, context.Canceled) {
+		t.Errorf("err %v, want nil or context.Canceled", err)
+	}
+}
