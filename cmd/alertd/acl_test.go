@@ -151,7 +151,8 @@ func TestAlertdSubscriptionUnderTheChannelRule(t *testing.T) {
 	}
 }
 
-// workersRule is the rule docs/operations.md gives the workers, cbctl,
-// health and metrics, for user alertd.
+// workersRule is a broad rule for user alertd: the one docs/operations.md
+// gave workers, cbctl, health and metrics alike before each component had
+// its own (no @transaction, and &circuit_breaker:* for channels).
 var workersRule = []any{"ACL", "SETUSER", "alertd", "reset", "on", ">alertd-pw", "~circuit_breaker:*", "&circuit_breaker:*",
 	"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}

@@ -9,7 +9,6 @@ import (
 	"crypto/x509/pkix"
 	"encoding/json"
 	"encoding/pem"
-	"errors"
 	"fmt"
 	"math/big"
 	"net"
@@ -20,10 +19,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/breakerbox/breakerbox"
-	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
@@ -133,50 +129,6 @@ func TestUnreachableRedisExits4(t *testing.T) {
 	}
 	if !strings.Contains(r.stderr, "cannot reach Redis at redis://:xxxxx@"+addr) || strings.Contains(r.stderr, "pw-not-shown") {
 		t.Errorf("stderr %q", r.stderr)
-	}
-}
-
-// documentedACL is the ACL rule docs/operations.md gives for breakerbox
-// users (workers, cbctl, health and metrics); this test keeps it true.
-var documentedACL = []string{"on", ">bbx-pw", "~circuit_breaker:*", "&circuit_breaker:*",
-	"+@read", "+@write", "+@scripting", "+@pubsub", "+@connection", "+time", "-@dangerous"}
-
-func TestDocumentedACLIsEnoughForWorkersAndEveryCommand(t *testing.T) {
-	s := redistest.Start(t)
-	admin := s.Client(t)
-	ctx := context.Background()
-	if err := admin.Do(ctx, append([]any{"ACL", "SETUSER", "breakerbox"}, toAny(documentedACL)...)...).Err(); err != nil {
-		t.Fatal(err)
-	}
-	rdb := redis.NewClient(&redis.Options{Addr: s.Addr, Username: "breakerbox", Password: "bbx-pw"})
-	defer rdb.Close()
-
-	// A worker with the default Fast admission (EVALSHA, SADD, SUBSCRIBE, PING).
-	b, err := client.New(rdb, "svc", client.DefaultConfig(), client.WithLogger(quietLog))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer b.Shutdown(ctx)
-	for range 3 {
-		_ = b.Execute(ctx, func(context.Context) error { return errors.New("down") })
-	}
-	if err := b.Flush(ctx); err != nil {
-		t.Fatal(err)
-	}
-	if err := b.Execute(ctx, func(context.Context) error { return nil }); !errors.Is(err, client.ErrOpen) {
-		t.Fatalf("4th call: %v, want ErrOpen", err)
-	}
-	if st := b.Stats(); st.Unrecorded != 0 || st.Outage {
-		t.Fatalf("worker under the ACL had Redis errors: %+v", st)
-	}
-
-	env := map[string]string{"REDIS_URL": "redis://breakerbox:bbx-pw@" + s.Addr + "/0", "USER": "alice"}
-	for _, args := range [][]string{{"list"}, {"status", "svc"}, {"history", "svc"}, {"reset", "svc"},
-		{"open", "svc"}, {"release", "svc"}, {"disable", "svc"}, {"release", "svc"},
-		{"config", "svc", "--failure-threshold", "4"}, {"scripts"}, {"watch", "--count", "1"}} {
-		if r := cbctl(t, env, args...); r.code != ExitOK {
-			t.Errorf("%v under the documented ACL: exit %d: %s", args, r.code, r.stderr)
-		}
 	}
 }
 
