@@ -27,7 +27,7 @@ func lockKey(name, group string) string { return breakerbox.Key(name, "alerts:"+
 // lets an ACL user PSUBSCRIBE to a pattern only when one of its channel
 // rules is that very pattern: changedPattern is allowed by
 // &circuit_breaker:*:changed (alertd's and the dashboard's rules),
-// broadPattern by &circuit_breaker:* (the workers' rule), and the daemon
+// broadPattern by &circuit_breaker:* (a broader rule), and the daemon
 // falls back to the second when the first is refused. nameFromChannel
 // keeps the :changed channels either way.
 const (

@@ -95,8 +95,8 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 		t.Errorf("force-open as alertd: err = %v, want a refusal", err)
 	}
 
-	// The same daemon under a rule without WATCH/MULTI (the workers' rule
-	// of the docs) posts, but cannot acknowledge: /healthz says so.
+	// The same daemon under a rule without WATCH/MULTI (workersRule, a
+	// broad rule) posts, but cannot acknowledge: /healthz says so.
 	if err := root.Do(ctx, workersRule...).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -120,7 +120,7 @@ func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 
 // TestAlertdSubscriptionUnderTheChannelRule: PSUBSCRIBE of alertd's
 // pattern is allowed by its rule's &circuit_breaker:*:changed, and under
-// the workers' rule, whose &circuit_breaker:* refuses that pattern, alertd
+// a broad rule (workersRule), whose &circuit_breaker:* refuses that pattern, alertd
 // subscribes to circuit_breaker:* instead: either way a new breaker's first
 // opening is delivered at once, from its announcement, with discovery far
 // off.
