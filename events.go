@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-var eventFields = []string{"ts", "event", "generation"}
+var eventFields = []string{"ts", "event"}
 
 var transitionFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
 	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
 	"outage_ms", "refused", "actor", "transitions"}
 
 // EventFields returns the fields every JSON entry of a breaker's history
-// list (circuit_breaker:{NAME}:history) has. The entries are compact: from,
-// to, actor, error and detail appear only where the entry needs them (see
+// list (circuit_breaker:{NAME}:history) has. The entries are compact:
+// generation appears only where it differs from ts, and from, to, actor,
+// error and detail only where the entry needs them (see ParseEvent and
 // ParseHistory).
 func EventFields() []string { return append([]string(nil), eventFields...) }
 
@@ -39,7 +40,8 @@ type Event struct {
 	From string `json:"from"`
 	// To: see From.
 	To string `json:"to"`
-	// Generation after the event.
+	// Generation after the event (the stored entry leaves it out when it
+	// equals TS; ParseEvent fills it in).
 	Generation int64 `json:"generation"`
 	// Actor names who triggered an operator action.
 	Actor string `json:"actor"`
@@ -91,17 +93,26 @@ func ParseHistory(raw []string, whole bool) []Event {
 var impliedTo = map[string]string{"opened": "open", "half_opened": "half_open", "closed": "closed",
 	"reset": "closed", "forced_open": "open", "disabled": "closed", "repaired": "closed"}
 
-// ParseEvent reads one history entry as stored (see ParseHistory for the
-// fields a compact entry leaves out). An entry that is not valid JSON (a
-// hand-edited list) is returned as an event named "unreadable" with the
-// raw text in Detail.
+// ParseEvent reads one history entry as stored. A generation left out
+// means the generation equals TS (the script writes it only where it
+// differs); see ParseHistory for the other fields a compact entry leaves
+// out. An entry that is not valid JSON (a hand-edited list) is returned as
+// an event named "unreadable" with the raw text in Detail.
 func ParseEvent(raw string) Event {
-	var e Event
-	if err := json.Unmarshal([]byte(raw), &e); err != nil {
-		e = Event{Event: "unreadable", Detail: raw}
+	var e struct {
+		Event
+		Generation *int64 `json:"generation"`
 	}
-	e.Time = msTime(e.TS)
-	return e
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return Event{Event: "unreadable", Detail: raw}
+	}
+	out := e.Event
+	out.Generation = out.TS
+	if e.Generation != nil {
+		out.Generation = *e.Generation
+	}
+	out.Time = msTime(out.TS)
+	return out
 }
 
 // Transition is one entry of a breaker's transition stream

@@ -284,3 +284,23 @@ func TestParseEventAndTransitionAreLenient(t *testing.T) {
 		t.Errorf("a hand-written entry without fields: ParseTransition = %+v", hand)
 	}
 }
+
+func TestParseEventTakesTsForAnAbsentGeneration(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want int64
+	}{
+		{`{"ts":1767225600004,"event":"opened","error":"down"}`, 1767225600004},
+		{`{"ts":1767225600311,"event":"config_changed","generation":1767225600310}`, 1767225600310},
+		{`{"ts":1767225600311,"event":"config_changed","generation":0}`, 0},
+	} {
+		ev := breakerbox.ParseEvent(c.raw)
+		if ev.Generation != c.want || ev.TS == 0 || !ev.Time.Equal(time.UnixMilli(ev.TS)) {
+			t.Errorf("ParseEvent(%s) = %+v, want generation %d", c.raw, ev, c.want)
+		}
+	}
+	hist := breakerbox.ParseHistory([]string{`{"ts":20,"event":"reset","actor":"ops"}`, `{"ts":10,"event":"opened"}`}, true)
+	if hist[0].Generation != 20 || hist[1].Generation != 10 || hist[0].From != "open" || hist[1].From != "closed" {
+		t.Errorf("ParseHistory = %+v", hist)
+	}
+}

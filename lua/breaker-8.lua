@@ -316,10 +316,30 @@ end
 -- or the previous entry already says, are left out (docs/protocol.md).
 local IMPLIED_TO = {opened = 'open', half_opened = 'half_open', closed = 'closed', reset = 'closed',
   forced_open = 'open', disabled = 'closed', repaired = 'closed'}
+-- generation is left out when it equals ts (nearly always: a transition
+-- sets it to max(generation + 1, now_ms)); a reader takes ts then. An
+-- error keeps its first HISTORY_ERROR_MAX bytes (cut on a UTF-8 character
+-- boundary); the metrics hash and the stream keep it whole.
+local HISTORY_ERROR_MAX = 128
+local function clip(s, n)
+  if #s <= n then return s end
+  local cut = n
+  -- Back off over at most 3 continuation bytes (10xxxxxx) of a character cut in two.
+  while cut > n - 3 do
+    local b = string.byte(s, cut + 1)
+    if b < 128 or b >= 192 then break end
+    cut = cut - 1
+  end
+  local b = string.byte(s, cut + 1)
+  if b >= 128 and b < 192 then cut = n end -- not UTF-8: cut where asked
+  return string.sub(s, 1, cut)
+end
 local function history(event, extra, actor, err, detail)
-  local entry = '{"ts":' .. int(now()) .. ',"event":"' .. event .. '","generation":' .. int(m.generation) .. extra
+  local entry = '{"ts":' .. int(now()) .. ',"event":"' .. event .. '"'
+  if m.generation ~= now() then entry = entry .. ',"generation":' .. int(m.generation) end
+  entry = entry .. extra
   if actor ~= '' then entry = entry .. ',"actor":' .. cjson.encode(actor) end
-  if err ~= '' then entry = entry .. ',"error":' .. cjson.encode(err) end
+  if err ~= '' then entry = entry .. ',"error":' .. cjson.encode(clip(err, HISTORY_ERROR_MAX)) end
   if detail ~= '' then entry = entry .. ',"detail":' .. cjson.encode(detail) end
   entry = entry .. '}'
   if failed(redis.pcall('LPUSH', K_HISTORY, entry)) then

@@ -53,7 +53,7 @@ STATUS_STRINGS = {"state", "mode", "success_rate", "last_failure_error", "corrup
 STREAM_FIELDS = ["event", "from", "to", "mode", "generation", "time_ms", "failures",
                  "failure_threshold", "recovery_timeout_ms", "last_error", "outage_ms",
                  "refused", "actor", "transitions"]
-HISTORY_FIELDS = ["ts", "event", "generation"]
+HISTORY_FIELDS = ["ts", "event"]  # generation is left out when it equals ts
 OP_KIND = {"allow": "allow", "success": "record", "failure": "record", "release": "record",
            "record": "record", "tally": "tally", "control": "control", "reset": "control",
            "force_open": "control", "disable": "control", "release_override": "control",
@@ -581,6 +581,8 @@ class Run:
             errs.append("%s: want %d entries, got %d: %s" % (what, len(want), len(got), show(got)))
         for i, (w, g) in enumerate(zip(want, got)):
             for f in sorted(w):
+                if f not in g and f == "generation" and what.startswith("history") and w[f] is not None and "ts" in g:
+                    g = dict(g, generation=g["ts"])  # a generation equal to ts is left out: read it as a reader does
                 if f not in g:
                     if w[f] is None:
                         continue  # null: the field is absent
