@@ -12,7 +12,7 @@ var eventFields = []string{"ts", "event"}
 
 var transitionFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
 	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
-	"outage_ms", "refused", "actor", "transitions"}
+	"outage_ms", "refused", "actor", "transitions", "detail"}
 
 // EventFields returns the fields every JSON entry of a breaker's history
 // list (circuit_breaker:{NAME}:history) has. The entries are compact:
@@ -141,10 +141,18 @@ type Transition struct {
 	Time time.Time
 	// Failures is the consecutive failure count after the transition.
 	Failures int64
-	// FailureThreshold and RecoveryTimeout are the breaker's config then.
+	// FailureThreshold is the breaker's config then.
 	FailureThreshold int64
-	// RecoveryTimeout: see FailureThreshold.
+	// RecoveryTimeout is, on an opening, how long the breaker stays open
+	// before it admits probes (the recovery timeout in force, grown by
+	// backoff, or longer when an upstream's retry-after asks); on other
+	// transitions, the recovery timeout in force.
 	RecoveryTimeout time.Duration
+	// Detail names the rule that tripped an opening ("3 consecutive
+	// failures", "failure rate 62% >= 50% over 60s, 140 calls", "slow calls
+	// ...", "retry-after 30s from upstream", "probe failed"); empty on
+	// other transitions and in entries written before the field existed.
+	Detail string
 	// LastError is the failure that tripped the breaker, on openings only
 	// (the script leaves it empty on other transitions).
 	LastError string
@@ -187,7 +195,7 @@ func ParseTransition(id string, values map[string]any) Transition {
 		RecoveryTimeout:  msDuration(num("recovery_timeout_ms")),
 		LastError:        str("last_error"),
 		Outage:           msDuration(num("outage_ms")),
-		Refused:          num("refused"), Actor: str("actor"),
+		Refused:          num("refused"), Actor: str("actor"), Detail: str("detail"),
 	}
 	ms := num("time_ms")
 	if ms <= 0 {
