@@ -80,9 +80,10 @@ func TestCountWindowHoldsItsLastBuckets(t *testing.T) {
 		b.success(b.allow())
 	}
 	b.want("calls_in_window", "6", "failures_in_window", "0")
-	// A record never sums the buckets: the running sums equal them.
-	if b.metric("w_calls") != "6" || b.metric("w_failures") != "" {
-		t.Errorf("w_calls %q, w_failures %q", b.metric("w_calls"), b.metric("w_failures"))
+	// A record never sums the buckets: the running sums (then the newest
+	// bucket) equal them.
+	if c, f, cur := b.metric("w_calls"), b.metric("w_failures"), b.metric("w_cur"); c != "6" || f != "0" || cur != "2 0 0" {
+		t.Errorf("w_calls %q, w_failures %q, w_cur %q; want 6, 0 and the newest bucket 2 0 0", c, f, cur)
 	}
 }
 
@@ -104,8 +105,8 @@ func TestTimeWindowForgetsWithRedisClock(t *testing.T) {
 	b.advance(2 * time.Second)
 	b.want("calls_in_window", "0", "failure_rate", "0.0")
 	r := b.failure(b.allow(), "y")
-	if r[0] != "closed" || b.metric("w_calls") != "1" {
-		t.Errorf("after an idle window: %v, w_calls %q", r, b.metric("w_calls"))
+	if r[0] != "closed" || b.metric("w_calls") != "1" || b.metric("w_cur") != "1 1 0" {
+		t.Errorf("after an idle window: %v, w_calls %q, w_cur %q", r, b.metric("w_calls"), b.metric("w_cur"))
 	}
 	for _, f := range []string{"w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"} {
 		if v := b.metric(f); v != "" {
@@ -232,9 +233,9 @@ func TestWindowCountsOnlyCurrentOutcomesInClosedAndIsClearedOnClose(t *testing.T
 	b.advance(10 * time.Millisecond)
 	b.success(b.allow()) // the probe closes the breaker
 	b.want("state", "closed", "calls_in_window", "0")
-	for _, f := range []string{"w_head", "w_cur", "w_calls", "w_failures", "w0", "w1"} {
-		if v := b.metric(f); v != "" {
-			t.Errorf("%s = %q after closing, want absent", f, v)
+	for f, want := range map[string]string{"w_head": "0", "w_calls": "0", "w_failures": "0", "w_cur": "0 0 0", "w0": "", "w1": ""} {
+		if v := b.metric(f); v != want {
+			t.Errorf("%s = %q after closing, want %q", f, v, want)
 		}
 	}
 	b.success(b.allow())
@@ -255,8 +256,10 @@ func TestChangingTheWindowsBucketsStartsItAfresh(t *testing.T) {
 		t.Errorf("w0 = %q, want the old window dropped", f)
 	}
 	b.run("configure", "ops", "window_calls", "0", "failure_rate_threshold", "0")
-	if s := b.metric("w_spec"); s != "" {
-		t.Errorf("w_spec = %q with no window configured", s)
+	for f := range b.e.HGetAll(b.keys[3]) {
+		if strings.HasPrefix(f, "w") {
+			t.Errorf("metrics field %s with no window configured", f)
+		}
 	}
 }
 

@@ -145,124 +145,114 @@ end
 
 -- The sliding window (docs/protocol.md, "The window"): current outcomes
 -- recorded in closed, in a ring of COUNT buckets of SIZE ms (a time
--- window, bucket number floor(now_ms / SIZE)) or SIZE calls (a count
+-- window: bucket number floor(now_ms / SIZE)) or of SIZE calls (a count
 -- window). In the metrics hash: w_spec "KIND SIZE COUNT SLOW_MS FR SR MIN"
--- (its presence says a window is kept), w_head the newest bucket's number,
--- w_cur the newest bucket ("calls failures slow"), w0..w{COUNT-1} the
--- older ones (the bucket numbered n is w{n mod COUNT}; an empty one is
--- absent), and the running sums w_calls, w_failures, w_slow over all of
--- them. A record never sums the buckets: it adds to w_cur and the sums,
--- and when the head moves on, subtracts the buckets that leave.
-local function parse_spec(s)
-  local kind, size, count, slow, fr, sr, min = string.match(s or '',
-    '^([tc]) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$')
-  if not kind then return nil end
-  size, count = tonumber(size), tonumber(count)
-  if size < 1 or count < 1 or count > 60 then return nil end
-  return {kind = kind, size = size, count = count, slow = tonumber(slow), fr = tonumber(fr),
-    sr = tonumber(sr), min = tonumber(min)}
-end
-local function triple(v)
-  local c, f, s = string.match(v or '', '^(%d+) (%d+) (%d+)$')
-  return {tonumber(c) or 0, tonumber(f) or 0, tonumber(s) or 0}
-end
-local function untriple(t)
-  if t[1] == 0 and t[2] == 0 and t[3] == 0 then return nil end
-  return int(t[1]) .. ' ' .. int(t[2]) .. ' ' .. int(t[3])
-end
-local W_FIELDS = {'w_head', 'w_cur', 'w_calls', 'w_failures', 'w_slow'}
-
--- A window from its spec and the values of W_FIELDS as stored.
-local function window(spec, v)
-  return {spec = spec, head = counter(v[1]), cur = triple(v[2]),
-    sum = {counter(v[3]), counter(v[4]), counter(v[5])}, raw = v, pending = {}}
-end
--- Empties the window (every field but w_spec).
-local function clear_window(w)
-  for i = 0, w.spec.count - 1 do w.pending['w' .. i] = false end
-  w.head, w.cur, w.sum = 0, {0, 0, 0}, {0, 0, 0}
-end
--- Moves the head to bucket number n: the buckets numbered n - COUNT and
--- before leave the window (read in one HMGET, subtracted, deleted).
-local function advance(w, n)
-  local d, count = n - w.head, w.spec.count
-  if d <= 0 then return end
-  if d >= count or w.sum[1] == 0 then
-    if w.sum[1] > 0 then clear_window(w) end
-    w.cur, w.sum = {0, 0, 0}, {0, 0, 0}
-  else
-    w.pending['w' .. (w.head % count)] = untriple(w.cur) or false
-    local need = {}
-    for k = w.head + 1, n do
-      local f = 'w' .. (k % count)
-      if w.pending[f] == nil then need[#need + 1] = f end
-    end
-    local got = {}
-    if #need > 0 then
-      local r = redis.call('HMGET', K_METRICS, unpack(need))
-      for i, f in ipairs(need) do got[f] = r[i] end
-    end
-    for k = w.head + 1, n do
-      local f = 'w' .. (k % count)
-      local v = w.pending[f]
-      if v == nil then v = got[f] end
-      if v then
-        local b = triple(v)
-        for i = 1, 3 do w.sum[i] = math.max(0, w.sum[i] - b[i]) end
-        w.pending[f] = false
+-- (its presence says a window is kept); w_head, the newest bucket's
+-- number; w_calls, w_failures, w_slow, the running sums over the window;
+-- w_cur, the newest bucket "CALLS FAILURES SLOW"; and w0..w{COUNT-1} the
+-- older buckets (bucket n is w{n mod COUNT}; an empty one is absent). A
+-- record never sums the buckets: it adds to w_cur and the sums, and when
+-- the head moves on, stores w_cur in its place and subtracts the buckets
+-- that leave. Redis looks a field up in a small hash by scanning it, so
+-- the fields every closed call reads (HOT) are kept ahead of the buckets
+-- and never deleted while a window is kept. The functions are built on
+-- first use: a breaker without a window never pays for them.
+local SPEC = '^([tc]) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
+local WL
+local function wlib()
+  if WL then return WL end
+  WL = {}
+  local function triple(v)
+    local c, f, s = string.match(v or '', '^(%d+) (%d+) (%d+)$')
+    return tonumber(c) or 0, tonumber(f) or 0, tonumber(s) or 0
+  end
+  -- A window from w_spec and the values of W_FIELDS as stored, or nil.
+  function WL.open(spec, v)
+    local kind, size, count, slow, fr, sr, min = string.match(spec or '', SPEC)
+    size, count = tonumber(size), tonumber(count)
+    if not kind or size < 1 or count < 1 or count > 60 then return nil end
+    local cc, cf, cs = triple(v[5])
+    return {kind = kind, size = size, count = count, slow = tonumber(slow), fr = tonumber(fr), sr = tonumber(sr),
+      min = tonumber(min), head = tonumber(v[1]) or 0, sum = {tonumber(v[2]) or 0, tonumber(v[3]) or 0,
+      tonumber(v[4]) or 0}, cur = {cc, cf, cs}, raw = v, pending = {}}
+  end
+  -- Empties the window.
+  function WL.clear(w)
+    for i = 0, w.count - 1 do w.pending['w' .. i] = false end
+    w.head, w.sum, w.cur = 0, {0, 0, 0}, {0, 0, 0}
+  end
+  -- Moves the head to bucket number n: the buckets numbered n - COUNT and
+  -- before leave the window (read in one HMGET, subtracted, deleted).
+  local function advance(w, n)
+    local d, count = n - w.head, w.count
+    if d >= count or w.sum[1] == 0 then
+      if w.sum[1] > 0 then WL.clear(w) end
+      w.sum, w.cur = {0, 0, 0}, {0, 0, 0}
+    else
+      local cur = w.cur
+      w.pending['w' .. (w.head % count)] = cur[1] > 0 and string.format('%d %d %d', cur[1], cur[2], cur[3]) or false
+      local need = {}
+      for k = w.head + 1, n do
+        local f = 'w' .. (k % count)
+        if w.pending[f] == nil then need[#need + 1] = f end
       end
+      local got = {}
+      if #need > 0 then
+        local r = redis.call('HMGET', K_METRICS, unpack(need))
+        for i, f in ipairs(need) do got[f] = r[i] end
+      end
+      local sum = w.sum
+      for k = w.head + 1, n do
+        local f = 'w' .. (k % count)
+        local v = w.pending[f]
+        if v == nil then v = got[f] end
+        if v then
+          local c, fl, sl = triple(v)
+          sum[1], sum[2], sum[3] = math.max(0, sum[1] - c), math.max(0, sum[2] - fl), math.max(0, sum[3] - sl)
+          w.pending[f] = false
+        end
+      end
+      w.cur = {0, 0, 0}
     end
-    w.cur = {0, 0, 0}
+    w.head = n
   end
-  w.head = n
-end
--- Adds one current outcome recorded in closed.
-local function add(w, failure, slow)
-  if w.spec.kind == 't' then
-    advance(w, math.floor(now() / w.spec.size))
-  elseif w.cur[1] >= w.spec.size then
-    advance(w, w.head + 1)
-  end
-  local f, s = failure and 1 or 0, slow and 1 or 0
-  w.cur = {w.cur[1] + 1, w.cur[2] + f, w.cur[3] + s}
-  w.sum = {w.sum[1] + 1, w.sum[2] + f, w.sum[3] + s}
-end
--- The rate rule the window trips, 'failure' or 'slow', or nil.
-local function window_trips(w)
-  local sp, c = w.spec, w.sum[1]
-  if c < sp.min or c == 0 then return nil end
-  if sp.fr > 0 and w.sum[2] * 100 >= sp.fr * c then return 'failure' end
-  if sp.sr > 0 and w.sum[3] * 100 >= sp.sr * c then return 'slow' end
-  return nil
-end
--- Whether an outcome took at least the slow-call threshold (unknown: no).
-local function is_slow(spec, duration)
-  return spec.slow > 0 and duration ~= '' and tonumber(duration) >= spec.slow
-end
--- Appends the window's writes to hset and hdel: what changed.
-local function flush_window(w, hset, hdel)
-  for f, v in pairs(w.pending) do
-    if v then hset[#hset + 1], hset[#hset + 2] = f, v else hdel[#hdel + 1] = f end
-  end
-  w.pending = {}
-  local vals = {w.head > 0 and int(w.head) or false, untriple(w.cur) or false,
-    w.sum[1] > 0 and int(w.sum[1]) or false, w.sum[2] > 0 and int(w.sum[2]) or false,
-    w.sum[3] > 0 and int(w.sum[3]) or false}
-  for i, f in ipairs(W_FIELDS) do
-    if vals[i] and vals[i] ~= w.raw[i] then
-      hset[#hset + 1], hset[#hset + 2] = f, vals[i]
-    elseif not vals[i] and w.raw[i] then
-      hdel[#hdel + 1] = f
+  -- Adds one current outcome recorded in closed.
+  function WL.add(w, failure, duration)
+    if w.kind == 't' then
+      local n = math.floor(now() / w.size)
+      if n > w.head then advance(w, n) end
+    elseif w.cur[1] >= w.size then
+      advance(w, w.head + 1)
     end
+    local f = failure and 1 or 0
+    local s = (w.slow > 0 and duration ~= '' and tonumber(duration) >= w.slow) and 1 or 0
+    local cur, sum = w.cur, w.sum
+    cur[1], cur[2], cur[3] = cur[1] + 1, cur[2] + f, cur[3] + s
+    sum[1], sum[2], sum[3] = sum[1] + 1, sum[2] + f, sum[3] + s
   end
-  w.raw = vals
+  -- The rate rule the window trips, 'failure' or 'slow', or nil.
+  function WL.trips(w)
+    local c = w.sum[1]
+    if c < w.min or c == 0 then return nil end
+    if w.fr > 0 and w.sum[2] * 100 >= w.fr * c then return 'failure' end
+    if w.sr > 0 and w.sum[3] * 100 >= w.sr * c then return 'slow' end
+    return nil
+  end
+  -- Appends the window's writes to hset and hdel: what changed.
+  function WL.flush(w, hset, hdel)
+    for f, v in pairs(w.pending) do
+      if v then hset[#hset + 1], hset[#hset + 2] = f, v else hdel[#hdel + 1] = f end
+    end
+    w.pending = {}
+    local sum, cur = w.sum, w.cur
+    local v = {int(w.head), int(sum[1]), int(sum[2]), int(sum[3]), string.format('%d %d %d', cur[1], cur[2], cur[3])}
+    for i, f in ipairs({'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur'}) do
+      if v[i] ~= w.raw[i] then hset[#hset + 1], hset[#hset + 2] = f, v[i] end
+    end
+    w.raw = v
+  end
+  return WL
 end
-
--- The metrics fields an operation reads (absent: 0; mode absent: normal;
--- w_spec absent: no window).
-local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'outage_started_at',
-  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions',
-  'failed_rounds', 'retry_until', 'w_spec'}
 
 -- The common cases first, from the few fields they need: an allow of a
 -- closed breaker, and a record of successes in closed (with a window: as
@@ -271,10 +261,10 @@ local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'out
 local allow_read -- what allow_closed read, for allow when it answers instead
 local function allow_closed()
   local st = redis.pcall('GET', K_STATE)
-  local mh = redis.pcall('HMGET', K_METRICS, unpack(M_FIELDS))
+  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode')
   if failed(st) or failed(mh) then return nil end
   if (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
-    allow_read = {st, mh}
+    allow_read = st
     return nil
   end
   if not st then redis.call('SET', K_STATE, 'closed') end
@@ -287,36 +277,57 @@ local function record_closed()
   if has_failure then return nil end
   local st = redis.pcall('GET', K_STATE)
   local fl = redis.pcall('GET', K_FAILURES)
-  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode', 'total_successes', 'total_refused', 'w_spec',
-    unpack(W_FIELDS))
+  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode', 'total_successes', 'total_refused', 'w_spec')
   if failed(st) or failed(fl) or failed(mh) or (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
     return nil
-  end
-  local w
-  if mh[5] then
-    local spec = parse_spec(mh[5])
-    if not spec then return nil end
-    w = window(spec, {mh[6], mh[7], mh[8], mh[9], mh[10]})
   end
   local gen, successes, counted, stale = counter(mh[1]), 0, 0, 0
   for i = 3, #ARGV, 6 do
     if ARGV[i] == 's' then
       successes = successes + 1
-      if tonumber(ARGV[i + 1]) == gen then
-        counted = counted + 1
-        if w then
-          add(w, false, is_slow(w.spec, ARGV[i + 4]))
-          if window_trips(w) then return nil end -- the full record opens the breaker
-        end
-      else
-        stale = stale + 1
-      end
+      if tonumber(ARGV[i + 1]) == gen then counted = counted + 1 else stale = stale + 1 end
     end
   end
   local hset, hdel = {}, {}
-  if successes > 0 then hset[1], hset[2] = 'total_successes', int(counter(mh[3]) + successes) end
+  if mh[5] and counted > 0 then
+    -- The window counts the current successes. The common case, inline:
+    -- they all go to the newest bucket.
+    local kind, size, count, slow, fr, sr, min = string.match(mh[5], SPEC)
+    if not kind then return nil end
+    local wv = redis.call('HMGET', K_METRICS, 'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur')
+    mh[6], mh[7], mh[8], mh[9], mh[10] = wv[1], wv[2], wv[3], wv[4], wv[5]
+    size, slow, fr, sr, min = tonumber(size), tonumber(slow), tonumber(fr), tonumber(sr), tonumber(min)
+    local head, c, f, s = tonumber(mh[6]) or 0, tonumber(mh[7]) or 0, tonumber(mh[8]) or 0, tonumber(mh[9]) or 0
+    local cc, cf, cs = string.match(mh[10] or '', '^(%d+) (%d+) (%d+)$')
+    cc, cs = tonumber(cc) or 0, tonumber(cs) or 0
+    if (kind == 't' and math.floor(now() / size) == head) or (kind == 'c' and cc + counted <= size) then
+      local s0 = s
+      for i = 3, #ARGV, 6 do
+        if ARGV[i] == 's' and tonumber(ARGV[i + 1]) == gen then
+          local d = ARGV[i + 4]
+          if slow > 0 and d ~= '' and tonumber(d) >= slow then s = s + 1 end
+          c = c + 1
+          -- A rate rule that trips: the full record opens the breaker.
+          if c >= min and ((fr > 0 and f * 100 >= fr * c) or (sr > 0 and s * 100 >= sr * c)) then return nil end
+        end
+      end
+      hset[1], hset[2], hset[3], hset[4] = 'w_calls', int(c), 'w_cur', int(cc + counted) .. ' ' .. cf .. ' ' .. int(cs + s - s0)
+      if s > s0 then hset[5], hset[6] = 'w_slow', int(s) end
+    else
+      local lib = wlib()
+      local w = lib.open(mh[5], {mh[6], mh[7], mh[8], mh[9], mh[10]})
+      if not w then return nil end
+      for i = 3, #ARGV, 6 do
+        if ARGV[i] == 's' and tonumber(ARGV[i + 1]) == gen then
+          lib.add(w, false, ARGV[i + 4])
+          if lib.trips(w) then return nil end
+        end
+      end
+      lib.flush(w, hset, hdel)
+    end
+  end
+  if successes > 0 then hset[#hset + 1], hset[#hset + 2] = 'total_successes', int(counter(mh[3]) + successes) end
   if refused > 0 then hset[#hset + 1], hset[#hset + 2] = 'total_refused', int(counter(mh[4]) + refused) end
-  if w and counted > 0 then flush_window(w, hset, hdel) end
   if #hset > 0 then redis.call('HSET', K_METRICS, unpack(hset)) end
   if #hdel > 0 then redis.call('HDEL', K_METRICS, unpack(hdel)) end
   -- A current success ends a run of failures; a count of 0 (or a corrupt one) is not kept.
@@ -329,6 +340,42 @@ local FAST = {allow = allow_closed, record = record_closed}
 if FAST[ARGV[1]] then
   local reply = FAST[ARGV[1]]()
   if reply then return reply end
+end
+
+-- The metrics fields an operation reads (absent: 0; mode absent: normal;
+-- w_spec absent: no window).
+local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'outage_started_at',
+  'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions',
+  'failed_rounds', 'retry_until', 'w_spec'}
+
+-- The window's fields, and the metrics fields every closed call reads,
+-- kept (even at their defaults) ahead of the buckets while a window is
+-- kept: Redis finds a field of a small hash by scanning it.
+local W_FIELDS = {'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur'}
+local HOT = {generation = '0', mode = 'normal', total_successes = '0', total_refused = '0'}
+local HOT_ORDER = {'generation', 'mode', 'total_successes', 'total_refused', 'w_spec'}
+-- Lays the metrics hash out for a new window: the HOT fields (present
+-- even at their defaults), w_spec and the window's fields first, then
+-- the others as they were; no buckets.
+local function layout(spec)
+  local flat = redis.call('HGETALL', K_METRICS)
+  local old = {}
+  for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
+  local out = {}
+  for _, f in ipairs(HOT_ORDER) do
+    out[#out + 1], out[#out + 2] = f, old[f] or HOT[f] or spec
+    old[f] = nil
+  end
+  out[#out] = spec
+  for _, f in ipairs(W_FIELDS) do
+    out[#out + 1], out[#out + 2] = f, (f == 'w_cur') and '0 0 0' or '0'
+    old[f] = nil
+  end
+  for f, v in pairs(old) do
+    if not string.match(f, '^w%d+$') then out[#out + 1], out[#out + 2] = f, v end
+  end
+  redis.call('DEL', K_METRICS)
+  redis.call('HSET', K_METRICS, unpack(out))
 end
 
 -- The config's bounds {min, max, default} (status-8.lua and the Go Config
@@ -404,15 +451,16 @@ local function set_metrics(values)
   m.w_spec = raw.w_spec or ''
 end
 
+-- pre: the state key as allow_closed read it (false when absent).
 local function load_state(pre)
-  if pre then
-    stored_state = pre[1] or nil
+  if pre ~= nil then
+    stored_state = pre or nil
   else
     stored_state = read('GET', K_STATE)
   end
   state = stored_state
   if state ~= 'closed' and state ~= 'open' and state ~= 'half_open' then state = 'closed' end
-  set_metrics((pre and pre[2]) or read('HMGET', K_METRICS, unpack(M_FIELDS)) or {})
+  set_metrics(read('HMGET', K_METRICS, unpack(M_FIELDS)) or {})
 end
 local function load_failures()
   stored_failures = read('GET', K_FAILURES)
@@ -428,8 +476,7 @@ end
 -- The window kept in the metrics hash (w_spec), or nil.
 local function load_window()
   if not win and m.w_spec ~= '' then
-    local spec = parse_spec(m.w_spec)
-    if spec then win = window(spec, redis.call('HMGET', K_METRICS, unpack(W_FIELDS))) end
+    win = wlib().open(m.w_spec, redis.call('HMGET', K_METRICS, unpack(W_FIELDS)))
   end
   return win
 end
@@ -447,7 +494,7 @@ local function save()
   for _, f in ipairs(M_FIELDS) do
     if dirty[f] then
       local v = m[f]
-      if v == 0 or v == 'normal' or v == '' then
+      if (v == 0 or v == 'normal' or v == '') and not (HOT[f] and m.w_spec ~= '') then
         if raw[f] then hdel[#hdel + 1] = f end
         raw[f] = nil
       else
@@ -463,7 +510,7 @@ local function save()
     hset[#hset + 1], hset[#hset + 2] = 'last_failure_error', m.last_failure_error
   end
   dirty = {}
-  if win then flush_window(win, hset, hdel) end
+  if win then WL.flush(win, hset, hdel) end
   if #hset > 0 then redis.call('HSET', K_METRICS, unpack(hset)) end
   if #hdel > 0 then redis.call('HDEL', K_METRICS, unpack(hdel)) end
   local f = failures > 0 and int(failures) or nil
@@ -517,13 +564,26 @@ end
 local function follow_config()
   local want = spec_of(cfg)
   if want == m.w_spec then return end
-  local old, new = parse_spec(m.w_spec), parse_spec(want)
-  if m.w_spec ~= '' and not (old and new and old.kind == new.kind and old.size == new.size and old.count == new.count) then
-    local fields = {unpack(W_FIELDS)}
-    for i = 0, ((old and old.count) or 60) - 1 do fields[#fields + 1] = 'w' .. i end
-    redis.call('HDEL', K_METRICS, unpack(fields))
-  end
-  win = nil
+  local old, new = wlib().open(m.w_spec, {}), WL.open(want, {})
+  if not (old and new and old.kind == new.kind and old.size == new.size and old.count == new.count) then
+    if m.w_spec ~= '' then
+      local fields = {unpack(W_FIELDS)}
+      for i = 0, ((old and old.count) or 60) - 1 do fields[#fields + 1] = 'w' .. i end
+      -- Without a window, fields at their defaults are absent again.
+      for f, v in pairs(HOT) do
+        if raw[f] == v then
+          fields[#fields + 1] = f
+          raw[f] = nil
+        end
+      end
+      redis.call('HDEL', K_METRICS, unpack(fields))
+    end
+    if new then
+      layout(want)
+      for f, v in pairs(HOT) do raw[f] = raw[f] or v end
+      raw.w_spec = want
+    end
+  end  win = nil
   put('w_spec', want)
 end
 
@@ -625,7 +685,7 @@ local function transition(event, to, actor, o)
     failures = 0
     put('failed_rounds', 0)
     -- The window counts the closed period that begins here.
-    if load_window() and win.sum[1] > 0 then clear_window(win) end
+    if load_window() and win.sum[1] > 0 then WL.clear(win) end
   end
   -- The outage fields describe the time since the breaker left closed.
   local in_outage = from ~= 'closed' and m.outage_started_at > 0
@@ -800,7 +860,7 @@ end
 -- may open the breaker checked (in normal mode), whichever trips first.
 local function closed_outcome(outcome, text, duration, ra)
   local w = load_window()
-  if w then add(w, outcome == 'f', is_slow(w.spec, duration)) end
+  if w then WL.add(w, outcome == 'f', duration) end
   if m.mode ~= 'normal' then return end
   local o
   local deadline = outcome == 'f' and retry_until(ra)
@@ -809,8 +869,8 @@ local function closed_outcome(outcome, text, duration, ra)
     o.hist = o.detail
   elseif outcome == 'f' and failures >= cfg.failure_threshold then
     o = {err = text, detail = int(failures) .. ' consecutive failures', hist = ''} -- the default rule: history leaves it implied
-  elseif w and window_trips(w) then
-    local rule = window_trips(w)
+  elseif w and WL.trips(w) then
+    local rule = WL.trips(w)
     if outcome ~= 'f' and rule == 'failure' then
       text = m.last_failure_error or redis.call('HGET', K_METRICS, 'last_failure_error') or ''
     end
