@@ -353,7 +353,7 @@ local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'out
 -- kept: Redis finds a field of a small hash by scanning it.
 local W_FIELDS = {'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur'}
 local HOT = {generation = '0', mode = 'normal', total_successes = '0', total_refused = '0'}
-local HOT_ORDER = {'generation', 'mode', 'total_successes', 'total_refused', 'w_spec'}
+local HOT_ORDER = {'generation', 'mode', 'total_successes', 'total_refused'}
 -- Lays the metrics hash out for a new window: the HOT fields (present
 -- even at their defaults), w_spec and the window's fields first, then
 -- the others as they were; no buckets.
@@ -363,10 +363,11 @@ local function layout(spec)
   for i = 1, #flat, 2 do old[flat[i]] = flat[i + 1] end
   local out = {}
   for _, f in ipairs(HOT_ORDER) do
-    out[#out + 1], out[#out + 2] = f, old[f] or HOT[f] or spec
+    out[#out + 1], out[#out + 2] = f, old[f] or HOT[f]
     old[f] = nil
   end
-  out[#out] = spec
+  out[#out + 1], out[#out + 2] = 'w_spec', spec
+  old.w_spec = nil
   for _, f in ipairs(W_FIELDS) do
     out[#out + 1], out[#out + 2] = f, (f == 'w_cur') and '0 0 0' or '0'
     old[f] = nil
@@ -583,7 +584,8 @@ local function follow_config()
       for f, v in pairs(HOT) do raw[f] = raw[f] or v end
       raw.w_spec = want
     end
-  end  win = nil
+  end
+  win = nil
   put('w_spec', want)
 end
 
@@ -737,9 +739,10 @@ local function prepare(need_config)
   repair()
 end
 
--- Checks FIELD VALUE pairs from ARGV[3] on; returns them or an error reply.
+-- Checks FIELD VALUE pairs from ARGV[3] on; returns them (a field given
+-- twice takes its last value) or an error reply.
 local function config_args(op)
-  local pairs_ = {}
+  local pairs_, at = {}, {}
   for i = 3, #ARGV, 2 do
     local b = BOUNDS[ARGV[i]]
     local n = b and decimal(ARGV[i + 1], b[1], b[2])
@@ -748,7 +751,12 @@ local function config_args(op)
       return nil, redis.error_reply('BADARGS ' .. op .. ' field "' .. tostring(ARGV[i]) .. '" = "' ..
         tostring(ARGV[i + 1]) .. '": want ' .. want)
     end
-    pairs_[#pairs_ + 1] = {ARGV[i], n}
+    if at[ARGV[i]] then
+      pairs_[at[ARGV[i]]][2] = n
+    else
+      pairs_[#pairs_ + 1] = {ARGV[i], n}
+      at[ARGV[i]] = #pairs_
+    end
   end
   return pairs_
 end

@@ -52,7 +52,7 @@ STATUS_FIELDS = ["state", "mode", "generation", "transitions", "current_failures
 STATUS_STRINGS = {"state", "mode", "success_rate", "last_failure_error", "corrupt"}
 STREAM_FIELDS = ["event", "from", "to", "mode", "generation", "time_ms", "failures",
                  "failure_threshold", "recovery_timeout_ms", "last_error", "outage_ms",
-                 "refused", "actor", "transitions"]
+                 "refused", "actor", "transitions", "detail"]
 HISTORY_FIELDS = ["ts", "event"]  # generation is left out when it equals ts
 OP_KIND = {"allow": "allow", "success": "record", "failure": "record", "release": "record",
            "record": "record", "tally": "tally", "control": "control", "reset": "control",
@@ -60,7 +60,8 @@ OP_KIND = {"allow": "allow", "success": "record", "failure": "record", "release"
            "configure": "configure", "seed": "seed", "status": "status"}
 CONTROL_SUGAR = {"reset": "reset", "force_open": "force_open", "disable": "disable",
                  "release_override": "release"}
-DURATION_CONFIG = {"recovery_timeout_ms", "request_timeout_ms"}
+DURATION_CONFIG = {"recovery_timeout_ms", "request_timeout_ms", "window_ms", "slow_call_ms",
+                   "max_retry_after_ms", "max_recovery_timeout_ms", "current_recovery_timeout_ms"}
 DURATIONS = {"retry_after_ms", "outage_ms"}
 DEFAULT_DURATIONS = [30000, 45000]
 
@@ -114,6 +115,17 @@ def flatten(steps):
     return out
 
 
+def time_window(steps):
+    """Whether a configure or seed step sets window_ms: its buckets leave with Redis's clock."""
+    for s in steps:
+        if s["op"] in ("configure", "seed"):
+            f = s.get("fields", [])
+            for i in range(0, len(f) - 1, 2):
+                if str(f[i]) == "window_ms" and str(f[i + 1]) != "0":
+                    return True
+    return False
+
+
 def config_durations(steps):
     durs = set(DEFAULT_DURATIONS)
 
@@ -124,8 +136,16 @@ def config_durations(steps):
     for s in steps:
         if s["op"] in ("configure", "seed"):
             f = s.get("fields", [])
+            buckets, window = 10, 0
             for i in range(0, len(f) - 1, 2):
                 add(str(f[i]), f[i + 1])
+                if str(f[i]) == "window_buckets":
+                    buckets = as_int(str(f[i + 1])) or 0
+                elif str(f[i]) == "window_ms":
+                    window = as_int(str(f[i + 1])) or 0
+            # A time window: an outcome leaves it between window_ms minus one bucket and window_ms later.
+            if window > 0 and buckets > 0 and window - (window + buckets - 1) // buckets > 0:
+                durs.add(window - (window + buckets - 1) // buckets)
         elif s["op"] == "redis" and s["command"][0].upper() == "HSET" and s["command"][1] == "$config":
             c = s["command"]
             for i in range(2, len(c) - 1, 2):
@@ -145,6 +165,7 @@ class Run:
         self.name, self.v = name, vector
         self.steps = flatten(vector["steps"])
         self.timed = any(s.get("at", 0) > 0 for s in vector["steps"])
+        self.time_window = time_window(self.steps)
         self.scale = scale if self.timed else 1
         self.tol = tol
         self.permits = {}
@@ -227,9 +248,11 @@ class Run:
     def starts_timer(self, kind, reply):
         """Whether a step may have set a time later steps are measured
         against: a change of generation (an opening sets opened_at) or an
-        admitted probe (its lease expires request_timeout_ms later)."""
+        admitted probe (its lease expires request_timeout_ms later); with a
+        time window, any record (its outcomes leave the window later)."""
+        timer = self.time_window and kind == "record"
         if not isinstance(reply, list):
-            return False
+            return timer
         gen = None
         if kind == "allow" and len(reply) == 6:
             if reply[0] == 1 and reply[5]:
@@ -239,10 +262,10 @@ class Run:
         elif kind in ("record", "control") and len(reply) >= 4:
             gen = reply[1]
         if not is_int(gen):
-            return False
+            return timer
         changed = gen != self.last_gen
         self.last_gen = gen
-        return changed
+        return changed or timer
 
     def stamp(self, at, timer):
         if not self.timed:
@@ -420,8 +443,8 @@ class Run:
             if "gen" in o:
                 gen = self.raw_gen(o["gen"])
             lease = o.get("lease", lease)
-            args += [o["outcome"], str(gen), lease, o.get("error", ""), o.get("duration_ms", ""),
-                     o.get("retry_after_ms", "")]
+            args += [o["outcome"], str(gen), lease, o.get("error", ""), str(self.scale_value(o.get("duration_ms", ""))),
+                     str(self.scale_value(o.get("retry_after_ms", "")))]
         return args
 
     # ------------------------------------------------------------ checks
