@@ -321,9 +321,11 @@ func (c Config) stored(f ConfigField) int64 {
 
 // ConfigFromFields reads a :config hash: an absent field takes its
 // default; a field holding anything but decimal digits within its bounds
-// is invalid (the script refuses such a hash with BADCONFIG).
-// It returns the config with defaults in place of invalid fields, and the
-// invalid fields' names, sorted. Unknown fields are ignored.
+// is invalid, and so are trip-rule fields that do not go together (the
+// script refuses such a hash with BADCONFIG). It returns the config with
+// defaults in place of values out of bounds (rule fields that do not go
+// together keep theirs: Validate names the problem), and the invalid
+// fields' names, sorted. Unknown fields are ignored.
 func ConfigFromFields(hash map[string]string) (cfg Config, invalid []string) {
 	for _, f := range configFields {
 		v := f.Default
@@ -346,21 +348,20 @@ func ConfigFromFields(hash map[string]string) (cfg Config, invalid []string) {
 		}
 	}
 	// Rule fields that do not go together (the script refuses the hash
-	// with BADCONFIG too): the later one is invalid.
-	switch {
-	case cfg.Window != 0 && cfg.WindowCalls != 0:
-		invalid, cfg.WindowCalls = append(invalid, "window_calls"), 0
+	// with BADCONFIG too) are invalid, the later of a pair; cfg keeps
+	// their values, so that Validate says what is wrong.
+	if cfg.Window != 0 && cfg.WindowCalls != 0 {
+		invalid = append(invalid, "window_calls")
 	}
 	if cfg.Window == 0 && cfg.WindowCalls == 0 {
 		if cfg.FailureRateThreshold != 0 {
-			invalid, cfg.FailureRateThreshold = append(invalid, "failure_rate_threshold"), 0
+			invalid = append(invalid, "failure_rate_threshold")
 		}
 		if cfg.SlowCallRateThreshold != 0 {
-			invalid, cfg.SlowCallRateThreshold = append(invalid, "slow_call_rate_threshold"), 0
+			invalid = append(invalid, "slow_call_rate_threshold")
 		}
-	}
-	if cfg.SlowCallRateThreshold != 0 && cfg.SlowCallDuration == 0 {
-		invalid, cfg.SlowCallRateThreshold = append(invalid, "slow_call_rate_threshold"), 0
+	} else if cfg.SlowCallRateThreshold != 0 && cfg.SlowCallDuration == 0 {
+		invalid = append(invalid, "slow_call_rate_threshold")
 	}
 	sort.Strings(invalid)
 	return cfg, invalid

@@ -47,7 +47,8 @@ type Event struct {
 	Actor string `json:"actor"`
 	// Error is the failure that tripped the breaker, on openings.
 	Error string `json:"error"`
-	// Detail says more: the changed fields of a config_changed, or the raw
+	// Detail says more: the rule that tripped an opening (see
+	// ParseHistory), the changed fields of a config_changed, or the raw
 	// text of an unreadable entry.
 	Detail string `json:"detail"`
 }
@@ -55,7 +56,9 @@ type Event struct {
 // ParseHistory reads history entries, newest first, and fills in what the
 // compact entries leave out (docs/protocol.md, Events): To where the event
 // says it, From from the entry below (older), a config change's From and
-// To from the state it left alone. whole says the list was read to its end
+// To from the state it left alone, an opening's rule (Detail) where its
+// From implies it ("consecutive failures" from closed, "probe failed" from
+// half-open). whole says the list was read to its end
 // and was never trimmed (fewer than 100 entries): its oldest entry then
 // starts from a new breaker's closed; otherwise the oldest From stays
 // empty unless the entry says it.
@@ -84,9 +87,17 @@ func ParseHistory(raw []string, whole bool) []Event {
 		if out[i].From == "" {
 			out[i].From = prev
 		}
+		if out[i].Event == "opened" && out[i].Detail == "" {
+			out[i].Detail = impliedRule[out[i].From]
+		}
 	}
 	return out
 }
+
+// impliedRule is the rule an opening's history entry leaves out: from
+// closed, consecutive failures (the default rule); from half-open, a
+// failed probe. Entries tripped by any other rule say it in detail.
+var impliedRule = map[string]string{"closed": "consecutive failures", "half_open": "probe failed"}
 
 // impliedTo is the state each event leaves the breaker in, where the event
 // alone says it (released depends on the mode it ends, so it is stored).

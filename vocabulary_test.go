@@ -344,6 +344,15 @@ func TestParseEventTakesTsForAnAbsentGeneration(t *testing.T) {
 	if hist[0].Generation != 20 || hist[1].Generation != 10 || hist[0].From != "open" || hist[1].From != "closed" {
 		t.Errorf("ParseHistory = %+v", hist)
 	}
+	rules := breakerbox.ParseHistory([]string{
+		`{"ts":50,"event":"opened","detail":"failure rate 62% >= 50% over 60s, 140 calls"}`,
+		`{"ts":40,"event":"closed"}`, `{"ts":30,"event":"half_opened"}`, `{"ts":20,"event":"opened"}`,
+		`{"ts":15,"event":"half_opened"}`, `{"ts":10,"event":"opened"}`}, true)
+	for i, want := range map[int]string{0: "failure rate 62% >= 50% over 60s, 140 calls", 3: "probe failed", 5: "consecutive failures"} {
+		if rules[i].Detail != want {
+			t.Errorf("ParseHistory entry %d detail %q, want %q", i, rules[i].Detail, want)
+		}
+	}
 }
 
 // TestRulesThatDoNotGoTogetherAgreeWithTheScript: the Go Config refuses

@@ -94,7 +94,7 @@ func (b *Breaker) keepConfig() {
 		}
 		ctx, cancel := context.WithTimeout(b.ctx, b.o.redisTimeout)
 		n, err := b.rdb.HLen(ctx, breakerbox.Key(b.name, "config")).Result()
-		if err == nil && n < int64(len(breakerbox.ConfigFields())) {
+		if err == nil && n < int64(len(b.Config().Fields())/2) { // Fields leaves trip rules at their defaults out
 			b.log.Info("circuit breaker config missing from redis; storing it again")
 			b.forgetRegistration()
 			_ = b.start(ctx)
