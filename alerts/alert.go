@@ -42,10 +42,15 @@ type Alert struct {
 	// Missed counts transitions trimmed from the stream (it keeps 1,000)
 	// before they could be read, from the gap in generations.
 	Missed int64
-	// Repeat is set when an earlier attempt to post this alert was
-	// interrupted (its daemon died while posting): it may have reached the
-	// channel already.
+	// Repeat is set when an earlier attempt to post this alert may have
+	// reached the channel already: its daemon died while posting, or the
+	// request failed without the sink saying it did not post.
 	Repeat bool
+	// Remade is set on an opening that repeats one already posted, with no
+	// closing posted in between: a Redis failover lost the first opening
+	// (the promoted replica had the breaker closed) and the workers
+	// tripped the breaker again. It is that first opening.
+	Remade *breakerbox.Transition
 }
 
 // First returns the first transition covered.
@@ -159,8 +164,12 @@ func (a Alert) render(esc func(string) string) string {
 	if a.Missed > 0 {
 		l.line(fmt.Sprintf("ℹ️ %d earlier transition(s) were trimmed from the stream before they could be read.", a.Missed))
 	}
+	if a.Remade != nil {
+		l.line("🔂 Same outage, re-made after a Redis failover: its opening was posted at " +
+			a.Remade.Time.UTC().Format(TimeLayout) + " and no recovery since; the failover lost that transition and the workers tripped the breaker again.")
+	}
 	if a.Repeat {
-		l.line("⚠️ Possibly a repeat: a daemon stopped while posting this alert, so it may have been posted already.")
+		l.line("⚠️ Possibly a repeat: an earlier attempt to post this alert may have reached the channel (a daemon stopped while posting it, or the request failed without an answer).")
 	}
 	l.line("⏰ Alert Time: " + a.Last().Time.UTC().Format(TimeLayout))
 	return strings.TrimRight(l.b.String(), "\n")
@@ -257,7 +266,7 @@ func operatorNote(t breakerbox.Transition) string {
 	case "repaired":
 		return "The state key held an invalid value and was repaired to closed."
 	}
-	return "Transition " + t.Event + "."
+	return "breakerbox.Transition " + t.Event + "."
 }
 
 // eventOrder lists the event names in the order counts are printed.

@@ -22,6 +22,7 @@ const (
 	DefaultDiscoveryInterval = 30 * time.Second
 	DefaultBlock             = 5 * time.Second
 	DefaultShutdownGrace     = 10 * time.Second
+	DefaultMaxBacklog        = 1000
 )
 
 // Config tunes a Daemon. Every zero field takes the default given in its
@@ -80,6 +81,11 @@ type Config struct {
 	// cancelled may still take to finish (and be acknowledged). Default 10s.
 	ShutdownGrace time.Duration
 
+	// MaxBacklog: Health reports the daemon unhealthy while more entries
+	// than this are pending in the group or not yet read, over all
+	// breakers (alerts are not getting out). Default 1000.
+	MaxBacklog int64
+
 	// Logger receives the daemon's logs. Default slog.Default().
 	Logger *slog.Logger
 
@@ -124,6 +130,9 @@ func (c Config) withDefaults() Config {
 	if c.ShutdownGrace == 0 {
 		c.ShutdownGrace = DefaultShutdownGrace
 	}
+	if c.MaxBacklog == 0 {
+		c.MaxBacklog = DefaultMaxBacklog
+	}
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
@@ -159,6 +168,8 @@ func (c Config) validate() error {
 		return bad("Block", c.Block, "at least 1ms")
 	case c.ShutdownGrace < 0:
 		return bad("ShutdownGrace", c.ShutdownGrace, "positive")
+	case c.MaxBacklog < 0:
+		return bad("MaxBacklog", c.MaxBacklog, "positive")
 	}
 	return nil
 }

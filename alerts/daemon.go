@@ -14,6 +14,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Daemon reads every breaker's transition stream through a consumer group
@@ -31,13 +32,18 @@ type Daemon struct {
 	running bool
 	changed chan struct{} // signalled when known grows
 
-	readerID atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
-	q        *queue
+	readerID  atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
+	noUnblock atomic.Bool  // CLIENT UNBLOCK was refused (an ACL): keep blocks short
+	q         *queue
+
+	mem memory // what this daemon posted and is retrying (memory.go)
 }
 
 // New returns a daemon reading breakers from rdb (a *redis.Client for a
 // standalone or Sentinel-managed server, or a *redis.ClusterClient) and
-// posting to sink. Zero fields of cfg take their documented defaults.
+// posting to sink. Zero fields of cfg take their documented defaults. A
+// cluster client is made to reload its slot map as soon as a call fails
+// (docs/operations.md, "Failovers").
 func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 	if rdb == nil {
 		return nil, errors.New("alerts: nil redis client")
@@ -45,6 +51,7 @@ func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 	if sink == nil {
 		return nil, errors.New("alerts: nil sink")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
@@ -54,6 +61,7 @@ func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 		known:   map[string]bool{},
 		changed: make(chan struct{}, 1),
 		q:       newQueue(),
+		mem:     newMemory(),
 	}
 	switch rdb.(type) {
 	case *redis.Client:
@@ -198,11 +206,15 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
 	_, _ = pipe.Exec(ctx) // errors are read per command
 	for i, n := range names {
 		if err := cmds[i].Err(); err != nil && !redis.HasErrorPrefix(err, "BUSYGROUP") {
-			if !noStream(err) {
+			if noStream(err) {
+				d.mem.report("create group", n, nil) // no transition yet: nothing to read
+			} else {
+				d.mem.report("create group", n, err)
 				d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
 			}
 			continue
 		}
+		d.mem.report("create group", n, nil)
 		d.mu.Lock()
 		if !d.known[n] {
 			d.known[n] = true
@@ -223,13 +235,14 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
 
 // discover lists every breaker (registry and SCAN, on every master of a
 // cluster) and sets up the group on the new ones.
-func (d *Daemon) discover(ctx context.Context) {
+func (d *Daemon) discover(ctx context.Context) (ok bool) {
 	names, err := admin.Names(ctx, d.rdb)
+	d.mem.report("discover", "", err)
 	if err != nil {
 		if ctx.Err() == nil {
 			d.log.Warn("breaker discovery failed", "err", err)
 		}
-		return
+		return false
 	}
 	var fresh []string
 	for _, n := range names {
@@ -242,22 +255,41 @@ func (d *Daemon) discover(ctx context.Context) {
 			d.log.Info("breakers discovered", "count", added)
 		}
 	}
+	return true
 }
 
-// maintain runs discovery and the sweep every DiscoveryInterval.
+// maintain runs discovery and the sweep every DiscoveryInterval. After a
+// round with a Redis error it comes back sooner (RetryMin, doubling up to
+// redisRetryCap): a failover is over in seconds, and /healthz reports the
+// error until a round succeeds.
 func (d *Daemon) maintain(ctx context.Context) {
-	t := time.NewTicker(d.cfg.DiscoveryInterval)
-	defer t.Stop()
+	wait, retry := d.cfg.DiscoveryInterval, time.Duration(0)
 	for {
 		select {
 		case <-ctx.Done():
 			return
-		case <-t.C:
-			d.discover(ctx)
-			d.sweep(ctx)
+		case <-time.After(wait):
+		}
+		ok := d.discover(ctx)
+		ok = d.sweep(ctx) && ok
+		switch {
+		case ok:
+			wait, retry = d.cfg.DiscoveryInterval, 0
+		case retry == 0:
+			retry = min(d.cfg.RetryMin, redisRetryCap)
+		default:
+			retry = min(2*retry, redisRetryCap)
+		}
+		if !ok {
+			wait = min(max(retry, time.Millisecond), d.cfg.DiscoveryInterval)
 		}
 	}
 }
+
+// redisRetryCap bounds the wait before retrying a Redis operation that
+// failed (discovery, sweep, a breaker's delivery round): Redis comes back
+// from a restart or a failover within seconds, and the daemon with it.
+const redisRetryCap = time.Second
 
 // sweepCount bounds the entries one sweep command looks at per stream.
 const sweepCount = 100
@@ -267,11 +299,12 @@ const sweepCount = 100
 // consumer's pending list, taken over with XAUTOCLAIM (their consumer is
 // presumed dead), and entries not yet delivered to the group (a missed
 // pub/sub message on a cluster). Breakers with either are queued.
-func (d *Daemon) sweep(ctx context.Context) {
+func (d *Daemon) sweep(ctx context.Context) (ok bool) {
 	names := d.knownNames()
 	if len(names) == 0 {
-		return
+		return true
 	}
+	ok = true
 	pipe := d.rdb.Pipeline()
 	claims := make([]*redis.XAutoClaimJustIDCmd, len(names))
 	reads := make([]*redis.XStreamSliceCmd, len(names))
@@ -293,10 +326,13 @@ func (d *Daemon) sweep(ctx context.Context) {
 		case redis.HasErrorPrefix(cerr, "NOGROUP") || redis.HasErrorPrefix(rerr, "NOGROUP"):
 			regroup = append(regroup, n)
 		case cerr != nil || rerr != nil:
+			ok = false
 			if ctx.Err() == nil {
+				d.mem.report("sweep", n, errors.Join(cerr, rerr))
 				d.log.Warn("sweep failed", "breaker", n, "err", errors.Join(cerr, rerr))
 			}
 		default:
+			d.mem.report("sweep", n, nil)
 			if len(ids) > 0 {
 				d.log.Info("took over entries of an idle consumer", "breaker", n, "entries", len(ids))
 			}
@@ -306,6 +342,7 @@ func (d *Daemon) sweep(ctx context.Context) {
 		}
 	}
 	d.regroup(ctx, regroup)
+	return ok
 }
 
 // regroup handles streams whose group vanished (the stream was deleted):
@@ -327,7 +364,36 @@ func (d *Daemon) regroup(ctx context.Context, names []string) {
 // first). On a cluster this is what wakes delivery; the sweep catches
 // announcements lost while the subscription reconnected.
 func (d *Daemon) subscribe(ctx context.Context) {
-	ps := d.rdb.PSubscribe(ctx, changedPattern)
+	var ps *redis.PubSub
+	try := func(pattern string) error {
+		ps = d.rdb.PSubscribe(ctx, pattern)
+		// The first reply says whether Redis took the subscription (an
+		// ACL may refuse the pattern); go-redis renews it on reconnects.
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		_, err := ps.Receive(rctx)
+		if err != nil {
+			_ = ps.Close()
+		}
+		return err
+	}
+	for {
+		err := try(changedPattern)
+		if isReply(err) { // refused (NOPERM): the workers' channel rule allows the other
+			err = try(broadPattern)
+		}
+		d.mem.report("subscribe", "", err)
+		if err == nil {
+			break
+		}
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("cannot subscribe to the breakers' announcements; the sweep still finds new entries", "pattern", changedPattern, "err", err)
+		if sleep(ctx, min(d.cfg.DiscoveryInterval, redisRetryCap)) != nil {
+			return
+		}
+	}
 	defer ps.Close()
 	ch := ps.Channel()
 	for {
@@ -369,8 +435,15 @@ func (d *Daemon) read(ctx context.Context) {
 	if !ok {
 		return
 	}
-	conn := c.Conn()
-	defer conn.Close()
+	// A redis.Conn whose connection failed answers every later command
+	// with "Conn is in a bad state", for good: after a connection error
+	// (a restart, a failover, a timeout) the reader takes a fresh one.
+	var conn *redis.Conn
+	defer func() {
+		if conn != nil {
+			_ = conn.Close()
+		}
+	}()
 	done := make(chan struct{})
 	defer close(done)
 	stop := context.AfterFunc(ctx, func() {
@@ -389,17 +462,34 @@ func (d *Daemon) read(ctx context.Context) {
 	})
 	defer stop()
 
+	connFailed := false // the last read failed on the connection, not with a reply
 	for ctx.Err() == nil {
+		if conn == nil {
+			conn = c.Conn()
+		}
 		if d.readerID.Load() == 0 {
 			// Without CLIENT ID (denied by an ACL, or a server such as
 			// miniredis that lacks it) the read still works; only the
 			// unblocking is lost, so the wait is kept short instead.
-			if id, err := conn.ClientID(ctx).Result(); err == nil {
+			id, err := conn.ClientID(ctx).Result()
+			if err == nil {
 				d.readerID.Store(id)
+				// Whether CLIENT UNBLOCK is allowed, learnt now (on this
+				// connection, not blocked: it unblocks nothing) rather than
+				// at shutdown, when a refusal would cost a whole block.
+				if uerr := conn.ClientUnblock(ctx, id).Err(); isReply(uerr) {
+					d.noUnblock.Store(true)
+				}
+			}
+			if connFailed && (err == nil || isReply(err)) {
+				// Redis answers on the new connection: a read error of the
+				// old one is over, without waiting for this read's block.
+				connFailed = false
+				d.mem.report("read", "", nil)
 			}
 		}
 		block := d.cfg.Block
-		if d.readerID.Load() == 0 {
+		if d.readerID.Load() == 0 || d.noUnblock.Load() {
 			block = min(block, noUnblockBlock)
 		}
 		names := d.knownNames()
@@ -422,14 +512,28 @@ func (d *Daemon) read(ctx context.Context) {
 			Streams: streams, Count: readCount, Block: block}).Result()
 		switch {
 		case errors.Is(err, redis.Nil):
+			d.mem.report("read", "", nil)
 			continue // timed out or unblocked
-		case redis.HasErrorPrefix(err, "NOGROUP"):
+		case redis.HasErrorPrefix(err, "NOGROUP"), redis.HasErrorPrefix(err, "UNBLOCKED"):
+			// A stream lost its group, or was deleted while the read
+			// waited on it (Redis 7: "UNBLOCKED the stream key no longer
+			// exists").
 			d.regroupAll(ctx, names)
 			continue
+		case redis.HasErrorPrefix(err, "WRONGTYPE"):
+			d.readFailed(ctx, err)
+			d.dropBroken(ctx, names)
+			continue
 		case err != nil:
+			if !isReply(err) {
+				_ = conn.Close()
+				conn = nil
+				connFailed = true
+			}
 			d.readFailed(ctx, err)
 			continue
 		}
+		d.mem.report("read", "", nil)
 		for _, s := range res {
 			if name, ok := breakerbox.NameFromKey(s.Stream); ok && len(s.Messages) > 0 {
 				d.q.push(name)
@@ -462,6 +566,27 @@ func (d *Daemon) regroupAll(ctx context.Context, names []string) {
 	d.regroup(ctx, lost)
 }
 
+// dropBroken stops reading the breakers whose stream key holds another
+// type (a hand-made key: one WRONGTYPE fails the whole multi-stream read);
+// discovery takes them back once the key is repaired.
+func (d *Daemon) dropBroken(ctx context.Context, names []string) {
+	pipe := d.rdb.Pipeline()
+	cmds := make([]*redis.StatusCmd, len(names))
+	for i, n := range names {
+		cmds[i] = pipe.Type(ctx, streamKey(n))
+	}
+	_, _ = pipe.Exec(ctx)
+	for i, n := range names {
+		if typ, err := cmds[i].Result(); err == nil && typ != "stream" && typ != "none" {
+			d.mu.Lock()
+			delete(d.known, n)
+			d.mu.Unlock()
+			d.mem.report("read", n, fmt.Errorf("WRONGTYPE: %s holds a %s, not a stream", streamKey(n), typ))
+			d.log.Warn("the breaker's stream key holds another type; not reading it", "breaker", n, "type", typ)
+		}
+	}
+}
+
 // readFailed logs a reader error and waits RetryMin before the next read
 // (on a fresh CLIENT ID: the connection may have been replaced).
 func (d *Daemon) readFailed(ctx context.Context, err error) {
@@ -469,17 +594,32 @@ func (d *Daemon) readFailed(ctx context.Context, err error) {
 	if ctx.Err() != nil {
 		return
 	}
+	d.mem.report("read", "", err)
 	d.log.Warn("blocking read failed", "err", err)
 	_ = sleep(ctx, d.cfg.RetryMin)
 }
 
-// unblockReader ends the reader's current blocking read, if any.
+// unblockReader ends the reader's current blocking read, if any. Where
+// CLIENT UNBLOCK is refused (the documented ACL rule for alertd leaves it
+// out: it could unblock anyone's connection), the reader keeps its blocks
+// short instead.
 func (d *Daemon) unblockReader(ctx context.Context) {
-	if id := d.readerID.Load(); id != 0 && !d.cluster {
+	if id := d.readerID.Load(); id != 0 && !d.cluster && !d.noUnblock.Load() {
 		ctx, cancel := context.WithTimeout(ctx, time.Second)
 		defer cancel()
-		_ = d.rdb.ClientUnblock(ctx, id).Err()
+		if err := d.rdb.ClientUnblock(ctx, id).Err(); isReply(err) {
+			d.noUnblock.Store(true)
+			d.log.Debug("CLIENT UNBLOCK refused; blocking reads are capped instead", "cap", noUnblockBlock, "err", err)
+		}
 	}
+}
+
+// isReply reports whether err is an error reply of the server (NOPERM,
+// NOGROUP, WRONGTYPE...), after which the connection is still usable,
+// rather than a failure of the connection itself.
+func isReply(err error) bool {
+	var re redis.Error
+	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }
 
 // queue is the set of breakers with work, delivered one at a time in the

@@ -2,8 +2,6 @@ package alerts
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"sort"
@@ -26,133 +24,19 @@ var (
 	errStopping = errors.New("daemon stopping")
 )
 
-// lock is a held per-breaker delivery lock, renewed in the background.
-type lock struct {
-	d     *Daemon
-	name  string
-	key   string
-	token string
-
-	lostOnce sync.Once
-	lostCh   chan struct{}
-	stop     chan struct{}
-	done     chan struct{}
-}
-
-// lost reports whether a renewal found the lock taken by someone else.
-func (l *lock) lost() bool {
-	select {
-	case <-l.lostCh:
-		return true
-	default:
-		return false
-	}
-}
-
-// acquire takes the breaker's delivery lock: SET NX with a lease of
-// ClaimMinIdle, renewed every third of it until release.
-func (d *Daemon) acquire(ctx context.Context, name string) (*lock, error) {
-	var b [8]byte
-	_, _ = rand.Read(b[:])
-	l := &lock{d: d, name: name, key: lockKey(name, d.cfg.Group),
-		token:  d.cfg.Consumer + " " + hex.EncodeToString(b[:]),
-		lostCh: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	ok, err := d.rdb.SetNX(ctx, l.key, l.token, d.cfg.ClaimMinIdle).Result()
-	if err != nil || !ok {
-		return nil, err
-	}
-	go l.keep()
-	return l, nil
-}
-
-func (l *lock) keep() {
-	defer close(l.done)
-	t := time.NewTicker(l.d.cfg.ClaimMinIdle / 3)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.stop:
-			return
-		case <-t.C:
-		}
-		ctx, cancel := context.WithTimeout(context.Background(), l.d.cfg.ClaimMinIdle/3)
-		owned, err := l.tx(ctx, func(p redis.Pipeliner, owned bool) {
-			if owned {
-				p.PExpire(ctx, l.key, l.d.cfg.ClaimMinIdle)
-			}
-		})
-		cancel()
-		if err == nil && !owned {
-			l.d.log.Warn("delivery lock lost (lease expired)", "breaker", l.name)
-			l.lostOnce.Do(func() { close(l.lostCh) })
-			return
-		}
-	}
-}
-
-// release stops the renewal and deletes the lock if it is still ours. It
-// runs on a context of its own so that it also works during shutdown.
-func (l *lock) release() {
-	close(l.stop)
-	<-l.done
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-	defer cancel()
-	_, _ = l.tx(ctx, func(p redis.Pipeliner, owned bool) {
-		if owned {
-			p.Del(ctx, l.key)
-		}
-	})
-}
-
-// tx runs fn in a MULTI guarded by WATCH on the lock key: owned says
-// whether the lock still holds our token. Commands fn queues run only if
-// the lock did not change meanwhile; fn queuing nothing sends nothing.
-// Every key fn touches must be in the breaker's hash tag.
-func (l *lock) tx(ctx context.Context, fn func(p redis.Pipeliner, owned bool)) (bool, error) {
-	var owned bool
-	err := l.d.rdb.Watch(ctx, func(tx *redis.Tx) error {
-		v, err := tx.Get(ctx, l.key).Result()
-		if err != nil && !errors.Is(err, redis.Nil) {
-			return err
-		}
-		owned = v == l.token
-		queued := false
-		cmds, err := tx.TxPipelined(ctx, func(p redis.Pipeliner) error {
-			fn(p, owned)
-			queued = p.Len() > 0
-			return nil
-		})
-		if !queued {
-			return nil
-		}
-		if err != nil {
-			return err
-		}
-		for _, c := range cmds {
-			if c.Err() != nil {
-				return c.Err()
-			}
-		}
-		return nil
-	}, l.key)
-	return owned, err
-}
-
-// lockRetry is how soon a breaker whose lock another daemon holds is tried
-// again.
-func (d *Daemon) lockRetry() time.Duration {
-	return max(10*time.Millisecond, min(d.cfg.RetryMin, d.cfg.ClaimMinIdle/4))
-}
-
 // deliver posts every alert due for the breaker. It takes the breaker's
 // lock (or comes back later when another daemon holds it), so that the
-// breaker's transitions are posted by one daemon at a time, in order.
+// breaker's transitions are posted by one daemon at a time, in order. A
+// breaker whose alert the sink fails to take, or whose entries Redis fails
+// to read or acknowledge, is tried again after its own backoff: the others
+// are delivered meanwhile.
 func (d *Daemon) deliver(ctx context.Context, name string) {
 	l, err := d.acquire(ctx, name)
 	if err != nil {
 		if ctx.Err() == nil {
+			d.mem.report("lock", name, err)
 			d.log.Warn("cannot take delivery lock", "breaker", name, "err", err)
-			d.q.pushAfter(name, d.cfg.RetryMin)
+			d.q.pushAfter(name, d.mem.nextBackoff(name, min(d.cfg.RetryMin, redisRetryCap), redisRetryCap))
 		}
 		return
 	}
@@ -162,14 +46,34 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 	}
 	defer l.release()
 	again, wakeIn, err := d.deliverLocked(ctx, l, name)
+	var se *sinkRetryError
+	var oe *opError
 	switch {
 	case errors.Is(err, errStopping) || ctx.Err() != nil:
 		return
+	case errors.As(err, &se):
+		wait := se.wait
+		if wait <= 0 {
+			wait = d.mem.nextBackoff(name, d.cfg.RetryMin, d.cfg.RetryMax)
+		}
+		d.log.Warn("sink failed; retrying this breaker later, the others meanwhile", "breaker", name, "wait", wait, "err", se.err)
+		go func() {
+			if d.cfg.Sleep(ctx, wait) == nil {
+				d.q.push(name)
+			}
+		}()
+		return
+	case errors.As(err, &oe):
+		d.mem.report(oe.op, name, oe.err)
+		fallthrough
 	case err != nil:
-		d.log.Warn("delivery failed; will retry", "breaker", name, "err", err)
-		d.q.pushAfter(name, d.cfg.RetryMin)
+		wait := d.mem.nextBackoff(name, min(d.cfg.RetryMin, redisRetryCap), redisRetryCap)
+		d.log.Warn("delivery failed; will retry", "breaker", name, "wait", wait, "err", err)
+		d.q.pushAfter(name, wait)
 		return
 	}
+	d.mem.resetBackoff(name)
+	d.mem.clearBreaker(name)
 	if again {
 		d.q.push(name)
 	}
@@ -177,6 +81,26 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		d.q.pushAfter(name, wakeIn+10*time.Millisecond)
 	}
 }
+
+// sinkRetryError is a sink failure worth retrying, after wait (0: the
+// breaker's backoff).
+type sinkRetryError struct {
+	err  error
+	wait time.Duration
+}
+
+func (e *sinkRetryError) Error() string { return e.err.Error() }
+func (e *sinkRetryError) Unwrap() error { return e.err }
+
+// opError is a Redis operation of delivery that failed: op names it for
+// Health ("deliver", "acknowledge").
+type opError struct {
+	op  string
+	err error
+}
+
+func (e *opError) Error() string { return e.op + ": " + e.err.Error() }
+func (e *opError) Unwrap() error { return e.err }
 
 // deliverLocked reads every unhandled entry of the breaker, plans the
 // alerts and posts them. The entries are all the group's pending entries
@@ -189,65 +113,107 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 	stream, dkey := streamKey(name), deliveryKey(name, d.cfg.Group)
 	now, err := d.rdb.Time(ctx).Result()
 	if err != nil {
-		return false, 0, fmt.Errorf("redis time: %w", err)
+		return false, 0, &opError{"deliver", fmt.Errorf("redis time: %w", err)}
 	}
 	h, err := d.rdb.HGetAll(ctx, dkey).Result()
 	if err != nil {
-		return false, 0, fmt.Errorf("read delivery record: %w", err)
+		return false, 0, &opError{"deliver", fmt.Errorf("read delivery record: %w", err)}
 	}
 	rec := parseRecord(h)
 
-	var msgs []redis.XMessage
-	for start := "0-0"; len(msgs) < maxEntries; {
-		batch, next, err := d.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: d.cfg.Group,
-			Consumer: d.cfg.Consumer, MinIdle: 0, Start: start, Count: maxEntries}).Result()
-		if redis.HasErrorPrefix(err, "NOGROUP") {
-			d.regroup(ctx, []string{name})
-			return false, 0, nil
+	// Everything pending, whichever consumer holds it, up to maxEntries.
+	claim := func(limit int) ([]redis.XMessage, error) {
+		var out []redis.XMessage
+		for start := "0-0"; len(out) < limit; {
+			batch, next, err := d.rdb.XAutoClaim(ctx, &redis.XAutoClaimArgs{Stream: stream, Group: d.cfg.Group,
+				Consumer: d.cfg.Consumer, MinIdle: 0, Start: start, Count: int64(limit)}).Result()
+			if err != nil {
+				return out, err
+			}
+			out = append(out, batch...)
+			if next == "0-0" || next == "" {
+				break
+			}
+			start = next
 		}
-		if err != nil {
-			return false, 0, fmt.Errorf("claim pending entries: %w", err)
-		}
-		msgs = append(msgs, batch...)
-		if next == "0-0" || next == "" {
-			break
-		}
-		start = next
+		return out, nil
+	}
+	msgs, err := claim(maxEntries)
+	if redis.HasErrorPrefix(err, "NOGROUP") {
+		d.regroup(ctx, []string{name})
+		return false, 0, nil
+	}
+	if err != nil {
+		return false, 0, &opError{"deliver", fmt.Errorf("claim pending entries: %w", err)}
 	}
 	if room := maxEntries - len(msgs); room > 0 {
 		res, err := d.rdb.XReadGroup(ctx, &redis.XReadGroupArgs{Group: d.cfg.Group, Consumer: d.cfg.Consumer,
 			Streams: []string{stream, ">"}, Count: int64(room), Block: -1}).Result()
 		if err != nil && !errors.Is(err, redis.Nil) {
-			return false, 0, fmt.Errorf("read new entries: %w", err)
+			return false, 0, &opError{"deliver", fmt.Errorf("read new entries: %w", err)}
 		}
+		read := 0
 		for _, s := range res {
 			msgs = append(msgs, s.Messages...)
+			read += len(s.Messages)
 			again = again || len(s.Messages) == room
+		}
+		if read > 0 {
+			// Another daemon's reader (or sweep) may have taken an entry
+			// between the claim and this read: it is below the entries
+			// just read, and the acknowledgement's watermark would skip
+			// it. Claim once more: it is pending by now.
+			more, err := claim(2 * maxEntries)
+			if err != nil {
+				return false, 0, &opError{"deliver", fmt.Errorf("claim pending entries: %w", err)}
+			}
+			msgs = append(msgs, more...)
 		}
 	} else {
 		again = true
 	}
 
-	var entries []breakerbox.Transition
-	var handled []string // delivered before, pending again: acknowledge only
 	seen := map[string]bool{}
 	for _, m := range msgs {
-		if seen[m.ID] {
+		seen[m.ID] = true
+	}
+	// An alert this daemon posted but could not acknowledge: acknowledge
+	// it now, without posting it again, if its entries are still pending.
+	if u := d.mem.getUnacked(name); u != nil {
+		d.mem.setUnacked(name, nil)
+		if allSeen(seen, u.alert.Transitions) {
+			if err := d.ack(ctx, l, name, *u); err != nil {
+				d.mem.setUnacked(name, u)
+				return false, 0, &opError{"acknowledge", err}
+			}
+			d.log.Info("acknowledged an alert posted before", "breaker", name, "entries", len(u.alert.Transitions))
+			return true, 0, nil // read the record again
+		}
+	}
+
+	var entries []breakerbox.Transition
+	var handled []string // delivered before, pending again: acknowledge only
+	done := map[string]bool{}
+	for _, m := range msgs {
+		if done[m.ID] {
 			continue
 		}
-		seen[m.ID] = true
-		if rec.Acked != "" && idLessEq(m.ID, rec.Acked) {
+		done[m.ID] = true
+		t := breakerbox.ParseTransition(m.ID, m.Values)
+		// Up to the record's watermark, or posted by this very daemon (a
+		// failover can lose the acknowledgement and the record with it).
+		if rec.Acked != "" && idLessEq(m.ID, rec.Acked) || d.mem.wasPosted(name, t) {
 			handled = append(handled, m.ID)
 			continue
 		}
-		entries = append(entries, breakerbox.ParseTransition(m.ID, m.Values))
+		entries = append(entries, t)
 	}
 	sort.Slice(entries, func(i, j int) bool {
 		return idLessEq(entries[i].ID, entries[j].ID) && entries[i].ID != entries[j].ID
 	})
 	if len(handled) > 0 {
 		if err := d.rdb.XAck(ctx, stream, d.cfg.Group, handled...).Err(); err != nil {
-			return false, 0, fmt.Errorf("acknowledge delivered entries: %w", err)
+			return false, 0, &opError{"acknowledge", fmt.Errorf("acknowledge delivered entries: %w", err)}
 		}
 		d.log.Info("acknowledged entries delivered before", "breaker", name, "entries", len(handled))
 	}
@@ -255,6 +221,7 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 		return again, 0, nil
 	}
 
+	rec.remade = d.remade(name, rec, entries)
 	steps, wake := plan(name, entries, rec, now, d.cfg)
 	for _, st := range steps {
 		if ctx.Err() != nil {
@@ -263,15 +230,10 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 		if l.lost() {
 			return false, 0, errLockLost
 		}
-		st.alert.Repeat = sendingOverlaps(rec.Sending, st.alert.Transitions)
-		retried, err := d.post(ctx, l, name, st)
-		if err != nil {
+		st.alert.Repeat = sendingOverlaps(rec.Sending, st.alert.Transitions) ||
+			sendingOverlaps(d.mem.getMaybe(name), st.alert.Transitions)
+		if err := d.post(ctx, l, name, st); err != nil {
 			return false, 0, err
-		}
-		if retried {
-			// The sink kept us waiting: plan the rest again, at the time it
-			// is now, so that what went stale meanwhile is summarised.
-			return true, 0, nil
 		}
 	}
 	if !wake.IsZero() {
@@ -315,12 +277,17 @@ func graceContext(ctx context.Context, grace time.Duration) (context.Context, co
 	}
 }
 
-// post hands one alert to the sink until it is accepted (or refused for
-// good), then acknowledges its entries; it reports whether it had to
-// retry. While an attempt is in flight the delivery record says so
-// ("sending"), so that a daemon taking over after a crash flags the alert
-// as a possible repeat.
-func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) (retried bool, err error) {
+// post hands one alert to the sink and, once the sink took it (or refused
+// it for good), acknowledges its entries. While the attempt is in flight
+// the delivery record says so ("sending"). The mark stays after an attempt
+// whose outcome is unknown (the daemon died, the request timed out or was
+// cut: the alert may have been posted), so that whoever posts it next,
+// this daemon or another, flags it as a possible repeat; it is cleared
+// only when the sink answered that it did not post (ErrNotDelivered, a
+// *RetryAfterError) or when the entries are acknowledged. A retryable
+// failure returns a *sinkRetryError: the caller tries the breaker again
+// after its backoff, and delivers the other breakers meanwhile.
+func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error {
 	a := st.alert
 	ts := a.Transitions
 	dkey := deliveryKey(name, d.cfg.Group)
@@ -329,56 +296,59 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) (retri
 	defer cancel()
 	log := d.log.With("breaker", name, "kind", a.Kind, "event", a.Last().Event, "entries", len(ts))
 
-	backoff := d.cfg.RetryMin
-	delivered := false
-	for attempt := 1; ; attempt++ {
-		if ctx.Err() != nil {
-			return false, errStopping
-		}
-		if err := d.rdb.HSet(ctx, dkey, "sending", mark).Err(); err != nil {
-			return false, fmt.Errorf("mark attempt: %w", err)
-		}
-		retry, err := d.sink.Notify(gctx, a)
-		if err == nil {
-			delivered = true
-			break
-		}
-		if !retry {
-			log.Error("alert refused by the sink for good; acknowledging without posting", "err", err)
-			break
-		}
-		_ = d.rdb.HDel(gctx, dkey, "sending").Err()
-		wait := backoff
+	if err := d.rdb.HSet(ctx, dkey, "sending", mark).Err(); err != nil {
+		return &opError{"deliver", fmt.Errorf("mark attempt: %w", err)}
+	}
+	retry, err := d.sink.Notify(gctx, a)
+	posted := err == nil
+	switch {
+	case err == nil:
+	case !retry:
+		log.Error("alert refused by the sink for good; acknowledging without posting", "err", err)
+	default:
 		var ra *RetryAfterError
-		retried = true
+		wait := time.Duration(0)
 		if errors.As(err, &ra) && ra.After > 0 {
 			wait = ra.After
+		}
+		if ra != nil || errors.Is(err, ErrNotDelivered) {
+			_ = d.rdb.HDel(gctx, dkey, "sending").Err()
 		} else {
-			backoff = min(2*backoff, d.cfg.RetryMax)
+			d.mem.setMaybe(name, mark)
 		}
-		log.Warn("sink failed; retrying", "attempt", attempt, "wait", wait, "err", err)
-		if err := d.cfg.Sleep(ctx, wait); err != nil {
-			return false, errStopping
+		if ctx.Err() != nil {
+			return errStopping
 		}
-		if l.lost() {
-			return false, errLockLost
-		}
+		return &sinkRetryError{err: err, wait: wait}
 	}
+	d.mem.delivered(name, a, posted)
 	if err := d.ack(gctx, l, name, st); err != nil {
-		log.Error("alert handled but not acknowledged; it will be handled again", "err", err)
-		return false, err
+		d.mem.setUnacked(name, &st)
+		log.Error("alert handled but not acknowledged; it will be acknowledged later, not posted again", "err", err)
+		return &opError{"acknowledge", err}
 	}
+	d.mem.clearMaybe(name, ts)
 	d.trim(gctx, name)
-	if delivered {
+	if posted {
 		log.Info("alert delivered", "first", ts[0].ID, "last", ts[len(ts)-1].ID)
 	}
-	return retried, nil
+	return nil
 }
+
+// ackAttempts bounds the attempts of one acknowledgement before the
+// breaker is set aside (and the others delivered) until its next round;
+// ackRetryWait is the wait between them (a stale pooled connection after a
+// restart fails once; a failover takes seconds and is not waited out here).
+const (
+	ackAttempts  = 3
+	ackRetryWait = 100 * time.Millisecond
+)
 
 // ack acknowledges the step's entries and, while the lock is ours, records
 // the delivery (last entry, its generation, the flap window) and clears the
-// in-flight mark, all in one MULTI. A failure is retried with backoff until
-// ctx ends: the alert is out, losing the acknowledgement means a repeat.
+// in-flight mark, all in one MULTI. A failure is retried twice, shortly;
+// then ack gives up, and the caller remembers the alert as
+// posted, to acknowledge it in a later round without posting it again.
 func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 	ts := st.alert.Transitions
 	ids := make([]string, len(ts))
@@ -387,8 +357,7 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 	}
 	last := ts[len(ts)-1]
 	stream, dkey := streamKey(name), deliveryKey(name, d.cfg.Group)
-	backoff := d.cfg.RetryMin
-	for {
+	for attempt := 1; ; attempt++ {
 		_, err := l.tx(ctx, func(p redis.Pipeliner, owned bool) {
 			p.XAck(ctx, stream, d.cfg.Group, ids...)
 			if !owned {
@@ -409,18 +378,27 @@ func (d *Daemon) ack(ctx context.Context, l *lock, name string, st step) error {
 		if err == nil {
 			return nil
 		}
+		if ctx.Err() != nil || attempt >= ackAttempts {
+			return err
+		}
 		if errors.Is(err, redis.TxFailedErr) {
 			continue // the lock changed under WATCH: decide again
 		}
-		if ctx.Err() != nil {
+		d.log.Warn("acknowledgement failed; retrying", "breaker", name, "attempt", attempt, "err", err)
+		if d.cfg.Sleep(ctx, min(d.cfg.RetryMin, ackRetryWait)) != nil {
 			return err
 		}
-		d.log.Warn("acknowledgement failed; retrying", "breaker", name, "err", err)
-		if d.cfg.Sleep(ctx, backoff) != nil {
-			return err
-		}
-		backoff = min(2*backoff, d.cfg.RetryMax)
 	}
+}
+
+// allSeen reports whether every transition's entry is among seen.
+func allSeen(seen map[string]bool, ts []breakerbox.Transition) bool {
+	for _, t := range ts {
+		if !seen[t.ID] {
+			return false
+		}
+	}
+	return len(ts) > 0
 }
 
 // noStream reports the error of XGROUP CREATE on a key that does not exist.

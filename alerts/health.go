@@ -3,6 +3,7 @@ package alerts
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -11,7 +12,9 @@ import (
 
 // Health is the daemon's health report, served as JSON by HealthHandler.
 type Health struct {
-	// OK is true when Redis answered.
+	// OK is true when Redis answered, no operation of the daemon is
+	// failing (Problems is empty) and the backlog (Pending + Lag) is
+	// within Config.MaxBacklog.
 	OK bool `json:"ok"`
 	// Redis is "ok" or the error Redis gave.
 	Redis string `json:"redis"`
@@ -32,6 +35,11 @@ type Health struct {
 	LagUnknown int `json:"lag_unknown,omitempty"`
 	// Streams lists the breakers with pending entries or lag.
 	Streams []StreamHealth `json:"streams,omitempty"`
+	// Problems lists the operations failing now (reading, acknowledging,
+	// subscribing...), each with its last error, such as NOPERM.
+	Problems []Problem `json:"problems,omitempty"`
+	// Backlog says why the backlog makes the daemon unhealthy, if it does.
+	Backlog string `json:"backlog,omitempty"`
 	// Time is when the report was made.
 	Time time.Time `json:"time"`
 }
@@ -45,13 +53,19 @@ type StreamHealth struct {
 
 // Health reports whether Redis answers and the group's backlog on every
 // known breaker (XINFO GROUPS, pipelined).
-func (d *Daemon) Health(ctx context.Context) Health {
-	h := Health{Group: d.cfg.Group, Consumer: d.cfg.Consumer, Time: time.Now().UTC(), Redis: "ok"}
+func (d *Daemon) Health(ctx context.Context) (h Health) {
+	h = Health{Group: d.cfg.Group, Consumer: d.cfg.Consumer, Time: time.Now().UTC(), Redis: "ok",
+		Problems: d.mem.currentProblems()}
 	if err := d.rdb.Ping(ctx).Err(); err != nil {
 		h.Redis = err.Error()
 		return h
 	}
-	h.OK = true
+	defer func() {
+		if backlog := h.Pending + h.Lag; backlog > d.cfg.MaxBacklog {
+			h.Backlog = fmt.Sprintf("%d entries pending or not yet read, more than %d", backlog, d.cfg.MaxBacklog)
+		}
+		h.OK = len(h.Problems) == 0 && h.Backlog == ""
+	}()
 	names := d.knownNames()
 	h.Breakers = len(names)
 	if len(names) == 0 {
@@ -86,8 +100,9 @@ func (d *Daemon) Health(ctx context.Context) Health {
 	return h
 }
 
-// HealthHandler serves Health as JSON: 200 when Redis answers, 503 when
-// it does not.
+// HealthHandler serves Health as JSON: 200 when it is OK, 503 when it is
+// not (Redis does not answer, an operation keeps failing, the backlog is
+// past its bound).
 func (d *Daemon) HealthHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		ctx, cancel := context.WithTimeout(r.Context(), 5*time.Second)

@@ -119,10 +119,17 @@ func waitFor(t *testing.T, what string, timeout time.Duration, cond func() bool)
 func waitDrained(t *testing.T, d *running, breakers int) {
 	t.Helper()
 	var last Health
-	waitFor(t, "the group to drain", 30*time.Second, func() bool {
+	deadline := time.Now().Add(30 * time.Second)
+	for {
 		last = d.Health(context.Background())
-		return last.OK && last.Breakers >= breakers && last.Pending == 0 && last.Lag == 0 && last.LagUnknown == 0
-	})
+		if last.OK && last.Breakers >= breakers && last.Pending == 0 && last.Lag == 0 && last.LagUnknown == 0 {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out after 30s waiting for the group to drain; last health: %+v", last)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }
 
 // waitAlerts waits for n alerts on rec.

@@ -23,8 +23,17 @@ func deliveryKey(name, group string) string { return breakerbox.Key(name, "alert
 // time posts a breaker's alerts, in stream order.
 func lockKey(name, group string) string { return breakerbox.Key(name, "alerts:"+group+":lock") }
 
-// changedPattern matches every breaker's announcement channel.
-const changedPattern = breakerbox.KeyPrefix + "*:changed"
+// The daemon PSUBSCRIBEs to every breaker's announcement channel. Redis
+// lets an ACL user PSUBSCRIBE to a pattern only when one of its channel
+// rules is that very pattern: changedPattern is allowed by
+// &circuit_breaker:*:changed (alertd's and the dashboard's rules),
+// broadPattern by &circuit_breaker:* (the workers' rule), and the daemon
+// falls back to the second when the first is refused. nameFromChannel
+// keeps the :changed channels either way.
+const (
+	changedPattern = breakerbox.KeyPrefix + "*:changed"
+	broadPattern   = breakerbox.KeyPrefix + "*"
+)
 
 // nameFromChannel returns the breaker of an announcement channel
 // circuit_breaker:{NAME}:changed.

@@ -16,6 +16,10 @@ type record struct {
 	AckedGen    int64     // its place in the transitions (Transition.Seq), to detect trimmed entries
 	WindowStart time.Time // start of the open flap window; zero: none
 	Sending     string    // "LASTID CONSUMER UNIXMS" while a post is in flight
+
+	// remade maps the ID of an opening that repeats one already posted
+	// (a failover lost the first) to that first opening; not stored.
+	remade map[string]breakerbox.Transition
 }
 
 // parseRecord reads the hash fields of a delivery record.
@@ -47,6 +51,9 @@ type step struct {
 //     end, so a breaker that keeps flapping gets one message per window) or
 //     just before an operator action, which is always posted on its own and
 //     closes the window: the next opening is posted at once.
+//   - An opening that repeats one already posted (rec.remade: a failover
+//     lost the first) is posted on its own with Remade set, and neither
+//     opens nor joins a fold.
 //   - Everything else is posted on its own, in order.
 //
 // When the last fold's window is still open, plan leaves its entries out
@@ -100,17 +107,22 @@ func plan(name string, entries []breakerbox.Transition, rec record, now time.Tim
 			}
 			flush()
 		}
-		if w > 0 && e.Event == "opened" && !ws.IsZero() && e.Time.Before(ws.Add(w)) {
+		first, remade := rec.remade[e.ID]
+		if w > 0 && e.Event == "opened" && !remade && !ws.IsZero() && e.Time.Before(ws.Add(w)) {
 			fold = append(fold, e)
 			continue
 		}
 		switch {
-		case e.Event == "opened":
+		case e.Event == "opened" && !remade:
 			ws = e.Time
 		case e.Operator():
 			ws = time.Time{} // an operator acted: the next opening is news again
 		}
-		add(Alert{Kind: KindTransition, Transitions: []breakerbox.Transition{e}})
+		a := Alert{Kind: KindTransition, Transitions: []breakerbox.Transition{e}}
+		if remade {
+			a.Remade = &first // the same outage, posted already: not a new flap
+		}
+		add(a)
 	}
 	if len(fold) > 0 {
 		if end := ws.Add(w); now.Before(end) {

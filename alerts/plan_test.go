@@ -47,6 +47,9 @@ func describe(steps []step) string {
 		if s.alert.Missed > 0 {
 			p += fmt.Sprintf("(missed %d)", s.alert.Missed)
 		}
+		if s.alert.Remade != nil {
+			p += "(remade)"
+		}
 		parts = append(parts, p)
 	}
 	return strings.Join(parts, " ")
@@ -108,6 +111,16 @@ func TestPlan(t *testing.T) {
 			now:       t0.Add(90 * time.Second),
 			want:      "flapping:opened,closed",
 			wantStart: t0.Add(time.Minute),
+		},
+		{
+			name:      "an opening re-made after a failover is posted as such, inside a window too, and opens none",
+			cfg:       cfg,
+			rec:       record{WindowStart: t0, AckedGen: 3, remade: map[string]breakerbox.Transition{opened(4, 3).ID: opened(1, 0)}},
+			entries:   []breakerbox.Transition{opened(4, 3), halfOpened(5, 5), closed(6, 6), opened(7, 7)},
+			now:       t0.Add(10 * time.Second),
+			want:      "transition:opened(remade) transition:half_opened transition:closed",
+			wantWake:  t0.Add(time.Minute),
+			wantStart: t0,
 		},
 		{
 			name:      "an entry after the window's end flushes the fold first",

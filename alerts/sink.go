@@ -21,6 +21,14 @@ type Sink interface {
 	Notify(ctx context.Context, a Alert) (retry bool, err error)
 }
 
+// ErrNotDelivered marks a sink error that says the alert was certainly not
+// posted: the service answered and refused it (Slack's 5xx, 429, 408).
+// After a retryable error without it (a timeout, a connection cut, a
+// crash) the outcome is unknown, and whoever posts the alert next flags
+// it as a possible repeat (Alert.Repeat). A *RetryAfterError counts as a
+// refusal too.
+var ErrNotDelivered = errors.New("alert not delivered")
+
 // SinkFunc adapts a function to the Sink interface.
 type SinkFunc func(ctx context.Context, a Alert) (retry bool, err error)
 

@@ -102,7 +102,7 @@ func (s *SlackSink) Notify(ctx context.Context, a Alert) (bool, error) {
 	case errors.As(err, &sc):
 		perm := sc.Code >= 400 && sc.Code < 500 && sc.Code != http.StatusTooManyRequests &&
 			sc.Code != http.StatusRequestTimeout
-		return !perm, fmt.Errorf("slack webhook: %s", s.scrub(sc.Status))
+		return !perm, fmt.Errorf("slack webhook: %s: %w", s.scrub(sc.Status), ErrNotDelivered)
 	case errors.Is(err, context.Canceled):
 		return true, fmt.Errorf("slack webhook: %s: %w", s.scrub(err.Error()), context.Canceled)
 	case errors.Is(err, context.DeadlineExceeded):

@@ -23,6 +23,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Response is the JSON body the handler writes.
@@ -69,11 +70,14 @@ func WithTimeout(d time.Duration) Option { return func(h *Handler) { h.timeout =
 func WithLogger(l *slog.Logger) Option { return func(h *Handler) { h.log = l } }
 
 // New returns a health handler reading breakers from rdb. It validates the
-// options and makes no Redis call.
+// options and makes no Redis call. A *redis.ClusterClient is made to reload
+// its slot map as soon as a call fails (after a failover, not at go-redis's
+// 60s timer): see docs/operations.md, "Failovers".
 func New(rdb redis.UniversalClient, opts ...Option) (*Handler, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("health: nil redis client")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	h := &Handler{rdb: rdb, timeout: 2 * time.Second, log: slog.Default()}
 	for _, o := range opts {
 		o(h)

@@ -54,6 +54,7 @@ import (
 
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
 // Collector is a prometheus.Collector reading breakers from Redis at every
@@ -86,11 +87,14 @@ func WithTimeout(d time.Duration) Option { return func(c *Collector) { c.timeout
 func WithLogger(l *slog.Logger) Option { return func(c *Collector) { c.log = l } }
 
 // NewCollector returns a Collector reading rdb. It validates the options and
-// makes no Redis call.
+// makes no Redis call. A *redis.ClusterClient is made to reload its slot map
+// as soon as a call fails (after a failover, not at go-redis's 60s timer):
+// see docs/operations.md, "Failovers".
 func NewCollector(rdb redis.UniversalClient, opts ...Option) (*Collector, error) {
 	if rdb == nil {
 		return nil, fmt.Errorf("metrics: nil redis client")
 	}
+	redisconn.Follow(rdb) // reach a promoted replica in seconds, not at go-redis's 60s reload
 	c := &Collector{rdb: rdb, timeout: 5 * time.Second, log: slog.Default()}
 	for _, o := range opts {
 		o(c)

@@ -35,7 +35,9 @@ Usage: alertd [flags]
 
 Environment:
   REDIS_URL          Redis to read (default redis://localhost:6379/0; a URL
-                     with addr= parameters names a Redis Cluster)
+                     with addr= parameters names a Redis Cluster, one with
+                     master_name= the sentinels of a master: see
+                     docs/operations.md)
   SLACK_WEBHOOK_URL  Slack incoming webhook; a secret, so it is read from
                      the environment only and never logged
   ALERTD_DASHBOARD_OPERATORS
@@ -56,6 +58,7 @@ type options struct {
 	retryMin          time.Duration
 	retryMax          time.Duration
 	discoveryInterval time.Duration
+	maxBacklog        int64
 	listen            string
 	logLevel          string
 
@@ -107,6 +110,16 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	dur(&o.retryMax, "retry-max", "ALERTD_RETRY_MAX", alerts.DefaultRetryMax, "longest wait between attempts (a 429's Retry-After is honoured as given)")
 	dur(&o.discoveryInterval, "discovery-interval", "ALERTD_DISCOVERY_INTERVAL", alerts.DefaultDiscoveryInterval,
 		"how often breakers are listed and idle entries claimed")
+	maxBacklog := alerts.DefaultMaxBacklog
+	if v := getenv("ALERTD_MAX_BACKLOG"); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			envErr = errors.Join(envErr, fmt.Errorf("ALERTD_MAX_BACKLOG=%q: want a positive integer", v))
+		}
+		maxBacklog = n
+	}
+	fs.Int64Var(&o.maxBacklog, "max-backlog", int64(maxBacklog),
+		"/healthz reports unhealthy while more entries than this are pending or unread, over all breakers (env ALERTD_MAX_BACKLOG)")
 	str(&o.listen, "listen", "ALERTD_LISTEN", "", "HTTP address serving /healthz, /health, /metrics and the dashboard at /dashboard/, e.g. :9465 (default: no HTTP server)")
 	boolean := func(p *bool, name, env string, def bool, usage string) {
 		if v := getenv(env); v != "" {
@@ -129,6 +142,9 @@ func parseFlags(args []string, stderr io.Writer, getenv func(string) string) (op
 	}
 	if envErr != nil {
 		return o, envErr
+	}
+	if o.maxBacklog < 1 {
+		return o, fmt.Errorf("--max-backlog %d: want a positive integer", o.maxBacklog)
 	}
 	if fs.NArg() > 0 {
 		return o, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
@@ -190,7 +206,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	d, err := alerts.New(rdb, alerts.Config{
 		Group: o.group, Consumer: o.consumer, FlapWindow: flap, StaleAfter: o.staleAfter,
 		ClaimMinIdle: o.claimMinIdle, RetryMin: o.retryMin, RetryMax: o.retryMax,
-		DiscoveryInterval: o.discoveryInterval, Logger: log,
+		DiscoveryInterval: o.discoveryInterval, MaxBacklog: o.maxBacklog, Logger: log,
 	}, sink)
 	if err != nil {
 		log.Error("invalid configuration", "err", err)

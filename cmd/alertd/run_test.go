@@ -50,7 +50,7 @@ func TestHelpListsEveryFlagAndVariable(t *testing.T) {
 	}
 	for _, want := range []string{"REDIS_URL", "SLACK_WEBHOOK_URL", "-redis-url", "-group", "-consumer",
 		"-flap-window", "-stale-after", "-claim-min-idle", "-retry-min", "-retry-max", "-discovery-interval",
-		"-listen", "-log-level", "ALERTD_FLAP_WINDOW", "breakerbox-alerts", "5m0s", "10m0s"} {
+		"-listen", "-log-level", "-max-backlog", "ALERTD_MAX_BACKLOG", "master_name=", "ALERTD_FLAP_WINDOW", "breakerbox-alerts", "5m0s", "10m0s"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("--help lacks %q:\n%s", want, out.String())
 		}
@@ -73,6 +73,8 @@ func TestBadInputExitsWithoutLeakingSecrets(t *testing.T) {
 		{"invalid webhook", nil, map[string]string{"REDIS_URL": "redis://127.0.0.1:1",
 			"SLACK_WEBHOOK_URL": "ftp://hooks.example/services/SECRETTOKEN"}, 1, "SLACK_WEBHOOK_URL"},
 		{"stray argument", []string{"extra"}, nil, 2, "unexpected arguments"},
+		{"bad backlog bound", []string{"--max-backlog", "0"}, nil, 2, "--max-backlog"},
+		{"bad backlog bound in the environment", nil, map[string]string{"ALERTD_MAX_BACKLOG": "lots"}, 2, "ALERTD_MAX_BACKLOG"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

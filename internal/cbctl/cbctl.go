@@ -86,8 +86,9 @@ type env struct {
 	getenv func(string) string
 
 	rdb      redis.UniversalClient
-	shownURL string // the URL with any password replaced
-	password string // to scrub from messages
+	shownURL string   // the URL with any password replaced
+	password string   // to scrub from messages
+	secrets  []string // more passwords to scrub (a Sentinel URL has two)
 }
 
 // Run runs cbctl with args (without the program name) and returns the exit
@@ -102,8 +103,20 @@ func Run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	}
 	e := &env{g: &globals{output: "text", timeout: 10 * time.Second}, stdout: stdout, stderr: stderr, getenv: getenv}
 	defer func() {
-		if e.rdb != nil {
+		if e.rdb == nil {
+			return
+		}
+		// A Sentinel client whose sentinels are unreachable takes over a
+		// second to close (go-redis); cbctl is about to exit, so it waits
+		// for the close only briefly.
+		closed := make(chan struct{})
+		go func() {
 			_ = e.rdb.Close()
+			close(closed)
+		}()
+		select {
+		case <-closed:
+		case <-time.After(100 * time.Millisecond):
 		}
 	}()
 	err := e.run(ctx, args)
@@ -249,10 +262,10 @@ func (e *env) connect() error {
 		}
 		return usageErrorf("redis url (not shown: it may hold a password): %v", err)
 	}
-	if pw, ok := u.User.Password(); ok {
-		e.password = pw
+	e.shownURL, e.secrets = redisurl.Redact(u)
+	if len(e.secrets) > 0 {
+		e.password, e.secrets = e.secrets[0], e.secrets[1:]
 	}
-	e.shownURL = u.Redacted()
 	rdb, err := redisurl.New(raw)
 	if err != nil {
 		return usageErrorf("redis url %s: %v", e.shownURL, err)
@@ -265,7 +278,14 @@ func (e *env) connect() error {
 // wherever it stands as a word of its own (not inside a longer word, so a
 // short password does not garble the message).
 func (e *env) scrub(msg string) string {
-	pw := e.password
+	for _, pw := range append([]string{e.password}, e.secrets...) {
+		msg = scrubWord(msg, pw)
+	}
+	return msg
+}
+
+// scrubWord replaces pw in msg where it stands as a word of its own.
+func scrubWord(msg, pw string) string {
 	if pw == "" {
 		return msg
 	}
@@ -326,7 +346,7 @@ func (e *env) classify(err error) int {
 	if isAuthError(err) {
 		return ExitAuth
 	}
-	if isUnreachable(err) {
+	if isUnreachable(err) || isUnknownMaster(err) {
 		return ExitUnreachable
 	}
 	if errors.Is(err, breakerbox.ErrInvalidName) || errors.Is(err, breakerbox.ErrInvalidConfig) {
@@ -340,6 +360,10 @@ func (e *env) explain(code int, err error) string {
 	where := e.shownURL
 	switch code {
 	case ExitUnreachable:
+		if isUnknownMaster(err) {
+			return fmt.Sprintf("no sentinel knows a master named %q at %s (check master_name in --redis-url or REDIS_URL: "+
+				"redis-cli -p 26379 SENTINEL MASTERS lists the names)", e.masterName(), where)
+		}
 		if isNotRedis(err) {
 			return fmt.Sprintf("the server at %s does not answer like Redis: %v (check host and port in --redis-url or REDIS_URL)", where, err)
 		}
@@ -361,13 +385,29 @@ func (e *env) explain(code int, err error) string {
 				"(see the ACL section of docs/operations.md)", where, err)
 		}
 		return fmt.Sprintf("Redis at %s refused the credentials or permission: %v "+
-			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB)", where, err)
+			"(put the password in the URL: redis://USER:PASSWORD@HOST:PORT/DB, or for Sentinel "+
+			"the master's in username= and password= parameters, see docs/operations.md)", where, err)
 	}
 	if errors.Is(err, breakerbox.ErrBadConfig) {
 		return err.Error() + "\n(a stored config value is invalid and the script refuses to run that breaker: " +
 			"repair it with cbctl config NAME --FIELD VALUE, or redis-cli HSET 'circuit_breaker:{NAME}:config' FIELD VALUE)"
 	}
 	return err.Error()
+}
+
+// isUnknownMaster reports sentinels that answered but know no master of
+// the URL's master_name (go-redis: every sentinel replied nil).
+func isUnknownMaster(err error) bool {
+	return errors.Is(err, redis.Nil) && strings.Contains(err.Error(), "sentinels")
+}
+
+// masterName is the master_name of a Sentinel URL.
+func (e *env) masterName() string {
+	u, err := url.Parse(e.shownURL)
+	if err != nil {
+		return ""
+	}
+	return u.Query().Get("master_name")
 }
 
 // isPermissionError reports an ACL refusal of a command, key or channel.

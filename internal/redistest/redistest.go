@@ -1,11 +1,18 @@
 // Package redistest starts real redis-server processes on free loopback ports
-// for tests: single servers (Start) and multi-master clusters (StartCluster).
+// for tests: single servers (Start), multi-master clusters with or without
+// replicas (StartCluster, StartReplicatedCluster) and Sentinel groups
+// (StartSentinelGroup), with the faults a failover test needs: kill -9
+// (Server.Kill), a bounded SIGSTOP (Server.Pause) and a replication link
+// cut before a write (Server.CutReplication).
 //
-// Every process runs in its own process group with a t.TempDir() working
+// Every process runs in its own process group with a temporary working
 // directory, no persistence (--save "" --appendonly no) and its stdout/stderr
 // captured to a log file in that directory; the tail of the log is included
-// in the failure message when a server does not come up. Processes are stopped
-// from t.Cleanup, so nothing lingers even when a test fails or panics.
+// in the failure message when a server does not come up. Processes are
+// stopped from t.Cleanup (or, for servers shared by a package's tests, when
+// the Shared value is stopped from TestMain: see Shared and Main). Every
+// process is also started with a parent-death signal (SIGKILL), so nothing
+// lingers even when the test binary panics, times out or is killed.
 //
 // When redis-server is not on PATH the helpers skip the test, unless the
 // environment variable BREAKERBOX_REQUIRE_REDIS is set to 1, in which case
@@ -15,19 +22,15 @@ package redistest
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
-	"testing"
 	"time"
 
 	"github.com/redis/go-redis/v9"
@@ -52,17 +55,31 @@ const (
 	reservedPort = 6379
 )
 
+// TB is what the helpers need from their caller. *testing.T and
+// *testing.B satisfy it (servers stop at the test's cleanup), and so does
+// the owner a Shared value passes to its start function (servers stop
+// when the Shared value is stopped).
+type TB interface {
+	Helper()
+	TempDir() string
+	Cleanup(func())
+	Logf(format string, args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Skip(args ...any)
+}
+
 // RequireRedis reports the skip/fatal decision without starting anything.
 // It returns the path of redis-server when it is on PATH. Otherwise it calls
 // t.Skip("redis-server not found: ...") or, when the environment variable
 // BREAKERBOX_REQUIRE_REDIS=1, t.Fatal with the same reason.
-func RequireRedis(t testing.TB) string {
+func RequireRedis(t TB) string {
 	t.Helper()
 	return requireBinary(t, "redis-server")
 }
 
 // requireBinary looks up name on PATH and skips or fails t when it is absent.
-func requireBinary(t testing.TB, name string) string {
+func requireBinary(t TB, name string) string {
 	t.Helper()
 	path, err := exec.LookPath(name)
 	if err == nil {
@@ -86,29 +103,16 @@ type Server struct {
 	Port int
 
 	bin      string
+	conf     string   // config file given first (Sentinel), or ""
 	args     []string // extra args given to Start
 	dir      string
 	logPath  string
 	password string // from --requirepass, used for SHUTDOWN
 
-	mu   sync.Mutex
-	proc *process // nil when stopped
-}
-
-// process is one running redis-server child.
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed after cmd.Wait returned
-	err  error         // cmd.Wait result, valid after done is closed
-}
-
-func (p *process) exited() bool {
-	select {
-	case <-p.done:
-		return true
-	default:
-		return false
-	}
+	mu    sync.Mutex
+	proc  *process // nil when stopped
+	next  []string // args added on the next start only (RestartWith)
+	pause *pause   // non-nil while stopped with SIGSTOP
 }
 
 // Start starts a redis-server on a free 127.0.0.1 port with --save ""
@@ -116,38 +120,33 @@ func (p *process) exited() bool {
 // appended (e.g. "--requirepass", "x"). It waits until the server answers
 // PING (timeout 10s) and registers t.Cleanup to stop it. When redis-server
 // is not on PATH it skips the test, or fails it if BREAKERBOX_REQUIRE_REDIS=1.
-func Start(t testing.TB, args ...string) *Server {
+func Start(t TB, args ...string) *Server {
 	t.Helper()
 	bin := RequireRedis(t)
-	return startServer(t, bin, false, args)
+	return startServer(t, bin, false, "", args)
 }
 
 // startServer starts a server, retrying on a fresh port if the chosen one
 // turned out to be taken. cluster requires port+10000 to be free as well.
-func startServer(t testing.TB, bin string, cluster bool, args []string) *Server {
+// conf, when not empty, is written to a config file given as the first
+// argument (a Sentinel needs one it can rewrite); "%PORT%" in it is
+// replaced by the chosen port.
+func startServer(t TB, bin string, cluster bool, conf string, args []string) *Server {
 	t.Helper()
-	dir := t.TempDir()
-	s := &Server{
-		bin:      bin,
-		args:     append([]string(nil), args...),
-		dir:      dir,
-		password: passwordFrom(args),
-	}
-	t.Cleanup(func() {
-		if err := s.stop(); err != nil {
-			t.Logf("redistest: stopping %s: %v", s.Addr, err)
-		}
-	})
-
+	s := newServer(t, bin, args)
 	var lastErr error
 	for attempt := 0; attempt < 5; attempt++ {
 		port, err := freePort(cluster)
 		if err != nil {
 			t.Fatalf("redistest: %v", err)
 		}
-		s.Port = port
-		s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		s.logPath = filepath.Join(dir, fmt.Sprintf("redis-%d.log", port))
+		s.setPort(port)
+		if conf != "" {
+			s.conf = filepath.Join(s.dir, fmt.Sprintf("sentinel-%d.conf", port))
+			if err := os.WriteFile(s.conf, []byte(strings.ReplaceAll(conf, "%PORT%", strconv.Itoa(port))), 0o644); err != nil {
+				t.Fatalf("redistest: %v", err)
+			}
+		}
 		lastErr = s.start()
 		if lastErr == nil {
 			return s
@@ -158,6 +157,29 @@ func startServer(t testing.TB, bin string, cluster bool, args []string) *Server 
 	}
 	t.Fatalf("redistest: %v", lastErr)
 	return nil
+}
+
+// newServer makes a stopped Server in a fresh temp dir of t, stopped again
+// at t's cleanup.
+func newServer(t TB, bin string, args []string) *Server {
+	s := &Server{
+		bin:      bin,
+		args:     append([]string(nil), args...),
+		dir:      t.TempDir(),
+		password: passwordFrom(args),
+	}
+	t.Cleanup(func() {
+		if err := s.stop(); err != nil {
+			t.Logf("redistest: stopping %s: %v", s.Addr, err)
+		}
+	})
+	return s
+}
+
+func (s *Server) setPort(port int) {
+	s.Port = port
+	s.Addr = net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
+	s.logPath = filepath.Join(s.dir, fmt.Sprintf("redis-%d.log", port))
 }
 
 // passwordFrom extracts the value of --requirepass from redis-server args.
@@ -173,7 +195,11 @@ func passwordFrom(args []string) string {
 
 // commandLine is the full redis-server argument list for s.
 func (s *Server) commandLine() []string {
-	base := []string{
+	var base []string
+	if s.conf != "" {
+		base = append(base, s.conf, "--sentinel")
+	}
+	base = append(base,
 		"--port", strconv.Itoa(s.Port),
 		"--bind", "127.0.0.1",
 		"--save", "",
@@ -181,8 +207,9 @@ func (s *Server) commandLine() []string {
 		"--dir", s.dir,
 		"--daemonize", "no",
 		"--logfile", "", // log to stdout, which goes to the log file
-	}
-	return append(base, s.args...)
+	)
+	base = append(base, s.args...)
+	return append(base, s.next...)
 }
 
 // start launches the process on s.Port and waits until it answers PING.
@@ -205,16 +232,14 @@ func (s *Server) start() error {
 	cmd.Dir = s.dir
 	cmd.Stdout = logf
 	cmd.Stderr = logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	if err := cmd.Start(); err != nil {
+	p, err := spawn(cmd)
+	if err != nil {
 		logf.Close()
 		return fmt.Errorf("start redis-server on %s: %w", s.Addr, err)
 	}
-	p := &process{cmd: cmd, done: make(chan struct{})}
 	go func() {
-		p.err = cmd.Wait()
+		<-p.done
 		logf.Close()
-		close(p.done)
 	}()
 
 	if err := waitReady(s.Addr, s.password, p, startTimeout); err != nil {
@@ -296,16 +321,9 @@ func encodeCommand(args ...string) []byte {
 	return b.Bytes()
 }
 
-// killAndWait kills p's process group and waits for the process to exit.
-func killAndWait(p *process) {
-	if !p.exited() && p.cmd.Process != nil {
-		_ = syscall.Kill(-p.cmd.Process.Pid, syscall.SIGKILL)
-	}
-	<-p.done
-}
-
 // stop shuts the server down and waits for it to exit. It is idempotent.
 func (s *Server) stop() error {
+	s.resume()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p := s.proc
@@ -338,7 +356,7 @@ func (s *Server) stop() error {
 // Client returns a new go-redis client for the server, closed at t's cleanup.
 // It does not authenticate: for a server started with --requirepass, build
 // a client with redis.NewClient and the password instead.
-func (s *Server) Client(t testing.TB) *redis.Client {
+func (s *Server) Client(t TB) *redis.Client {
 	t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: s.Addr})
 	t.Cleanup(func() { _ = c.Close() })
@@ -348,19 +366,46 @@ func (s *Server) Client(t testing.TB) *redis.Client {
 // Stop shuts the server down with SHUTDOWN NOSAVE (killing its process group
 // if it does not exit in time) and waits for the process to exit, so the
 // port can be bound again. Calling Stop on a stopped server does nothing.
-func (s *Server) Stop(t testing.TB) {
+func (s *Server) Stop(t TB) {
 	t.Helper()
 	if err := s.stop(); err != nil {
 		t.Logf("redistest: stopping %s: %v", s.Addr, err)
 	}
 }
 
+// Kill kills the server's process group with SIGKILL (kill -9: no shutdown,
+// connections reset) and waits for the process to exit. Restart brings it
+// back on the same port. Killing a stopped server does nothing.
+func (s *Server) Kill(t TB) {
+	t.Helper()
+	s.resume()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.proc != nil {
+		killAndWait(s.proc)
+		s.proc = nil
+	}
+}
+
 // Restart stops the server and starts it again on the same port with the same
 // args, waiting until it answers PING. Nothing is persisted, so the restarted
 // server starts empty (cluster nodes keep their nodes.conf).
-func (s *Server) Restart(t testing.TB) {
+func (s *Server) Restart(t TB) {
+	t.Helper()
+	s.RestartWith(t)
+}
+
+// RestartWith is Restart with extra args for this start only, such as
+// "--replicaof", "127.0.0.1", "7001" for a node that must come back as a
+// replica. The RDB file a replica may have received is removed first, so
+// the server starts empty whatever it held.
+func (s *Server) RestartWith(t TB, args ...string) {
 	t.Helper()
 	s.Stop(t)
+	_ = os.Remove(filepath.Join(s.dir, "dump.rdb"))
+	s.mu.Lock()
+	s.next = append([]string(nil), args...)
+	s.mu.Unlock()
 	var err error
 	// The port is ours, but give a lingering socket a few chances to clear.
 	for attempt := 0; attempt < 5; attempt++ {
@@ -375,158 +420,17 @@ func (s *Server) Restart(t testing.TB) {
 	t.Fatalf("redistest: restart: %v", err)
 }
 
-// Running reports whether the server process is currently running.
+// Running reports whether the server process is currently running (a
+// paused server is running).
 func (s *Server) Running() bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return s.proc != nil && !s.proc.exited()
 }
 
-// Cluster is a set of cluster-enabled redis-server masters started by
-// StartCluster, together covering all 16384 hash slots.
-type Cluster struct {
-	// Addrs holds the "127.0.0.1:port" address of every master.
-	Addrs []string
-
-	nodes []*Server
-}
-
-// StartCluster starts n (>=3) cluster-enabled masters (--cluster-enabled yes,
-// each its own --cluster-config-file in its own temp dir, free ports whose bus port
-// port+10000 is free too), joins them with `redis-cli --cluster create ...
-// --cluster-replicas 0 --cluster-yes`, waits until CLUSTER INFO says
-// cluster_state:ok on every node and every node agrees on the slot map (up to
-// 20s), and registers cleanup to stop them. When redis-server or redis-cli is
-// not on PATH it skips the test, or fails it if BREAKERBOX_REQUIRE_REDIS=1.
-func StartCluster(t testing.TB, n int) *Cluster {
-	t.Helper()
-	if n < 3 {
-		t.Fatalf("redistest: StartCluster needs at least 3 masters, got %d", n)
-	}
-	bin := RequireRedis(t)
-	cli := requireBinary(t, "redis-cli")
-
-	c := &Cluster{}
-	for i := 0; i < n; i++ {
-		// A relative --cluster-config-file lives in the node's own --dir.
-		s := startServer(t, bin, true, []string{
-			"--cluster-enabled", "yes",
-			"--cluster-config-file", "nodes.conf",
-			"--cluster-node-timeout", "5000",
-		})
-		c.nodes = append(c.nodes, s)
-		c.Addrs = append(c.Addrs, s.Addr)
-	}
-
-	ctx, cancel := context.WithTimeout(context.Background(), clusterTimeout)
-	defer cancel()
-	cliArgs := append([]string{"--cluster", "create"}, c.Addrs...)
-	cliArgs = append(cliArgs, "--cluster-replicas", "0", "--cluster-yes")
-	cmd := exec.CommandContext(ctx, cli, cliArgs...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	out, err := cmd.CombinedOutput()
-	if err != nil {
-		t.Fatalf("redistest: redis-cli --cluster create %s: %v\n%s", strings.Join(c.Addrs, " "), err, out)
-	}
-
-	if err := c.waitOK(ctx); err != nil {
-		var logs strings.Builder
-		for _, s := range c.nodes {
-			fmt.Fprintf(&logs, "--- last lines of %s ---\n%s\n", s.logPath, logTail(s.logPath, 10))
-		}
-		t.Fatalf("redistest: cluster %s not ready within %v: %v\nredis-cli output:\n%s\n%s",
-			strings.Join(c.Addrs, " "), clusterTimeout, err, out, logs.String())
-	}
-	return c
-}
-
-// waitOK polls every node until all report cluster_state:ok, all slots are
-// assigned, all nodes are known and every node returns the same slot map.
-func (c *Cluster) waitOK(ctx context.Context) error {
-	clients := make([]*redis.Client, len(c.nodes))
-	for i, s := range c.nodes {
-		clients[i] = redis.NewClient(&redis.Options{Addr: s.Addr, MaxRetries: -1})
-		defer clients[i].Close()
-	}
-	var lastErr error
-	for {
-		lastErr = c.checkOK(ctx, clients)
-		if lastErr == nil {
-			return nil
-		}
-		select {
-		case <-ctx.Done():
-			return lastErr
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
-func (c *Cluster) checkOK(ctx context.Context, clients []*redis.Client) error {
-	var want string
-	for i, cl := range clients {
-		info, err := cl.ClusterInfo(ctx).Result()
-		if err != nil {
-			return fmt.Errorf("%s: CLUSTER INFO: %w", c.Addrs[i], err)
-		}
-		fields := parseInfo(info)
-		if fields["cluster_state"] != "ok" {
-			return fmt.Errorf("%s: cluster_state:%s", c.Addrs[i], fields["cluster_state"])
-		}
-		if fields["cluster_slots_assigned"] != "16384" {
-			return fmt.Errorf("%s: cluster_slots_assigned:%s", c.Addrs[i], fields["cluster_slots_assigned"])
-		}
-		if fields["cluster_known_nodes"] != strconv.Itoa(len(clients)) {
-			return fmt.Errorf("%s: cluster_known_nodes:%s", c.Addrs[i], fields["cluster_known_nodes"])
-		}
-		slots, err := cl.ClusterSlots(ctx).Result()
-		if err != nil {
-			return fmt.Errorf("%s: CLUSTER SLOTS: %w", c.Addrs[i], err)
-		}
-		got := slotMap(slots)
-		if i == 0 {
-			want = got
-		} else if got != want {
-			return fmt.Errorf("slot maps differ: %s has %s, %s has %s", c.Addrs[0], want, c.Addrs[i], got)
-		}
-	}
-	return nil
-}
-
-// parseInfo parses "key:value" lines of an INFO-style reply.
-func parseInfo(info string) map[string]string {
-	m := make(map[string]string)
-	for _, line := range strings.Split(info, "\n") {
-		k, v, ok := strings.Cut(strings.TrimSpace(line), ":")
-		if ok {
-			m[k] = v
-		}
-	}
-	return m
-}
-
-// slotMap renders CLUSTER SLOTS as a canonical string for comparison.
-func slotMap(slots []redis.ClusterSlot) string {
-	parts := make([]string, 0, len(slots))
-	for _, s := range slots {
-		nodes := make([]string, 0, len(s.Nodes))
-		for _, n := range s.Nodes {
-			nodes = append(nodes, n.ID+"@"+n.Addr)
-		}
-		parts = append(parts, fmt.Sprintf("%d-%d=%s", s.Start, s.End, strings.Join(nodes, ",")))
-	}
-	sort.Strings(parts)
-	return strings.Join(parts, " ")
-}
-
-// Client returns a new go-redis cluster client seeded with all masters,
-// closed at t's cleanup.
-func (c *Cluster) Client(t testing.TB) *redis.ClusterClient {
-	t.Helper()
-	cc := redis.NewClusterClient(&redis.ClusterOptions{Addrs: append([]string(nil), c.Addrs...)})
-	t.Cleanup(func() { _ = cc.Close() })
-	return cc
-}
+// LogTail returns the last n lines of the server's log, for failure
+// messages.
+func (s *Server) LogTail(n int) string { return logTail(s.logPath, n) }
 
 var (
 	portsMu sync.Mutex
