@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -11,11 +12,27 @@ import (
 
 // outcome is one reported call, as the record operation takes it.
 type outcome struct {
-	kind  string // s, f or r
-	gen   int64
-	lease string
-	err   string
-	sent  chan struct{} // closed once sent, when someone waits for it
+	kind       string // s, f or r
+	gen        int64
+	lease      string
+	err        string
+	durationMs int64         // how long the call took; -1: unknown
+	retryMs    int64         // a failure's retry-after; 0: none
+	sent       chan struct{} // closed once sent, when someone waits for it
+}
+
+// group returns o as the record operation's six-field group OUTCOME GEN
+// LEASE ERROR DURATION_MS RETRY_AFTER_MS: the one place every sender
+// builds it.
+func (o outcome) group() []string {
+	d, r := "", ""
+	if o.durationMs >= 0 {
+		d = strconv.FormatInt(min(o.durationMs, breakerbox.MaxConfigMs), 10)
+	}
+	if o.retryMs > 0 {
+		r = strconv.FormatInt(min(o.retryMs, breakerbox.MaxConfigMs), 10)
+	}
+	return []string{o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, d, r}
 }
 
 // maxBatch bounds how many outcomes one record call carries.
@@ -145,7 +162,7 @@ func (q *batcher) send(batch []outcome, refused int64) {
 	if b.outage.active() {
 		if local := b.outage.current(); local != nil {
 			for _, o := range batch {
-				local.record(outcome{kind: o.kind, gen: -1, err: o.err}) // see localBreaker.record
+				local.record(outcome{kind: o.kind, gen: -1, err: o.err, durationMs: o.durationMs, retryMs: o.retryMs}) // see localBreaker.record
 			}
 		}
 		q.unrecorded.Add(int64(len(batch)))
@@ -154,7 +171,9 @@ func (q *batcher) send(batch []outcome, refused int64) {
 	args := make([]any, 0, 2+6*len(batch))
 	args = append(args, "record", refused)
 	for _, o := range batch {
-		args = append(args, o.kind, o.gen, o.lease, o.err, "", "") // DURATION_MS, RETRY_AFTER_MS: issue 11
+		for _, f := range o.group() {
+			args = append(args, f)
+		}
 	}
 	res, err := b.eval(b.ctx, args...)
 	if err != nil {

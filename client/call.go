@@ -22,7 +22,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 		if v := b.view.Load(); v != nil && v.local == nil {
 			switch {
 			case v.mode == breakerbox.ModeDisabled || (v.mode == breakerbox.ModeNormal && v.state == breakerbox.StateClosed):
-				return &Permit{b: b, gen: v.gen, via: viaBatch}, nil
+				return &Permit{b: b, gen: v.gen, via: viaBatch, start: time.Now()}, nil
 			case v.mode == breakerbox.ModeForcedOpen || time.Now().Before(v.until):
 				b.batch.refuse()
 				return nil, b.openError(v.state, v.mode, time.Until(v.until), false, nil)
@@ -48,7 +48,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if b.o.admission == AdmitStrict {
 		via = viaRedis
 	}
-	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via, start: time.Now()}, nil
 }
 
 // Execute runs fn if the breaker admits it and records its outcome (see
@@ -63,6 +63,7 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 		return err
 	}
 	start := time.Now()
+	p.start = start // the duration recorded is fn's run time
 	timeout := b.Config().RequestTimeout
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

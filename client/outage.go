@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,7 +104,7 @@ func (o *outage) allow(ctx context.Context, b *Breaker) (*Permit, error) {
 	if !r.Admitted {
 		return nil, b.openError(r.State, r.Mode, r.RetryAfter, true, nil)
 	}
-	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local, start: time.Now()}, nil
 }
 
 // localBreaker runs lua/breaker-8.lua in process, on this worker's calls
@@ -164,7 +163,7 @@ func (l *localBreaker) record(o outcome) {
 		}
 		o.gen = st.Generation
 	}
-	res, err := l.eval("record", "0", o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, "", "")
+	res, err := l.eval(append([]string{"record", "0"}, o.group()...)...)
 	if err != nil {
 		l.b.log.Error("circuit breaker local fallback record failed", "err", err)
 		return

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"github.com/breakerbox/breakerbox"
 )
@@ -27,6 +28,7 @@ type Permit struct {
 	via   permitVia
 	local *localBreaker
 	used  atomic.Bool
+	start time.Time // when the call began: Allow, or fn's start in Execute
 }
 
 // Generation is the breaker generation the call was admitted in. An outcome
@@ -40,8 +42,46 @@ func (p *Permit) Probe() bool { return p.lease != "" }
 // Success records a successful call.
 func (p *Permit) Success(ctx context.Context) error { return p.finish(ctx, "s", nil) }
 
-// Failure records a failed call and err as the breaker's last error.
+// Failure records a failed call and err as the breaker's last error. An
+// err that says how long the upstream asked callers to stay away (it, or
+// an error it wraps, has a RetryAfter() time.Duration method, as
+// *RetryAfterError and client/transport's *StatusError do) opens the
+// breaker for the whole fleet until then (docs/protocol.md, Trip rules).
 func (p *Permit) Failure(ctx context.Context, err error) error { return p.finish(ctx, "f", err) }
+
+// RetryAfterError is a failure that carries the upstream's retry-after:
+// return one from a call (or wrap an SDK's rate-limit error in one) and
+// Execute, Do, Wrap and Permit.Failure record it.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("retry after %s", e.After)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the error it carries.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter returns how long the upstream asked callers to stay away.
+func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
+
+// retryAfter finds a retry-after in err's chain, in milliseconds (0: none).
+func retryAfter(err error) int64 {
+	var ra interface{ RetryAfter() time.Duration }
+	if err == nil || !errors.As(err, &ra) {
+		return 0
+	}
+	d := ra.RetryAfter()
+	if d <= 0 {
+		return 0
+	}
+	return max(1, d.Milliseconds())
+}
 
 // Ignore gives the permit back without counting the call (one that never
 // reached the upstream, or whose error says nothing about it): it cannot
@@ -85,7 +125,13 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 	if p.used.Swap(true) {
 		return fmt.Errorf("breaker %q: %w", p.b.name, ErrPermitUsed)
 	}
-	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err)}
+	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err), durationMs: -1}
+	if !p.start.IsZero() {
+		o.durationMs = time.Since(p.start).Milliseconds()
+	}
+	if kind == "f" {
+		o.retryMs = retryAfter(err)
+	}
 	if kind == "f" {
 		p.b.log.Debug("circuit breaker recorded failure", "err", o.err)
 	}
@@ -114,7 +160,11 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 
 // recordNow sends one outcome and waits for the script's answer.
 func (b *Breaker) recordNow(ctx context.Context, o outcome) error {
-	res, err := b.eval(ctx, "record", 0, o.kind, o.gen, o.lease, o.err, "", "")
+	args := []any{"record", 0}
+	for _, f := range o.group() {
+		args = append(args, f)
+	}
+	res, err := b.eval(ctx, args...)
 	if err != nil {
 		b.batch.unrecorded.Add(1)
 		b.outage.begin(b, err)
