@@ -774,6 +774,33 @@ def cmd_worker(args):
     return 0
 
 
+def cmd_mix(args):
+    """Reports a known mix of outcomes, one call per letter of --plan (s a
+    success, f a failure, S a slow success, F a slow failure), each after
+    an allow; prints what it did and the breaker's newest history entry as
+    the worker reads it (generation filled in from ts)."""
+    host, port = args.addr.rsplit(":", 1)
+    rdb = bb.Redis(host, int(port))
+    br = bb.Breaker(rdb, args.name, script_path=args.script)
+    out = {"worker": "python", "successes": 0, "failures": 0, "releases": 0, "refused": 0, "admitted": 0,
+           "probes": [], "stale": 0}
+    for c in args.plan:
+        a = br.allow()
+        if not a.admitted:
+            out["refused"] += 1
+            continue
+        out["admitted"] += 1
+        kind = "f" if c in "fF" else "s"
+        duration = str(args.slow_ms) if c in "SF" else "1"
+        reply = br.record(kind, a.generation, a.lease, "python mix failure" if kind == "f" else "", duration_ms=duration)
+        out["stale"] += reply[5]
+        out["successes" if kind == "s" else "failures"] += 1
+    out["history"] = br.history(1)
+    rdb.close()
+    print(json.dumps(out), flush=True)
+    return 0
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -796,8 +823,14 @@ def main(argv):
     w.add_argument("--seed", type=int, default=1)
     w.add_argument("--sleep-ms", type=float, default=1.0)
     w.add_argument("--window-ms", type=int, default=40)
+    m = sub.add_parser("mix", help="report a known mix of outcomes")
+    m.add_argument("--addr", required=True)
+    m.add_argument("--script", default=DEFAULT_SCRIPT)
+    m.add_argument("--name", required=True)
+    m.add_argument("--plan", required=True, help="one letter per call: s, f, S (slow success), F (slow failure)")
+    m.add_argument("--slow-ms", type=int, default=1000)
     args = p.parse_args(argv)
-    return cmd_run(args) if args.cmd == "run" else cmd_worker(args)
+    return {"run": cmd_run, "worker": cmd_worker, "mix": cmd_mix}[args.cmd](args)
 
 
 if __name__ == "__main__":
