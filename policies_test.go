@@ -82,8 +82,8 @@ func TestCountWindowHoldsItsLastBuckets(t *testing.T) {
 	b.want("calls_in_window", "6", "failures_in_window", "0")
 	// A record never sums the buckets: the running sums (then the newest
 	// bucket) equal them.
-	if c, f, cur := b.metric("w_calls"), b.metric("w_failures"), b.metric("w_cur"); c != "6" || f != "0" || cur != "2 0 0" {
-		t.Errorf("w_calls %q, w_failures %q, w_cur %q; want 6, 0 and the newest bucket 2 0 0", c, f, cur)
+	if w := b.metric("w"); w != "5 6 0 0 2 0 0" {
+		t.Errorf("w = %q, want head 5, the sums 6 0 0 and the newest bucket 2 0 0", w)
 	}
 }
 
@@ -105,8 +105,8 @@ func TestTimeWindowForgetsWithRedisClock(t *testing.T) {
 	b.advance(2 * time.Second)
 	b.want("calls_in_window", "0", "failure_rate", "0.0")
 	r := b.failure(b.allow(), "y")
-	if r[0] != "closed" || b.metric("w_calls") != "1" || b.metric("w_cur") != "1 1 0" {
-		t.Errorf("after an idle window: %v, w_calls %q, w_cur %q", r, b.metric("w_calls"), b.metric("w_cur"))
+	if w := strings.Fields(b.metric("w")); r[0] != "closed" || len(w) != 7 || strings.Join(w[1:], " ") != "1 1 0 1 1 0" {
+		t.Errorf("after an idle window: %v, w %q", r, b.metric("w"))
 	}
 	for _, f := range []string{"w0", "w1", "w2", "w3", "w4", "w5", "w6", "w7", "w8", "w9"} {
 		if v := b.metric(f); v != "" {
@@ -233,7 +233,7 @@ func TestWindowCountsOnlyCurrentOutcomesInClosedAndIsClearedOnClose(t *testing.T
 	b.advance(10 * time.Millisecond)
 	b.success(b.allow()) // the probe closes the breaker
 	b.want("state", "closed", "calls_in_window", "0")
-	for f, want := range map[string]string{"w_head": "0", "w_calls": "0", "w_failures": "0", "w_cur": "0 0 0", "w0": "", "w1": ""} {
+	for f, want := range map[string]string{"w": "0 0 0 0 0 0 0", "w0": "", "w1": ""} {
 		if v := b.metric(f); v != want {
 			t.Errorf("%s = %q after closing, want %q", f, v, want)
 		}

@@ -147,17 +147,20 @@ end
 -- recorded in closed, in a ring of COUNT buckets of SIZE ms (a time
 -- window: bucket number floor(now_ms / SIZE)) or of SIZE calls (a count
 -- window). In the metrics hash: w_spec "KIND SIZE COUNT SLOW_MS FR SR MIN"
--- (its presence says a window is kept); w_head, the newest bucket's
--- number; w_calls, w_failures, w_slow, the running sums over the window;
--- w_cur, the newest bucket "CALLS FAILURES SLOW"; and w0..w{COUNT-1} the
--- older buckets (bucket n is w{n mod COUNT}; an empty one is absent). A
--- record never sums the buckets: it adds to w_cur and the sums, and when
--- the head moves on, stores w_cur in its place and subtracts the buckets
--- that leave. Redis looks a field up in a small hash by scanning it, so
--- the fields every closed call reads (HOT) are kept ahead of the buckets
--- and never deleted while a window is kept. The functions are built on
--- first use: a breaker without a window never pays for them.
+-- (its presence says a window is kept); w "HEAD CALLS FAILURES SLOW
+-- NEWEST_CALLS NEWEST_FAILURES NEWEST_SLOW": the newest bucket's number,
+-- the running sums over the window and the newest bucket, in one field
+-- (every record reads and writes them: one field costs less than five);
+-- and w0..w{COUNT-1}, the older buckets "CALLS FAILURES SLOW" (bucket n is
+-- w{n mod COUNT}; an empty one is absent). A record never sums the
+-- buckets: it adds to w, and when the head moves on, stores the newest
+-- bucket in its place and subtracts the buckets that leave. Redis looks a
+-- field up in a small hash by scanning it, so the fields every closed
+-- call reads are kept ahead of the buckets (and present even at their
+-- defaults) while a window is kept. The functions that move the window on
+-- are built on first use: a breaker without a window never pays for them.
 local SPEC = '^([tc]) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
+local W = '^(%d+) (%d+) (%d+) (%d+) (%d+) (%d+) (%d+)$'
 local WL
 local function wlib()
   if WL then return WL end
@@ -166,15 +169,15 @@ local function wlib()
     local c, f, s = string.match(v or '', '^(%d+) (%d+) (%d+)$')
     return tonumber(c) or 0, tonumber(f) or 0, tonumber(s) or 0
   end
-  -- A window from w_spec and the values of W_FIELDS as stored, or nil.
-  function WL.open(spec, v)
+  -- A window from w_spec and w as stored, or nil.
+  function WL.open(spec, w)
     local kind, size, count, slow, fr, sr, min = string.match(spec or '', SPEC)
     size, count = tonumber(size), tonumber(count)
     if not kind or size < 1 or count < 1 or count > 60 then return nil end
-    local cc, cf, cs = triple(v[5])
+    local v = {string.match(w or '', W)}
+    for i = 1, 7 do v[i] = tonumber(v[i]) or 0 end
     return {kind = kind, size = size, count = count, slow = tonumber(slow), fr = tonumber(fr), sr = tonumber(sr),
-      min = tonumber(min), head = tonumber(v[1]) or 0, sum = {tonumber(v[2]) or 0, tonumber(v[3]) or 0,
-      tonumber(v[4]) or 0}, cur = {cc, cf, cs}, raw = v, pending = {}}
+      min = tonumber(min), head = v[1], sum = {v[2], v[3], v[4]}, cur = {v[5], v[6], v[7]}, raw = w, pending = {}}
   end
   -- Empties the window.
   function WL.clear(w)
@@ -245,10 +248,8 @@ local function wlib()
     end
     w.pending = {}
     local sum, cur = w.sum, w.cur
-    local v = {int(w.head), int(sum[1]), int(sum[2]), int(sum[3]), string.format('%d %d %d', cur[1], cur[2], cur[3])}
-    for i, f in ipairs({'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur'}) do
-      if v[i] ~= w.raw[i] then hset[#hset + 1], hset[#hset + 2] = f, v[i] end
-    end
+    local v = string.format('%d %d %d %d %d %d %d', w.head, sum[1], sum[2], sum[3], cur[1], cur[2], cur[3])
+    if v ~= w.raw then hset[#hset + 1], hset[#hset + 2] = 'w', v end
     w.raw = v
   end
   return WL
@@ -277,7 +278,7 @@ local function record_closed()
   if has_failure then return nil end
   local st = redis.pcall('GET', K_STATE)
   local fl = redis.pcall('GET', K_FAILURES)
-  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode', 'total_successes', 'total_refused', 'w_spec')
+  local mh = redis.pcall('HMGET', K_METRICS, 'generation', 'mode', 'total_successes', 'total_refused', 'w_spec', 'w')
   if failed(st) or failed(fl) or failed(mh) or (st ~= 'closed' and st ~= false) or (mh[2] and mh[2] ~= 'normal') then
     return nil
   end
@@ -293,13 +294,10 @@ local function record_closed()
     -- The window counts the current successes. The common case, inline:
     -- they all go to the newest bucket.
     local kind, size, count, slow, fr, sr, min = string.match(mh[5], SPEC)
-    if not kind then return nil end
-    local wv = redis.call('HMGET', K_METRICS, 'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur')
-    mh[6], mh[7], mh[8], mh[9], mh[10] = wv[1], wv[2], wv[3], wv[4], wv[5]
+    local head, c, f, s, cc, cf, cs = string.match(mh[6] or '', W)
+    if not kind or not head then return nil end
     size, slow, fr, sr, min = tonumber(size), tonumber(slow), tonumber(fr), tonumber(sr), tonumber(min)
-    local head, c, f, s = tonumber(mh[6]) or 0, tonumber(mh[7]) or 0, tonumber(mh[8]) or 0, tonumber(mh[9]) or 0
-    local cc, cf, cs = string.match(mh[10] or '', '^(%d+) (%d+) (%d+)$')
-    cc, cs = tonumber(cc) or 0, tonumber(cs) or 0
+    head, c, f, s, cc, cs = tonumber(head), tonumber(c), tonumber(f), tonumber(s), tonumber(cc), tonumber(cs)
     if (kind == 't' and math.floor(now() / size) == head) or (kind == 'c' and cc + counted <= size) then
       local s0 = s
       for i = 3, #ARGV, 6 do
@@ -311,11 +309,10 @@ local function record_closed()
           if c >= min and ((fr > 0 and f * 100 >= fr * c) or (sr > 0 and s * 100 >= sr * c)) then return nil end
         end
       end
-      hset[1], hset[2], hset[3], hset[4] = 'w_calls', int(c), 'w_cur', int(cc + counted) .. ' ' .. cf .. ' ' .. int(cs + s - s0)
-      if s > s0 then hset[5], hset[6] = 'w_slow', int(s) end
+      hset[1], hset[2] = 'w', string.format('%d %d %d %d %d %s %d', head, c, f, s, cc + counted, cf, cs + s - s0)
     else
       local lib = wlib()
-      local w = lib.open(mh[5], {mh[6], mh[7], mh[8], mh[9], mh[10]})
+      local w = lib.open(mh[5], mh[6] or nil)
       if not w then return nil end
       for i = 3, #ARGV, 6 do
         if ARGV[i] == 's' and tonumber(ARGV[i + 1]) == gen then
@@ -348,10 +345,9 @@ local M_FIELDS = {'generation', 'mode', 'opened_at', 'half_open_successes', 'out
   'outage_refused', 'lease_seq', 'total_successes', 'total_failures', 'total_refused', 'transitions',
   'failed_rounds', 'retry_until', 'w_spec'}
 
--- The window's fields, and the metrics fields every closed call reads,
--- kept (even at their defaults) ahead of the buckets while a window is
--- kept: Redis finds a field of a small hash by scanning it.
-local W_FIELDS = {'w_head', 'w_calls', 'w_failures', 'w_slow', 'w_cur'}
+-- The metrics fields every closed call reads, kept (even at their
+-- defaults) ahead of the buckets while a window is kept: Redis finds a
+-- field of a small hash by scanning it.
 local HOT = {generation = '0', mode = 'normal', total_successes = '0', total_refused = '0'}
 local HOT_ORDER = {'generation', 'mode', 'total_successes', 'total_refused'}
 -- Lays the metrics hash out for a new window: the HOT fields (present
@@ -368,10 +364,8 @@ local function layout(spec)
   end
   out[#out + 1], out[#out + 2] = 'w_spec', spec
   old.w_spec = nil
-  for _, f in ipairs(W_FIELDS) do
-    out[#out + 1], out[#out + 2] = f, (f == 'w_cur') and '0 0 0' or '0'
-    old[f] = nil
-  end
+  out[#out + 1], out[#out + 2] = 'w', '0 0 0 0 0 0 0'
+  old.w = nil
   for f, v in pairs(old) do
     if not string.match(f, '^w%d+$') then out[#out + 1], out[#out + 2] = f, v end
   end
@@ -477,7 +471,7 @@ end
 -- The window kept in the metrics hash (w_spec), or nil.
 local function load_window()
   if not win and m.w_spec ~= '' then
-    win = wlib().open(m.w_spec, redis.call('HMGET', K_METRICS, unpack(W_FIELDS)))
+    win = wlib().open(m.w_spec, redis.call('HGET', K_METRICS, 'w') or nil)
   end
   return win
 end
@@ -565,10 +559,10 @@ end
 local function follow_config()
   local want = spec_of(cfg)
   if want == m.w_spec then return end
-  local old, new = wlib().open(m.w_spec, {}), WL.open(want, {})
+  local old, new = wlib().open(m.w_spec), WL.open(want)
   if not (old and new and old.kind == new.kind and old.size == new.size and old.count == new.count) then
     if m.w_spec ~= '' then
-      local fields = {unpack(W_FIELDS)}
+      local fields = {'w'}
       for i = 0, ((old and old.count) or 60) - 1 do fields[#fields + 1] = 'w' .. i end
       -- Without a window, fields at their defaults are absent again.
       for f, v in pairs(HOT) do

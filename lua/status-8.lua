@@ -143,8 +143,8 @@ local failures = counter('failures', read('GET', K_FAILURES))
 local last_failure_time = counter('last_failure_time', read('GET', K_LAST_FAILURE))
 local mf = {'generation', 'mode', 'opened_at', 'half_open_successes', 'total_successes',
   'total_failures', 'total_refused', 'last_failure_error', 'outage_started_at', 'outage_refused', 'lease_seq',
-  'transitions', 'failed_rounds', 'retry_until', 'w_spec', 'w_head', 'w_cur'}
-local TEXT = {mode = true, last_failure_error = true, w_spec = true, w_cur = true}
+  'transitions', 'failed_rounds', 'retry_until', 'w_spec', 'w'}
+local TEXT = {mode = true, last_failure_error = true, w_spec = true, w = true}
 local mv = read('HMGET', K_METRICS, unpack(mf)) or {}
 local m = {}
 for i, f in ipairs(mf) do
@@ -215,9 +215,12 @@ end
 local have, kind, size, count = spec(mv[15])
 if mv[15] and not have then note('metrics.w_spec is ' .. string.format('%q', mv[15])) end
 if have and have == want then
-  local head, n = m.w_head, m.w_head
+  local head, newest = string.match(mv[16] or '', '^(%d+) %d+ %d+ %d+ (%d+ %d+ %d+)$')
+  if mv[16] and not head then note('metrics.w is ' .. string.format('%q', mv[16])) end
+  head = tonumber(head) or 0
+  local n = head
   if kind == 't' then n = math.max(head, math.floor(now / size)) end
-  if head > n - count then triple('metrics.w_cur', mv[17]) end
+  if head > n - count then triple('metrics.w', newest) end
   local names = {}
   for i = 0, count - 1 do names[#names + 1] = 'w' .. i end
   local b = read('HMGET', K_METRICS, unpack(names)) or {}
