@@ -270,10 +270,11 @@ func MeasureWindowMemory(ctx context.Context, rdb *redis.Client) ([]BreakerMemor
 	return out, nil
 }
 
-// windowBytes is what the window adds to a breaker: the memory of the
-// metrics hash of a breaker with one, less that of the same breaker
-// without (every other key is alike).
-func windowBytes(mem []BreakerMemory, label string) (int64, bool) {
+// windowBytes is what the window adds to a breaker: in all (every key,
+// against the same breaker without one: its config hash also holds the
+// rules' fields, and its history's config_changed entry names them), and
+// in the metrics hash alone (the window's own fields).
+func windowBytes(mem []BreakerMemory, label string) (all, metrics int64, ok bool) {
 	var with, without *BreakerMemory
 	for i := range mem {
 		switch {
@@ -284,9 +285,9 @@ func windowBytes(mem []BreakerMemory, label string) (int64, bool) {
 		}
 	}
 	if with == nil || without == nil {
-		return 0, false
+		return 0, 0, false
 	}
-	return with.Total - without.Total, true
+	return with.Total - without.Total, with.Bytes("metrics") - without.Bytes("metrics"), true
 }
 
 // writeRules writes the trip rules' section of the report.
@@ -360,9 +361,10 @@ func (r *Report) ruleTargets() []Target {
 		if !strings.Contains(m.Scenario, "every bucket full") && !strings.Contains(m.Scenario, "130-byte") {
 			continue
 		}
-		if b, ok := windowBytes(r.WindowMemory, m.Scenario); ok {
+		if all, metrics, ok := windowBytes(r.WindowMemory, m.Scenario); ok {
 			ts = append(ts, Target{Goal: "issue 11: a 60-bucket window adds ≤ 1 KB to a breaker (" + m.Scenario + ")",
-				Measured: fmt.Sprintf("%d bytes (%d in all)", b, m.Total), Met: b <= 1024, Checked: true})
+				Measured: fmt.Sprintf("%d bytes in all (%d in the metrics hash, the window's own fields; the rest is the rules' config fields and the config_changed entry naming them); %d bytes for the breaker",
+					all, metrics, m.Total), Met: all <= 1024, Checked: true})
 		}
 	}
 	for _, row := range r.Rows {
