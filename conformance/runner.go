@@ -242,7 +242,9 @@ func (r *run) wait(ctx context.Context, at int64) error {
 // time that later steps are measured against: a change of generation (an
 // opening sets opened_at) or an admitted probe (its lease expires
 // request_timeout_ms later); with a time window, any record (its outcomes
-// leave the window later). Status, configure and raw commands never do.
+// leave the window later); a record that leaves the breaker open (a
+// retry-after may have moved its deadline). Status, configure and raw
+// commands never do.
 func (r *run) startsTimer(kind string, reply any) bool {
 	var a breakerbox.Announcement
 	var err error
@@ -259,6 +261,9 @@ func (r *run) startsTimer(kind string, reply any) bool {
 		var rr breakerbox.RecordReply
 		rr, err = breakerbox.ParseRecordReply(reply)
 		a = rr.Announcement
+		// A failure recorded while open may move the breaker's deadline (an
+		// upstream's retry-after) without a new generation.
+		timer = timer || (err == nil && rr.State == breakerbox.StateOpen)
 	case "control":
 		a, err = breakerbox.ParseControlReply(reply)
 	default:

@@ -404,9 +404,10 @@ func Flatten(steps []Step) []Step {
 
 // configDurations returns every duration (vector milliseconds) the vector
 // configures, plus the defaults: the deadlines a real-clock run must not
-// let a step cross by running late. A time window adds two: an outcome
-// leaves it between window_ms minus one bucket and window_ms after it was
-// recorded (bucket boundaries fall where Redis's clock puts them).
+// let a step cross by running late (an outcome's retry-after included). A
+// time window adds two: an outcome leaves it between window_ms minus one
+// bucket and window_ms after it was recorded (bucket boundaries fall where
+// Redis's clock puts them).
 func (v Vector) configDurations() []int64 {
 	durs := map[int64]bool{DefaultRecoveryTimeoutMs: true, DefaultRequestTimeoutMs: true}
 	add := func(field, value string) {
@@ -435,6 +436,11 @@ func (v Vector) configDurations() []int64 {
 				if early := window - (window+buckets-1)/buckets; early > 0 {
 					durs[early] = true
 				}
+			}
+		case s.Op == "record":
+			// An upstream's retry-after is a deadline too.
+			for _, o := range s.Outcomes {
+				add("max_retry_after_ms", o.RetryAfterMs)
 			}
 		case s.Op == "redis" && strings.EqualFold(s.Command[0], "HSET") && s.Command[1] == "$config":
 			for i := 2; i+1 < len(s.Command); i += 2 {

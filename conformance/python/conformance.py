@@ -146,6 +146,9 @@ def config_durations(steps):
             # A time window: an outcome leaves it between window_ms minus one bucket and window_ms later.
             if window > 0 and buckets > 0 and window - (window + buckets - 1) // buckets > 0:
                 durs.add(window - (window + buckets - 1) // buckets)
+        elif s["op"] == "record":
+            for o in s.get("outcomes", []):  # an upstream's retry-after is a deadline too
+                add("max_retry_after_ms", o.get("retry_after_ms", ""))
         elif s["op"] == "redis" and s["command"][0].upper() == "HSET" and s["command"][1] == "$config":
             c = s["command"]
             for i in range(2, len(c) - 1, 2):
@@ -261,6 +264,8 @@ class Run:
             gen = reply[2]
         elif kind in ("record", "control") and len(reply) >= 4:
             gen = reply[1]
+            # A failure recorded while open may move the deadline (a retry-after).
+            timer = timer or (kind == "record" and reply[0] == "open")
         if not is_int(gen):
             return timer
         changed = gen != self.last_gen
