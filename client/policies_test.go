@@ -97,3 +97,20 @@ func TestRetryAfterErrorUnwraps(t *testing.T) {
 		t.Errorf("RetryAfterError: %v", err)
 	}
 }
+
+// The outage's local fallback runs the same script on the worker's calls:
+// a failure carrying a retry-after reaches it too and opens it at once (the
+// consecutive rule would need 3 failures).
+func TestARetryAfterOpensTheOutagesLocalBreaker(t *testing.T) {
+	var logs logBuffer
+	b, _ := downRedis(t, client.OutageDecideLocally, &logs)
+	limited := &client.RetryAfterError{Err: errBoom, After: time.Minute}
+	if err := timed(t, b, func(context.Context) error { return limited }); !errors.Is(err, errBoom) {
+		t.Fatalf("Execute = %v, want the call to run", err)
+	}
+	err := timed(t, b, ok)
+	var oe *client.OpenError
+	if !errors.As(err, &oe) || !oe.Outage || oe.RetryAfter < 50*time.Second {
+		t.Fatalf("the next call: %v (%+v), want refused by the local breaker for about the minute asked", err, oe)
+	}
+}

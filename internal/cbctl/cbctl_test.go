@@ -46,6 +46,12 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"unknown output", []string{"-o", "yaml", "list"}, `-o "yaml"`},
 		{"history -n 0", []string{"history", "x", "-n", "0"}, "want 1 to 100"},
 		{"config threshold 0", []string{"config", "x", "--failure-threshold", "0"}, "--failure-threshold 0: want 1 to"},
+		// A zero Config field means its default; a flag given as 0 is a mistake.
+		{"config success threshold 0", []string{"config", "x", "--success-threshold", "0"}, "--success-threshold 0: want 1 to"},
+		{"config half-open calls 0", []string{"config", "x", "--half-open-max-calls", "0"}, "--half-open-max-calls 0: want 1 to"},
+		{"config recovery timeout 0", []string{"config", "x", "--recovery-timeout", "0s"}, "--recovery-timeout 0s: want 1ms to"},
+		{"config request timeout 0", []string{"config", "x", "--request-timeout", "0"}, "--request-timeout 0: want 1ms to"},
+		{"config minimum calls 0", []string{"config", "x", "--minimum-calls", "0"}, "--minimum-calls 0: want 1 to"},
 		{"config backoff under 100", []string{"config", "x", "--recovery-backoff", "50"}, "--recovery-backoff 50: want 100 to 1000"},
 		{"config a rate without a window", []string{"config", "x", "--failure-rate", "50"}, "need Window or WindowCalls"},
 		{"config a window not in whole ms", []string{"config", "x", "--window", "1500us"}, "whole milliseconds"},
