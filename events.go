@@ -8,15 +8,16 @@ import (
 	"time"
 )
 
-var eventFields = []string{"ts", "event", "generation"}
+var eventFields = []string{"ts", "event"}
 
 var transitionFields = []string{"event", "from", "to", "mode", "generation", "time_ms",
 	"failures", "failure_threshold", "recovery_timeout_ms", "last_error",
-	"outage_ms", "refused", "actor", "transitions"}
+	"outage_ms", "refused", "actor", "transitions", "detail"}
 
 // EventFields returns the fields every JSON entry of a breaker's history
-// list (circuit_breaker:{NAME}:history) has. The entries are compact: from,
-// to, actor, error and detail appear only where the entry needs them (see
+// list (circuit_breaker:{NAME}:history) has. The entries are compact:
+// generation appears only where it differs from ts, and from, to, actor,
+// error and detail only where the entry needs them (see ParseEvent and
 // ParseHistory).
 func EventFields() []string { return append([]string(nil), eventFields...) }
 
@@ -39,13 +40,15 @@ type Event struct {
 	From string `json:"from"`
 	// To: see From.
 	To string `json:"to"`
-	// Generation after the event.
+	// Generation after the event (the stored entry leaves it out when it
+	// equals TS; ParseEvent fills it in).
 	Generation int64 `json:"generation"`
 	// Actor names who triggered an operator action.
 	Actor string `json:"actor"`
 	// Error is the failure that tripped the breaker, on openings.
 	Error string `json:"error"`
-	// Detail says more: the changed fields of a config_changed, or the raw
+	// Detail says more: the rule that tripped an opening (see
+	// ParseHistory), the changed fields of a config_changed, or the raw
 	// text of an unreadable entry.
 	Detail string `json:"detail"`
 }
@@ -53,7 +56,9 @@ type Event struct {
 // ParseHistory reads history entries, newest first, and fills in what the
 // compact entries leave out (docs/protocol.md, Events): To where the event
 // says it, From from the entry below (older), a config change's From and
-// To from the state it left alone. whole says the list was read to its end
+// To from the state it left alone, an opening's rule (Detail) where its
+// From implies it ("consecutive failures" from closed, "probe failed" from
+// half-open). whole says the list was read to its end
 // and was never trimmed (fewer than 100 entries): its oldest entry then
 // starts from a new breaker's closed; otherwise the oldest From stays
 // empty unless the entry says it.
@@ -82,26 +87,43 @@ func ParseHistory(raw []string, whole bool) []Event {
 		if out[i].From == "" {
 			out[i].From = prev
 		}
+		if out[i].Event == "opened" && out[i].Detail == "" {
+			out[i].Detail = impliedRule[out[i].From]
+		}
 	}
 	return out
 }
+
+// impliedRule is the rule an opening's history entry leaves out: from
+// closed, consecutive failures (the default rule); from half-open, a
+// failed probe. Entries tripped by any other rule say it in detail.
+var impliedRule = map[string]string{"closed": "consecutive failures", "half_open": "probe failed"}
 
 // impliedTo is the state each event leaves the breaker in, where the event
 // alone says it (released depends on the mode it ends, so it is stored).
 var impliedTo = map[string]string{"opened": "open", "half_opened": "half_open", "closed": "closed",
 	"reset": "closed", "forced_open": "open", "disabled": "closed", "repaired": "closed"}
 
-// ParseEvent reads one history entry as stored (see ParseHistory for the
-// fields a compact entry leaves out). An entry that is not valid JSON (a
-// hand-edited list) is returned as an event named "unreadable" with the
-// raw text in Detail.
+// ParseEvent reads one history entry as stored. A generation left out
+// means the generation equals TS (the script writes it only where it
+// differs); see ParseHistory for the other fields a compact entry leaves
+// out. An entry that is not valid JSON (a hand-edited list) is returned as
+// an event named "unreadable" with the raw text in Detail.
 func ParseEvent(raw string) Event {
-	var e Event
-	if err := json.Unmarshal([]byte(raw), &e); err != nil {
-		e = Event{Event: "unreadable", Detail: raw}
+	var e struct {
+		Event
+		Generation *int64 `json:"generation"`
 	}
-	e.Time = msTime(e.TS)
-	return e
+	if err := json.Unmarshal([]byte(raw), &e); err != nil {
+		return Event{Event: "unreadable", Detail: raw}
+	}
+	out := e.Event
+	out.Generation = out.TS
+	if e.Generation != nil {
+		out.Generation = *e.Generation
+	}
+	out.Time = msTime(out.TS)
+	return out
 }
 
 // Transition is one entry of a breaker's transition stream
@@ -130,10 +152,18 @@ type Transition struct {
 	Time time.Time
 	// Failures is the consecutive failure count after the transition.
 	Failures int64
-	// FailureThreshold and RecoveryTimeout are the breaker's config then.
+	// FailureThreshold is the breaker's config then.
 	FailureThreshold int64
-	// RecoveryTimeout: see FailureThreshold.
+	// RecoveryTimeout is, on an opening, how long the breaker stays open
+	// before it admits probes (the recovery timeout in force, grown by
+	// backoff, or longer when an upstream's retry-after asks); on other
+	// transitions, the recovery timeout in force.
 	RecoveryTimeout time.Duration
+	// Detail names the rule that tripped an opening ("3 consecutive
+	// failures", "failure rate 62% >= 50% over 60s, 140 calls", "slow calls
+	// ...", "retry-after 30s from upstream", "probe failed"); empty on
+	// other transitions and in entries written before the field existed.
+	Detail string
 	// LastError is the failure that tripped the breaker, on openings only
 	// (the script leaves it empty on other transitions).
 	LastError string
@@ -176,7 +206,7 @@ func ParseTransition(id string, values map[string]any) Transition {
 		RecoveryTimeout:  msDuration(num("recovery_timeout_ms")),
 		LastError:        str("last_error"),
 		Outage:           msDuration(num("outage_ms")),
-		Refused:          num("refused"), Actor: str("actor"),
+		Refused:          num("refused"), Actor: str("actor"), Detail: str("detail"),
 	}
 	ms := num("time_ms")
 	if ms <= 0 {

@@ -24,15 +24,21 @@ var replyFields = map[string][]string{
 
 var statusFields = []string{"state", "mode", "generation", "transitions", "current_failures",
 	"failure_threshold", "success_threshold", "half_open_max_calls",
-	"recovery_timeout_ms", "request_timeout_ms", "total_successes",
+	"recovery_timeout_ms", "request_timeout_ms",
+	"window_ms", "window_calls", "window_buckets", "failure_rate_threshold", "minimum_calls",
+	"slow_call_ms", "slow_call_rate_threshold", "max_retry_after_ms", "recovery_backoff",
+	"max_recovery_timeout_ms", "total_successes",
 	"total_failures", "total_refused", "total_requests", "success_rate",
 	"half_open_successes", "probes", "opened_at", "retry_after_ms",
+	"current_recovery_timeout_ms", "retry_until", "calls_in_window", "failures_in_window",
+	"slow_in_window", "failure_rate", "slow_call_rate",
 	"last_failure_time", "last_failure_error", "time_ms", "corrupt"}
 
 // stringFields are the reply elements and status fields that are strings;
 // every other one is an integer.
 var stringFields = map[string]bool{"state": true, "mode": true, "lease": true,
-	"success_rate": true, "last_failure_error": true, "corrupt": true}
+	"success_rate": true, "failure_rate": true, "slow_call_rate": true,
+	"last_failure_error": true, "corrupt": true}
 
 // ReplyFields returns the names of the elements of operation op's reply,
 // in order, as docs/protocol.md lists them; nil for status (a field/value

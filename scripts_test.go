@@ -208,28 +208,43 @@ func TestScriptErrorMapsCodes(t *testing.T) {
 	}
 }
 
-// luaBounds reads the BOUNDS table of a script: field -> {min, max}.
-func luaBounds(t *testing.T, s *breakerbox.Script) map[string][2]int64 {
+// luaBounds reads the BOUNDS table of a script: field -> {min, max,
+// default} (default -1 where the script computes it: nil).
+func luaBounds(t *testing.T, s *breakerbox.Script) map[string][3]int64 {
 	t.Helper()
 	block := regexp.MustCompile(`(?s)local BOUNDS = \{(.*?)\n\}`).FindStringSubmatch(s.Source)
 	if block == nil {
 		t.Fatalf("%s has no BOUNDS table", s.File)
 	}
-	out := map[string][2]int64{}
-	for _, m := range regexp.MustCompile(`(\w+)\s*=\s*\{(\d+),\s*(\d+)`).FindAllStringSubmatch(block[1], -1) {
+	out := map[string][3]int64{}
+	for _, m := range regexp.MustCompile(`(\w+)\s*=\s*\{(\d+),\s*(\d+),\s*(\d+|nil)\}`).FindAllStringSubmatch(block[1], -1) {
 		lo, _ := strconv.ParseInt(m[2], 10, 64)
 		hi, _ := strconv.ParseInt(m[3], 10, 64)
-		out[m[1]] = [2]int64{lo, hi}
+		def, err := strconv.ParseInt(m[4], 10, 64)
+		if err != nil {
+			def = -1
+		}
+		out[m[1]] = [3]int64{lo, hi, def}
 	}
 	return out
 }
 
 // TestBothScriptsEnforceTheSameBounds: status-8.lua refuses exactly the
-// stored config breaker-8.lua refuses.
+// stored config breaker-8.lua refuses, and both agree with the Go table
+// (ConfigFields): every field, its bounds and its default.
 func TestBothScriptsEnforceTheSameBounds(t *testing.T) {
-	a, b := luaBounds(t, breakerbox.BreakerScript), luaBounds(t, breakerbox.StatusScript)
-	if len(a) != 5 || fmt.Sprint(a) != fmt.Sprint(b) {
-		t.Errorf("breaker-8.lua BOUNDS %v, status-8.lua BOUNDS %v: want the same five fields", a, b)
+	want := map[string][3]int64{}
+	for _, f := range breakerbox.ConfigFields() {
+		def := f.Default
+		if f.Field == "half_open_max_calls" {
+			def = -1 // follows success_threshold
+		}
+		want[f.Field] = [3]int64{f.Min, f.Max, def}
+	}
+	for _, s := range []*breakerbox.Script{breakerbox.BreakerScript, breakerbox.StatusScript} {
+		if got := luaBounds(t, s); fmt.Sprint(got) != fmt.Sprint(want) {
+			t.Errorf("%s BOUNDS %v\nConfigFields     %v", s.File, got, want)
+		}
 	}
 }
 

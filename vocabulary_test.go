@@ -91,6 +91,24 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 		{"recovery timeout past 30 days", with(func(c *breakerbox.Config) { c.RecoveryTimeout = 720*time.Hour + time.Millisecond }), "RecoveryTimeout"},
 		{"request timeout the longest Duration", with(func(c *breakerbox.Config) { c.RequestTimeout = math.MaxInt64 }), "RequestTimeout"},
 		{"request timeout negative", with(func(c *breakerbox.Config) { c.RequestTimeout = -time.Second }), "RequestTimeout"},
+		{"rules all zero: off and defaults", with(func(c *breakerbox.Config) {
+			*c = breakerbox.Config{FailureThreshold: 3, RecoveryTimeout: time.Second, SuccessThreshold: 1, RequestTimeout: time.Second}
+		}), ""},
+		{"a time window with a rate", with(func(c *breakerbox.Config) { c.Window, c.FailureRateThreshold, c.MinimumCalls = time.Minute, 50, 20 }), ""},
+		{"a count window with a slow rate", with(func(c *breakerbox.Config) {
+			c.WindowCalls, c.SlowCallDuration, c.SlowCallRateThreshold = 100, time.Second, 30
+		}), ""},
+		{"both windows", with(func(c *breakerbox.Config) { c.Window, c.WindowCalls = time.Minute, 100 }), "Window and WindowCalls"},
+		{"a rate without a window", with(func(c *breakerbox.Config) { c.FailureRateThreshold = 50 }), "FailureRateThreshold and SlowCallRateThreshold"},
+		{"a slow rate without a duration", with(func(c *breakerbox.Config) { c.WindowCalls, c.SlowCallRateThreshold = 100, 30 }), "SlowCallRateThreshold needs"},
+		{"failure rate past 100", with(func(c *breakerbox.Config) { c.WindowCalls, c.FailureRateThreshold = 100, 101 }), "FailureRateThreshold"},
+		{"failure rate negative", with(func(c *breakerbox.Config) { c.WindowCalls, c.FailureRateThreshold = 100, -1 }), "FailureRateThreshold"},
+		{"61 buckets", with(func(c *breakerbox.Config) { c.WindowCalls, c.WindowBuckets = 100, 61 }), "WindowBuckets"},
+		{"a window under 1ms", with(func(c *breakerbox.Config) { c.Window = time.Microsecond }), "Window"},
+		{"retry-after ignored", with(func(c *breakerbox.Config) { c.MaxRetryAfter = breakerbox.IgnoreRetryAfter }), ""},
+		{"backoff under 100", with(func(c *breakerbox.Config) { c.RecoveryBackoff = 50 }), "RecoveryBackoff"},
+		{"backoff past 1000", with(func(c *breakerbox.Config) { c.RecoveryBackoff = 1001 }), "RecoveryBackoff"},
+		{"max recovery timeout negative", with(func(c *breakerbox.Config) { c.MaxRecoveryTimeout = -time.Second }), "MaxRecoveryTimeout"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -100,7 +118,7 @@ func TestConfigValidateUsesTheBoundsTable(t *testing.T) {
 				t.Errorf("Validate = %v, want nil", err)
 			case tt.field != "" && !errors.Is(err, breakerbox.ErrInvalidConfig):
 				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
-			case tt.field != "" && !strings.Contains(err.Error(), tt.field+" is"):
+			case tt.field != "" && !strings.Contains(err.Error(), tt.field+" is") && !strings.Contains(err.Error(), ": "+tt.field):
 				t.Errorf("Validate = %v, want it to name %s", err, tt.field)
 			}
 		})
@@ -113,9 +131,22 @@ func TestZeroConfigFieldsStandForTheirDefaults(t *testing.T) {
 	}
 	partial := breakerbox.Config{SuccessThreshold: 5, RequestTimeout: time.Second}
 	want := breakerbox.Config{FailureThreshold: 3, RecoveryTimeout: 30 * time.Second, SuccessThreshold: 5,
-		HalfOpenMaxCalls: 5, RequestTimeout: time.Second}
+		HalfOpenMaxCalls: 5, RequestTimeout: time.Second,
+		WindowBuckets: 10, MinimumCalls: 10, MaxRetryAfter: 10 * time.Minute, RecoveryBackoff: 100,
+		MaxRecoveryTimeout: 10 * time.Minute} // the trip rules without a default stay off
 	if got := partial.WithDefaults(); got != want {
 		t.Errorf("WithDefaults() = %+v, want %+v (HalfOpenMaxCalls follows SuccessThreshold)", got, want)
+	}
+	ignoring := breakerbox.Config{MaxRetryAfter: breakerbox.IgnoreRetryAfter, WindowCalls: 50, FailureRateThreshold: 40}
+	if got := ignoring.WithDefaults(); got.MaxRetryAfter != breakerbox.IgnoreRetryAfter || got.WindowCalls != 50 ||
+		got.FailureRateThreshold != 40 || got.Window != 0 || got.SlowCallDuration != 0 {
+		t.Errorf("WithDefaults() = %+v: rules given kept, IgnoreRetryAfter kept, rules left off stay off", got)
+	}
+	wantFields := []string{"failure_threshold", "3", "recovery_timeout_ms", "30000", "success_threshold", "2",
+		"half_open_max_calls", "2", "request_timeout_ms", "45000", "window_calls", "50",
+		"failure_rate_threshold", "40", "max_retry_after_ms", "0"}
+	if got := ignoring.Fields(); !reflect.DeepEqual(got, wantFields) {
+		t.Errorf("Fields() = %v, want %v (zero base fields written as their defaults, rules at theirs left out)", got, wantFields)
 	}
 	if got := breakerbox.DefaultConfig().WithDefaults(); got.HalfOpenMaxCalls != 2 {
 		t.Errorf("DefaultConfig().WithDefaults().HalfOpenMaxCalls = %d, want 2", got.HalfOpenMaxCalls)
@@ -129,16 +160,35 @@ func TestConfigFieldsRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("DefaultConfig().Fields() = %v, want %v", got, want)
 	}
-	cfg := breakerbox.Config{FailureThreshold: 7, RecoveryTimeout: 1500 * time.Millisecond, SuccessThreshold: 4,
-		HalfOpenMaxCalls: 9, RequestTimeout: 2 * time.Second}
-	hash := map[string]string{}
-	f := cfg.Fields()
-	for i := 0; i < len(f); i += 2 {
-		hash[f[i]] = f[i+1]
+	if all := breakerbox.DefaultConfig().AllFields(); len(all) != 2*len(breakerbox.ConfigFields()) || all[len(all)-2] != "max_recovery_timeout_ms" {
+		t.Errorf("DefaultConfig().AllFields() = %v, want every field", all)
 	}
-	back, invalid := breakerbox.ConfigFromFields(hash)
-	if back != cfg || invalid != nil {
-		t.Errorf("ConfigFromFields(%v) = %+v, %v, want %+v", hash, back, invalid, cfg)
+	cfg := breakerbox.Config{FailureThreshold: 7, RecoveryTimeout: 1500 * time.Millisecond, SuccessThreshold: 4,
+		HalfOpenMaxCalls: 9, RequestTimeout: 2 * time.Second, Window: time.Minute, WindowBuckets: 60,
+		FailureRateThreshold: 50, MinimumCalls: 20, SlowCallDuration: 800 * time.Millisecond,
+		SlowCallRateThreshold: 30, MaxRetryAfter: breakerbox.IgnoreRetryAfter, RecoveryBackoff: 200,
+		MaxRecoveryTimeout: time.Hour}
+	for _, all := range []bool{false, true} {
+		hash := map[string]string{}
+		f := cfg.Fields()
+		if all {
+			f = cfg.AllFields()
+		}
+		for i := 0; i < len(f); i += 2 {
+			hash[f[i]] = f[i+1]
+		}
+		back, invalid := breakerbox.ConfigFromFields(hash)
+		if back != cfg || invalid != nil {
+			t.Errorf("ConfigFromFields(%v) = %+v, %v, want %+v", hash, back, invalid, cfg)
+		}
+	}
+	// A rule left at its default is not written by Fields, and reads back
+	// as the default; zero rule fields stand for their defaults.
+	partial := breakerbox.DefaultConfig()
+	partial.WindowCalls, partial.FailureRateThreshold, partial.MinimumCalls, partial.WindowBuckets = 100, 60, 0, 0
+	f := partial.Fields()
+	if want := []string{"window_calls", "100", "failure_rate_threshold", "60"}; !reflect.DeepEqual(f[10:], want) {
+		t.Errorf("Fields() = %v, want the five fields then %v", f, want)
 	}
 	def, invalid := breakerbox.ConfigFromFields(nil)
 	if def != breakerbox.DefaultConfig() || invalid != nil {
@@ -159,15 +209,19 @@ func TestConfigFieldsRoundTrip(t *testing.T) {
 }
 
 // TestConfigBoundsAgreeWithTheScript configures every field at its bounds
-// and just past them through the script itself.
+// and just past them through the script itself (a rate threshold with the
+// window it needs).
 func TestConfigBoundsAgreeWithTheScript(t *testing.T) {
+	needs := map[string][]string{"failure_rate_threshold": {"window_calls", "10"},
+		"slow_call_rate_threshold": {"window_ms", "1000", "slow_call_ms", "5"}}
 	for _, f := range breakerbox.ConfigFields() {
 		for _, c := range []struct {
 			value int64
 			ok    bool
 		}{{f.Min, true}, {f.Max, true}, {f.Min - 1, false}, {f.Max + 1, false}} {
 			b := newBB(t)
-			_, err := b.e.Eval(breakerbox.BreakerScript.Source, b.keys, "configure", "test", f.Field, strconv.FormatInt(c.value, 10))
+			args := append([]string{"configure", "test", f.Field, strconv.FormatInt(c.value, 10)}, needs[f.Field]...)
+			_, err := b.e.Eval(breakerbox.BreakerScript.Source, b.keys, args...)
 			if c.ok && err != nil {
 				t.Errorf("%s = %d: script refused it: %v", f.Field, c.value, err)
 			}
@@ -299,5 +353,89 @@ func TestParseEventAndTransitionAreLenient(t *testing.T) {
 	hand := breakerbox.ParseTransition("1761391800000-3", map[string]any{"failures": "many"})
 	if hand.Event != "unknown" || !hand.Time.Equal(t0) || hand.Failures != 0 {
 		t.Errorf("a hand-written entry without fields: ParseTransition = %+v", hand)
+	}
+}
+
+func TestParseEventTakesTsForAnAbsentGeneration(t *testing.T) {
+	for _, c := range []struct {
+		raw  string
+		want int64
+	}{
+		{`{"ts":1767225600004,"event":"opened","error":"down"}`, 1767225600004},
+		{`{"ts":1767225600311,"event":"config_changed","generation":1767225600310}`, 1767225600310},
+		{`{"ts":1767225600311,"event":"config_changed","generation":0}`, 0},
+	} {
+		ev := breakerbox.ParseEvent(c.raw)
+		if ev.Generation != c.want || ev.TS == 0 || !ev.Time.Equal(time.UnixMilli(ev.TS)) {
+			t.Errorf("ParseEvent(%s) = %+v, want generation %d", c.raw, ev, c.want)
+		}
+	}
+	hist := breakerbox.ParseHistory([]string{`{"ts":20,"event":"reset","actor":"ops"}`, `{"ts":10,"event":"opened"}`}, true)
+	if hist[0].Generation != 20 || hist[1].Generation != 10 || hist[0].From != "open" || hist[1].From != "closed" {
+		t.Errorf("ParseHistory = %+v", hist)
+	}
+	rules := breakerbox.ParseHistory([]string{
+		`{"ts":50,"event":"opened","detail":"failure rate 62% >= 50% over 60s, 140 calls"}`,
+		`{"ts":40,"event":"closed"}`, `{"ts":30,"event":"half_opened"}`, `{"ts":20,"event":"opened"}`,
+		`{"ts":15,"event":"half_opened"}`, `{"ts":10,"event":"opened"}`}, true)
+	for i, want := range map[int]string{0: "failure rate 62% >= 50% over 60s, 140 calls", 3: "probe failed", 5: "consecutive failures"} {
+		if rules[i].Detail != want {
+			t.Errorf("ParseHistory entry %d detail %q, want %q", i, rules[i].Detail, want)
+		}
+	}
+}
+
+// TestRulesThatDoNotGoTogetherAgreeWithTheScript: the Go Config refuses
+// exactly the combinations of rule fields the script refuses, with
+// configure (BADARGS, nothing stored) and in a stored hash (BADCONFIG).
+func TestRulesThatDoNotGoTogetherAgreeWithTheScript(t *testing.T) {
+	for _, c := range []struct {
+		name   string
+		fields []string
+		cfg    func(*breakerbox.Config)
+	}{
+		{"both windows", []string{"window_ms", "1000", "window_calls", "10"},
+			func(c *breakerbox.Config) { c.Window, c.WindowCalls = time.Second, 10 }},
+		{"a failure rate without a window", []string{"failure_rate_threshold", "50"},
+			func(c *breakerbox.Config) { c.FailureRateThreshold = 50 }},
+		{"a slow rate without a window", []string{"slow_call_ms", "5", "slow_call_rate_threshold", "50"},
+			func(c *breakerbox.Config) { c.SlowCallDuration, c.SlowCallRateThreshold = 5*time.Millisecond, 50 }},
+		{"a slow rate without a duration", []string{"window_calls", "10", "slow_call_rate_threshold", "50"},
+			func(c *breakerbox.Config) { c.WindowCalls, c.SlowCallRateThreshold = 10, 50 }},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			cfg := breakerbox.DefaultConfig()
+			c.cfg(&cfg)
+			if err := cfg.Validate(); !errors.Is(err, breakerbox.ErrInvalidConfig) {
+				t.Errorf("Validate = %v, want ErrInvalidConfig", err)
+			}
+			b := newBB(t)
+			if _, err := b.e.Eval(breakerbox.BreakerScript.Source, b.keys, append([]string{"configure", "t"}, c.fields...)...); err == nil ||
+				!strings.HasPrefix(err.Error(), "BADARGS configure: ") {
+				t.Errorf("configure %v: %v, want BADARGS", c.fields, err)
+			}
+			if n := len(b.e.HGetAll(breakerbox.Key("svc", "config"))); n != 0 {
+				t.Errorf("configure refused stored %d fields", n)
+			}
+			// Stored one at a time (each call alone is consistent), the
+			// pair is refused where it is read.
+			if len(c.fields) == 4 {
+				b.run("configure", "t", c.fields[0], c.fields[1])
+				h := b.e.HGetAll(breakerbox.Key("svc", "config"))
+				h[c.fields[2]] = c.fields[3]
+				b.e.SetHash(breakerbox.Key("svc", "config"), h)
+			} else {
+				b.e.SetHash(breakerbox.Key("svc", "config"), map[string]string{c.fields[0]: c.fields[1]})
+			}
+			for _, s := range []*breakerbox.Script{breakerbox.BreakerScript, breakerbox.StatusScript} {
+				op := "control"
+				if s == breakerbox.StatusScript {
+					op = "status"
+				}
+				if _, err := b.e.Eval(s.Source, b.keys, op, "reset", "t"); err == nil || !strings.HasPrefix(err.Error(), "BADCONFIG") {
+					t.Errorf("%s with the pair stored: %v, want BADCONFIG", s.File, err)
+				}
+			}
+		})
 	}
 }

@@ -193,6 +193,9 @@ func (a Alert) renderTransition(l *lines, esc func(string) string) {
 	switch t.Event {
 	case "opened":
 		l.field("State", stateText(t.To, t.Mode))
+		if rule := tripRule(t); rule != "" {
+			l.field("Tripped By", esc(rule))
+		}
 		l.field("Failures", strconv.FormatInt(t.Failures, 10))
 		l.field("Recovery In", human(t.RecoveryTimeout))
 		if t.From == "half_open" {
@@ -231,6 +234,20 @@ func (a Alert) renderTransition(l *lines, esc func(string) string) {
 	}
 	l.line("")
 	l.line(operatorNote(t))
+}
+
+// tripRule is the rule an opening names when it is not what the seed's
+// alert already says: consecutive failures (its Failures line) and a
+// failed probe (its Reopened line) go without one; a failure rate, slow
+// calls or an upstream's retry-after are named (docs/protocol.md, Trip
+// rules).
+func tripRule(t breakerbox.Transition) string {
+	switch d := t.Detail; {
+	case d == "", strings.HasSuffix(d, " consecutive failures"), d == "probe failed":
+		return ""
+	default:
+		return strings.TrimPrefix(d, "probe failed; ")
+	}
 }
 
 func operatorNote(t breakerbox.Transition) string {

@@ -73,6 +73,15 @@ func TestAlertTexts(t *testing.T) {
 			[]string{"🚨 Circuit Breaker Alert: svc\n", "Failures:    4\n",
 				"Reopened:    a recovery probe failed; open for 1m so far, 99 calls refused\n",
 				"```\n(no error text recorded)\n```"}},
+		{"an opening by a failure rate names the rule",
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{withDetail(opened(4, 3), "failure rate 62% >= 50% over 60s, 140 calls")}},
+			[]string{"🚨 Circuit Breaker Alert: svc\n", "State:       OPEN\nTripped By:  failure rate 62% >= 50% over 60s, 140 calls\nFailures:"}},
+		{"an upstream's retry-after on a probe names it",
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{withDetail(reopen, "probe failed; retry-after 2m0s from upstream")}},
+			[]string{"Tripped By:  retry-after 2m0s from upstream\n", "Reopened:    a recovery probe failed"}},
+		{"consecutive failures and a failed probe need no rule line",
+			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{withDetail(opened(4, 3), "3 consecutive failures")}},
+			[]string{"State:       OPEN\nFailures:"}},
 		{"reset names its actor and the outage it ended",
 			Alert{Kind: KindTransition, Breaker: "svc", Transitions: []breakerbox.Transition{op("reset", "open", "closed", "normal", "cbctl:alice@ops")}},
 			[]string{"🛠️ Circuit Breaker Reset: svc\n", "State:       CLOSED (was OPEN)\n", "By:          cbctl:alice@ops\n",
@@ -114,6 +123,11 @@ func TestAlertTexts(t *testing.T) {
 			}
 		})
 	}
+}
+
+func withDetail(t breakerbox.Transition, d string) breakerbox.Transition {
+	t.Detail = d
+	return t
 }
 
 func TestSlackTextEscapesControlCharacters(t *testing.T) {

@@ -134,8 +134,10 @@ func (b *Breaker) Config() Config { return *b.cfg.Load() }
 
 // SetConfig changes the shared config for every worker (this handle too):
 // an explicit change, written with the script's configure operation, that
-// every worker follows from the announcement the script publishes. A zero
-// field of cfg means its default; an invalid cfg matches
+// every worker follows from the announcement the script publishes. Every
+// field is written (as admin.Configure does), so trip rules that cfg
+// leaves off are turned off. A zero field of cfg means its default (a
+// trip rule without one: off); an invalid cfg matches
 // breakerbox.ErrInvalidConfig and changes nothing. The Redis call is
 // bounded by the Redis timeout and by ctx.
 func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {

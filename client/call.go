@@ -52,7 +52,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if !b.fast {
 		via = viaRedis
 	}
-	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via, waited: waited}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: via, waited: waited, start: time.Now()}, nil
 }
 
 // allowFromView decides a call from the view, when it is trusted and says
@@ -80,7 +80,7 @@ func (b *Breaker) allowFromView() (p *Permit, err error, done bool) {
 	}
 	switch {
 	case v.mode == breakerbox.ModeDisabled || (v.mode == breakerbox.ModeNormal && v.state == breakerbox.StateClosed):
-		return &Permit{b: b, gen: v.gen, via: viaBatch}, nil, true
+		return &Permit{b: b, gen: v.gen, via: viaBatch, start: now}, nil, true
 	case v.mode == breakerbox.ModeForcedOpen || now.Before(v.until):
 		b.q.refuse(b)
 		return nil, b.openError(v.state, v.mode, v.until.Sub(now), false, nil), true
@@ -115,7 +115,7 @@ func (b *Breaker) lateAllow(res any, err error) {
 	}
 	b.observe(r.Announcement, fromReply)
 	if r.Admitted && r.Lease != "" {
-		o := outcome{kind: "r", gen: r.Generation, lease: r.Lease}
+		o := outcome{kind: "r", gen: r.Generation, lease: r.Lease, durationMs: -1}
 		if b.nodeOf().down.Load() || !b.q.add(b, o) {
 			b.outageOutcome(o, nil) // the lease expires by itself
 		}
@@ -134,6 +134,7 @@ func (b *Breaker) Execute(ctx context.Context, fn func(context.Context) error) e
 		return err
 	}
 	start := time.Now()
+	p.start = start // the duration recorded is fn's run time
 	timeout := b.Config().RequestTimeout
 	callCtx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()

@@ -267,7 +267,7 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 			continue
 		}
 		if b.o.overwrite && res.replies[i].Overwritten > 0 {
-			b.logf(warnLevel, "circuit breaker overwrote the shared config", "config", b.seed.Fields())
+			b.logf(warnLevel, "circuit breaker overwrote the shared config", "config", b.seed.AllFields())
 		}
 		if st := res.statuses[i]; st.Name != "" {
 			b.readConfig(st, start)

@@ -90,11 +90,12 @@ func WithAdmission(a Admission) Option { return func(o *options) { o.admission =
 // WithOverwriteConfig makes New store its Config in Redis even when the
 // breaker already has one (a breaker option): an explicit, deploy-time
 // change of the fleet's config, written with the script's configure
-// operation once, when the breaker is first registered. Without it the
-// Config given to New only seeds a breaker that has none stored, and the
-// config in Redis (changed by SetConfig, cbctl config or any language's
-// configure) stays the fleet's truth. A stored config that this changes is
-// logged as a warning.
+// operation once, when the breaker is first registered; every field is
+// written, so trip rules the Config leaves off are turned off. Without it
+// the Config given to New only seeds a breaker that has none stored, and
+// the config in Redis (changed by SetConfig, cbctl config or any
+// language's configure) stays the fleet's truth. A stored config that this
+// changes is logged as a warning.
 func WithOverwriteConfig() Option { return func(o *options) { o.overwrite = true } }
 
 func defaultOptions() options {

@@ -45,7 +45,7 @@ func (b *Breaker) outageAllow(n *node) (*Permit, error) {
 		return nil, b.openError(r.State, r.Mode, r.RetryAfter, true, nil)
 	}
 	b.out.admitted.Add(1)
-	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local}, nil
+	return &Permit{b: b, gen: r.Generation, lease: r.Lease, via: viaLocal, local: local, start: time.Now()}, nil
 }
 
 // outageOutcome counts the outcome of a call decided while on the outage
@@ -194,12 +194,8 @@ func (l *localBreaker) record(o outcome) {
 		}
 		o.gen = st.Generation
 	}
-	args := recordArgs(0, []outcome{o})
-	sargs := make([]string, len(args))
-	for i, a := range args {
-		sargs[i] = fmt.Sprint(a)
-	}
-	res, err := l.eval(sargs...)
+	g := o.group()
+	res, err := l.eval(append([]string{"record", "0"}, g[:]...)...)
 	if err != nil {
 		l.b.logf(errorLevel, "circuit breaker local fallback record failed", "err", err)
 		return

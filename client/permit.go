@@ -29,6 +29,7 @@ type Permit struct {
 	local  *localBreaker
 	used   atomic.Bool
 	waited time.Duration // spent waiting on Redis in Allow: the outcome waits at most the rest of the Redis timeout
+	start  time.Time     // when the call began: Allow, or fn's start in Execute
 }
 
 // budget is how long the permit's outcome may wait on Redis: what is left
@@ -53,8 +54,46 @@ func (p *Permit) Probe() bool { return p.lease != "" }
 // Success records a successful call.
 func (p *Permit) Success(ctx context.Context) error { return p.finish(ctx, "s", nil) }
 
-// Failure records a failed call and err as the breaker's last error.
+// Failure records a failed call and err as the breaker's last error. An
+// err that says how long the upstream asked callers to stay away (it, or
+// an error it wraps, has a RetryAfter() time.Duration method, as
+// *RetryAfterError and client/transport's *StatusError do) opens the
+// breaker for the whole fleet until then (docs/protocol.md, Trip rules).
 func (p *Permit) Failure(ctx context.Context, err error) error { return p.finish(ctx, "f", err) }
+
+// RetryAfterError is a failure that carries the upstream's retry-after:
+// return one from a call (or wrap an SDK's rate-limit error in one) and
+// Execute, Do, Wrap and Permit.Failure record it.
+type RetryAfterError struct {
+	Err   error
+	After time.Duration
+}
+
+func (e *RetryAfterError) Error() string {
+	if e.Err == nil {
+		return fmt.Sprintf("retry after %s", e.After)
+	}
+	return e.Err.Error()
+}
+
+// Unwrap returns the error it carries.
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter returns how long the upstream asked callers to stay away.
+func (e *RetryAfterError) RetryAfter() time.Duration { return e.After }
+
+// retryAfter finds a retry-after in err's chain, in milliseconds (0: none).
+func retryAfter(err error) int64 {
+	var ra interface{ RetryAfter() time.Duration }
+	if err == nil || !errors.As(err, &ra) {
+		return 0
+	}
+	d := ra.RetryAfter()
+	if d <= 0 {
+		return 0
+	}
+	return max(1, d.Milliseconds())
+}
 
 // Ignore gives the permit back without counting the call (one that never
 // reached the upstream, or whose error says nothing about it): it cannot
@@ -99,8 +138,12 @@ func (p *Permit) finish(ctx context.Context, kind string, err error) error {
 	if p.used.Swap(true) {
 		return fmt.Errorf("breaker %q: %w", b.name, ErrPermitUsed)
 	}
-	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err)}
+	o := outcome{kind: kind, gen: p.gen, lease: p.lease, err: errorText(err), durationMs: -1}
+	if !p.start.IsZero() {
+		o.durationMs = time.Since(p.start).Milliseconds()
+	}
 	if kind == "f" {
+		o.retryMs = retryAfter(err)
 		b.logf(debugLevel, "circuit breaker recorded failure", "err", o.err)
 	}
 	switch p.via {

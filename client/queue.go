@@ -2,17 +2,37 @@ package client
 
 import (
 	"context"
+	"strconv"
 	"sync"
 	"time"
+
+	"github.com/breakerbox/breakerbox"
 )
 
 // outcome is one reported call, as the record operation takes it.
 type outcome struct {
-	kind  string // s, f or r
-	gen   int64
-	lease string
-	err   string
-	sent  chan struct{} // closed once applied (or given up on), when someone waits for it
+	kind       string // s, f or r
+	gen        int64
+	lease      string
+	err        string
+	durationMs int64         // how long the call took; -1: unknown
+	retryMs    int64         // a failure's retry-after; 0: none
+	sent       chan struct{} // closed once applied (or given up on), when someone waits for it
+}
+
+// group returns o as the record operation's six-field group OUTCOME GEN
+// LEASE ERROR DURATION_MS RETRY_AFTER_MS: the one place every sender (the
+// Hub's sender, AdmitStrict's recordNow, the outage's local fallback)
+// builds it.
+func (o outcome) group() [6]string {
+	d, r := "", ""
+	if o.durationMs >= 0 {
+		d = strconv.FormatInt(min(o.durationMs, breakerbox.MaxConfigMs), 10)
+	}
+	if o.retryMs > 0 {
+		r = strconv.FormatInt(min(o.retryMs, breakerbox.MaxConfigMs), 10)
+	}
+	return [6]string{o.kind, strconv.FormatInt(o.gen, 10), o.lease, o.err, d, r}
 }
 
 // maxBatch bounds how many outcomes one record call carries.

@@ -14,12 +14,14 @@ import (
 // place (docs/protocol.md, "How the Go client uses the protocol").
 
 // recordArgs returns the arguments of record REFUSED OUTCOME-GROUPS...:
-// six fields per outcome, DURATION_MS and RETRY_AFTER_MS left empty.
+// six fields per outcome (outcome.group).
 func recordArgs(refused int64, outs []outcome) []any {
 	args := make([]any, 0, 2+6*len(outs))
 	args = append(args, "record", refused)
 	for _, o := range outs {
-		args = append(args, o.kind, o.gen, o.lease, o.err, "", "")
+		for _, f := range o.group() {
+			args = append(args, f)
+		}
 	}
 	return args
 }
@@ -29,8 +31,15 @@ func recordArgs(refused int64, outs []outcome) []any {
 func tallyArgs(c counts) []any { return []any{"tally", c.s, c.f, c.r} }
 
 // configArgs returns the arguments of seed or configure ACTOR FIELD VALUE...
+// A seed writes cfg.Fields (the trip rules at their defaults left out: the
+// script reads an absent field as its default); a configure, an explicit
+// change, writes every field (AllFields), so that it also turns off the
+// rules cfg leaves off, as admin.Configure does.
 func configArgs(op, actor string, cfg Config) []any {
 	fields := cfg.Fields()
+	if op == "configure" {
+		fields = cfg.AllFields()
+	}
 	args := make([]any, 0, 2+len(fields))
 	args = append(args, op, actor)
 	for _, f := range fields {

@@ -45,6 +45,22 @@ type workerSpec struct {
 	Successes int    `json:"success_threshold"`
 	MaxProbes int    `json:"half_open_max_calls"`
 	Request   int64  `json:"request_timeout_ms"`
+	// Plan, when set, is a known mix to report instead of the simulated
+	// upstream: one call per letter, s a success, f a failure (see
+	// TestFailureRateOpensExactlyWhenTheFleetCrossesIt); the trip rules
+	// below are the breaker's.
+	Plan        string `json:"plan,omitempty"`
+	WindowCalls int    `json:"window_calls,omitempty"`
+	FailureRate int    `json:"failure_rate_threshold,omitempty"`
+	MinCalls    int    `json:"minimum_calls,omitempty"`
+}
+
+// config is the breaker's config a spec describes.
+func (s workerSpec) config() client.Config {
+	cfg := client.Config{FailureThreshold: s.Threshold, RecoveryTimeout: time.Duration(s.Recovery) * time.Millisecond,
+		SuccessThreshold: s.Successes, HalfOpenMaxCalls: s.MaxProbes, RequestTimeout: time.Duration(s.Request) * time.Millisecond,
+		WindowCalls: s.WindowCalls, FailureRateThreshold: s.FailureRate, MinimumCalls: s.MinCalls}
+	return cfg
 }
 
 // workerReport is what a worker (Go or Python) says it did.
@@ -58,6 +74,9 @@ type workerReport struct {
 	Unrecorded int64   `json:"unrecorded"`
 	Probes     [][]any `json:"probes"` // [generation, lease, admitted unix ns, reporting unix ns]
 	Error      string  `json:"error,omitempty"`
+	// History is the breaker's newest history entry as the Python worker
+	// reads it (mix mode).
+	History []map[string]any `json:"history,omitempty"`
 }
 
 // outcomeFor is the simulated upstream shared by every worker process: down
@@ -92,8 +111,7 @@ func workerMain(specJSON string) int {
 	rep.Worker = fmt.Sprintf("go-%d", spec.ID)
 	rdb := redis.NewClient(&redis.Options{Addr: spec.Addr})
 	defer rdb.Close()
-	cfg := client.Config{FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
-		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond}
+	cfg := spec.config()
 	adm := client.AdmitFast
 	if spec.Strict {
 		adm = client.AdmitStrict
@@ -106,6 +124,9 @@ func workerMain(specJSON string) int {
 		return emit(2)
 	}
 	ctx := context.Background()
+	if spec.Plan != "" {
+		return emit(runPlan(ctx, b, spec.Plan, &rep))
+	}
 	rng := rand.New(rand.NewPCG(spec.Seed, uint64(spec.ID)))
 	for i := 0; i < spec.Calls; i++ {
 		p, err := b.Allow(ctx)
@@ -150,6 +171,42 @@ func workerMain(specJSON string) int {
 	}
 	rep.Unrecorded = b.Stats().Unrecorded
 	return emit(0)
+}
+
+// runPlan reports a known mix through b, one call per letter of plan (s a
+// success, f a failure), and shuts b down (its outcomes delivered).
+func runPlan(ctx context.Context, b *client.Breaker, plan string, rep *workerReport) int {
+	for _, c := range plan {
+		p, err := b.Allow(ctx)
+		if errors.Is(err, client.ErrOpen) {
+			rep.Refused++
+			continue
+		}
+		if err != nil {
+			rep.Error = "allow: " + err.Error()
+			return 1
+		}
+		rep.Admitted++
+		if c == 'f' {
+			err = p.Failure(ctx, errors.New("go mix failure"))
+			rep.Failures++
+		} else {
+			err = p.Success(ctx)
+			rep.Successes++
+		}
+		if err != nil {
+			rep.Error = "outcome: " + err.Error()
+			return 1
+		}
+	}
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	if err := b.Shutdown(cctx); err != nil {
+		rep.Error = "shutdown: " + err.Error()
+		return 1
+	}
+	rep.Unrecorded = b.Stats().Unrecorded
+	return 0
 }
 
 // concurrencyConfig is the shared config of the concurrency trials: short
@@ -231,10 +288,7 @@ func runWorkers(t *testing.T, spec workerSpec, goWorkers int, py string, seed ui
 	}
 	// The Go workers register the config on first use; the Python worker
 	// does not, so store it first.
-	if _, err := admin.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, client.Config{
-		FailureThreshold: spec.Threshold, RecoveryTimeout: time.Duration(spec.Recovery) * time.Millisecond,
-		SuccessThreshold: spec.Successes, HalfOpenMaxCalls: spec.MaxProbes, RequestTimeout: time.Duration(spec.Request) * time.Millisecond,
-	}, "conformance"); err != nil {
+	if _, err := admin.Configure(ctx, redis.NewClient(&redis.Options{Addr: spec.Addr}), spec.Name, spec.config(), "conformance"); err != nil {
 		t.Fatal(err)
 	}
 	reports := make([]workerReport, len(cmds))

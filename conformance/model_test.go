@@ -143,7 +143,36 @@ var configRanges = []struct {
 	field    string
 	min, max int
 }{{"failure_threshold", 1, 4}, {"recovery_timeout_ms", 1, 30}, {"success_threshold", 1, 3},
-	{"half_open_max_calls", 1, 3}, {"request_timeout_ms", 1, 20}}
+	{"half_open_max_calls", 1, 3}, {"request_timeout_ms", 1, 20},
+	// Trip rules: small windows, so that buckets move on within a run.
+	{"window_ms", 0, 60}, {"window_calls", 0, 12}, {"window_buckets", 1, 6}, {"failure_rate_threshold", 0, 100},
+	{"minimum_calls", 1, 5}, {"slow_call_ms", 0, 20}, {"slow_call_rate_threshold", 0, 100},
+	{"max_retry_after_ms", 0, 50}, {"recovery_backoff", 100, 300}, {"max_recovery_timeout_ms", 1, 80}}
+
+// ruleFields draws a consistent set of trip-rule fields (a random one is
+// mostly refused: a rate without a window, both windows): no window, a
+// time window or a count window, each rate on or off.
+func ruleFields(t *rapid.T) []string {
+	draw := func(field string, lo, hi int) string { return strconv.Itoa(rapid.IntRange(lo, hi).Draw(t, field)) }
+	out := []string{"window_buckets", draw("window_buckets", 1, 6), "minimum_calls", draw("minimum_calls", 1, 5),
+		"max_retry_after_ms", draw("max_retry_after_ms", 0, 50), "recovery_backoff", draw("recovery_backoff", 100, 300),
+		"max_recovery_timeout_ms", draw("max_recovery_timeout_ms", 1, 80)}
+	switch rapid.IntRange(0, 2).Draw(t, "window") {
+	case 0:
+		return append(out, "window_ms", "0", "window_calls", "0", "failure_rate_threshold", "0",
+			"slow_call_ms", "0", "slow_call_rate_threshold", "0")
+	case 1:
+		out = append(out, "window_ms", draw("window_ms", 1, 60), "window_calls", "0")
+	default:
+		out = append(out, "window_ms", "0", "window_calls", draw("window_calls", 1, 12))
+	}
+	slow := draw("slow_call_ms", 0, 20)
+	out = append(out, "failure_rate_threshold", draw("failure_rate_threshold", 0, 100), "slow_call_ms", slow)
+	if slow != "0" {
+		return append(out, "slow_call_rate_threshold", draw("slow_call_rate_threshold", 0, 100))
+	}
+	return append(out, "slow_call_rate_threshold", "0")
+}
 
 func checkModel(t *rapid.T) {
 	ctx := context.Background()
@@ -160,9 +189,10 @@ func checkModel(t *rapid.T) {
 
 	// Start from a drawn config (every field, so the vector is valid).
 	var pairs []string
-	for _, c := range configRanges {
+	for _, c := range configRanges[:5] {
 		pairs = append(pairs, c.field, strconv.Itoa(rapid.IntRange(c.min, c.max).Draw(t, c.field)))
 	}
+	pairs = append(pairs, ruleFields(t)...)
 	r.configure(t, rapid.SampledFrom([]string{"configure", "seed"}).Draw(t, "first"), pairs)
 
 	t.Repeat(map[string]func(*rapid.T){
@@ -213,14 +243,20 @@ func checkModel(t *rapid.T) {
 					continue
 				}
 				p.used = true
-				kind := rapid.SampledFrom([]string{"s", "f", "f", "r"}).Draw(t, "kind")
+				kind := rapid.SampledFrom([]string{"s", "s", "f", "f", "r"}).Draw(t, "kind")
 				errText := ""
 				if kind == "f" {
 					errText = "e" + strconv.Itoa(len(r.steps))
 				}
-				mo = append(mo, ModelOutcome{Kind: kind, Gen: p.gen, Lease: p.mLease, Error: errText})
-				vo = append(vo, Outcome{Outcome: kind, Permit: p.name, Error: errText})
-				args = append(args, kind, strconv.FormatInt(p.gen, 10), p.lease, errText, "", "")
+				dur := rapid.SampledFrom([]string{"", "", "0", "5", "10", "25"}).Draw(t, "duration_ms")
+				ra := rapid.SampledFrom([]int64{0, 0, 0, 0, 10, 40, 90}).Draw(t, "retry_after_ms")
+				raText := ""
+				if ra > 0 {
+					raText = strconv.FormatInt(ra, 10)
+				}
+				mo = append(mo, ModelOutcome{Kind: kind, Gen: p.gen, Lease: p.mLease, Error: errText, DurationMs: dur, RetryAfter: ra})
+				vo = append(vo, Outcome{Outcome: kind, Permit: p.name, Error: errText, DurationMs: dur, RetryAfterMs: raText})
+				args = append(args, kind, strconv.FormatInt(p.gen, 10), p.lease, errText, dur, raText)
 			}
 			reply, err := r.eval(t, args...)
 			if err != nil {
@@ -242,9 +278,12 @@ func checkModel(t *rapid.T) {
 		"configure": func(t *rapid.T) {
 			var pairs []string
 			for _, c := range configRanges {
-				if rapid.Bool().Draw(t, "set "+c.field) {
+				if rapid.IntRange(0, 2).Draw(t, "set "+c.field) == 0 {
 					pairs = append(pairs, c.field, strconv.Itoa(rapid.IntRange(c.min-1, c.max).Draw(t, c.field)))
 				}
+			}
+			if rapid.Bool().Draw(t, "rules") {
+				pairs = append(pairs, ruleFields(t)...)
 			}
 			r.configure(t, rapid.SampledFrom([]string{"configure", "configure", "seed"}).Draw(t, "op"), pairs)
 		},
@@ -289,9 +328,10 @@ func (r *modelRun) compareState(t *rapid.T) {
 		}
 		if len(xs) > 0 {
 			last, ev := xs[len(xs)-1].Fields, r.m.Events[len(r.m.Events)-1]
-			gotEv := ModelEvent{Event: last["event"], From: last["from"], To: last["to"], Mode: last["mode"]}
+			gotEv := ModelEvent{Event: last["event"], From: last["from"], To: last["to"], Mode: last["mode"], Detail: last["detail"]}
 			gotEv.Generation, _ = strconv.ParseInt(last["generation"], 10, 64)
 			gotEv.Failures, _ = strconv.ParseInt(last["failures"], 10, 64)
+			gotEv.Recovery, _ = strconv.ParseInt(last["recovery_timeout_ms"], 10, 64)
 			if ev.Event != "opened" {
 				gotEv.Failures, ev.Failures = 0, 0 // the protocol pins failures only for openings
 			}

@@ -104,6 +104,7 @@ type run struct {
 	clock   clockView
 	exact   bool
 	timed   bool
+	timeWin bool // the vector keeps a time window: every record step starts deadlines
 	scale   int64
 	start   int64
 	mark    int64   // max over timer steps j of after_j - scale*at_j
@@ -120,7 +121,7 @@ type run struct {
 func runOnce(ctx context.Context, t Target, v Vector, opt Options) (errs []string, late error) {
 	r := &run{t: t, v: v, opt: opt, keys: breakerbox.Keys(t.Name()), permits: map[string]permit{}, lastGen: -1}
 	r.exact = t.SetNow(BaseTime)
-	r.timed = v.Timed()
+	r.timed, r.timeWin = v.Timed(), v.timeWindow()
 	r.scale = 1
 	if !r.exact && r.timed {
 		r.scale = opt.Scale
@@ -240,10 +241,14 @@ func (r *run) wait(ctx context.Context, at int64) error {
 // startsTimer reports whether a step's reply shows that it may have set a
 // time that later steps are measured against: a change of generation (an
 // opening sets opened_at) or an admitted probe (its lease expires
-// request_timeout_ms later). Status, configure and raw commands never do.
+// request_timeout_ms later); with a time window, any record (its outcomes
+// leave the window later); a record that leaves the breaker open (a
+// retry-after may have moved its deadline). Status, configure and raw
+// commands never do.
 func (r *run) startsTimer(kind string, reply any) bool {
 	var a breakerbox.Announcement
 	var err error
+	timer := r.timeWin && kind == "record"
 	switch kind {
 	case "allow":
 		var ar breakerbox.AllowReply
@@ -256,18 +261,21 @@ func (r *run) startsTimer(kind string, reply any) bool {
 		var rr breakerbox.RecordReply
 		rr, err = breakerbox.ParseRecordReply(reply)
 		a = rr.Announcement
+		// A failure recorded while open may move the breaker's deadline (an
+		// upstream's retry-after) without a new generation.
+		timer = timer || (err == nil && rr.State == breakerbox.StateOpen)
 	case "control":
 		a, err = breakerbox.ParseControlReply(reply)
 	default:
 		return false
 	}
 	if err != nil {
-		return false
+		return timer
 	}
 	g := a.Generation
 	changed := g != r.lastGen
 	r.lastGen = g
-	return changed
+	return changed || timer
 }
 
 // stamp records when a step ended on a real clock.
@@ -580,7 +588,8 @@ func (r *run) outcomeArgs(outcomes []Outcome) ([]string, error) {
 		if o.Lease != nil {
 			p.lease = *o.Lease
 		}
-		args = append(args, o.Outcome, strconv.FormatInt(p.gen, 10), p.lease, o.Error, o.DurationMs, o.RetryAfterMs)
+		args = append(args, o.Outcome, strconv.FormatInt(p.gen, 10), p.lease, o.Error,
+			fmt.Sprint(r.clock.scaleValue(o.DurationMs)), fmt.Sprint(r.clock.scaleValue(o.RetryAfterMs)))
 	}
 	return args, nil
 }

@@ -3,6 +3,7 @@ package conformance
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -25,12 +26,19 @@ func TestVectorsCoverTheProtocol(t *testing.T) {
 	errCodes := map[string]bool{}
 	corrupted := map[string]bool{}
 	published := false
+	rules := map[string]bool{}   // the rules an opening's detail names
+	configs := map[string]bool{} // the trip-rule fields configured
 	for _, v := range loadVectors(t) {
 		if v.KnownBug != "" && !strings.HasPrefix(v.KnownBug, "BUG-") {
 			t.Errorf("%s: known_bug must start with its BUG-n id: %q", v.Name, v.KnownBug)
 		}
 		for _, s := range append(Flatten(v.Steps), v.Steps...) {
 			ops[s.Op] = true
+			if s.Op == "configure" || s.Op == "seed" {
+				for i := 0; i+1 < len(s.Fields); i += 2 {
+					configs[fmt.Sprint(s.Fields[i])] = true
+				}
+			}
 			if s.Op == "redis" {
 				for _, a := range s.Command[1:] {
 					if suffix, ok := strings.CutPrefix(a, "$"); ok {
@@ -58,6 +66,11 @@ func TestVectorsCoverTheProtocol(t *testing.T) {
 				events[ev] = true
 				if from, ok := en["from"].(string); ok {
 					controlFrom[ev+" from "+from] = true
+				}
+				if d, ok := en["detail"].(string); ok && ev == "opened" {
+					for _, rule := range []string{"consecutive failures", "failure rate", "slow calls", "retry-after", "probe failed"} {
+						rules[rule] = rules[rule] || strings.Contains(d, rule)
+					}
 				}
 			}
 		}
@@ -96,6 +109,16 @@ func TestVectorsCoverTheProtocol(t *testing.T) {
 	}
 	if !published {
 		t.Error("no vector expects an announcement")
+	}
+	for _, rule := range []string{"consecutive failures", "failure rate", "slow calls", "retry-after", "probe failed"} {
+		if !rules[rule] {
+			t.Errorf("no vector expects an opening by the rule %q", rule)
+		}
+	}
+	for _, f := range breakerbox.ConfigFields() {
+		if f.Rule && !configs[f.Field] {
+			t.Errorf("no vector configures %s", f.Field)
+		}
 	}
 }
 

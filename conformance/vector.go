@@ -125,8 +125,11 @@ const (
 )
 
 // durationConfigFields are config fields that hold durations; real-clock
-// runs scale them.
-var durationConfigFields = map[string]bool{"recovery_timeout_ms": true, "request_timeout_ms": true}
+// runs scale them (and the outcomes' DURATION_MS and RETRY_AFTER_MS, and
+// the status field current_recovery_timeout_ms, derived from them).
+var durationConfigFields = map[string]bool{"recovery_timeout_ms": true, "request_timeout_ms": true,
+	"window_ms": true, "slow_call_ms": true, "max_retry_after_ms": true, "max_recovery_timeout_ms": true,
+	"current_recovery_timeout_ms": true}
 
 var nameRE = regexp.MustCompile(`^[a-z0-9][a-z0-9_.-]*$`)
 
@@ -187,6 +190,22 @@ func ParseVector(data []byte) (Vector, error) {
 		return Vector{}, fmt.Errorf("vector %q: %w", v.Name, err)
 	}
 	return v, nil
+}
+
+// timeWindow reports whether a configure or seed step sets window_ms: a
+// time window's buckets leave it with Redis's clock.
+func (v Vector) timeWindow() bool {
+	for _, s := range Flatten(v.Steps) {
+		if s.Op != "configure" && s.Op != "seed" {
+			continue
+		}
+		for i := 0; i+1 < len(s.Fields); i += 2 {
+			if fmt.Sprint(s.Fields[i]) == "window_ms" && fmt.Sprint(s.Fields[i+1]) != "0" {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // Timed reports whether any step happens after offset 0.
@@ -385,7 +404,10 @@ func Flatten(steps []Step) []Step {
 
 // configDurations returns every duration (vector milliseconds) the vector
 // configures, plus the defaults: the deadlines a real-clock run must not
-// let a step cross by running late.
+// let a step cross by running late (an outcome's retry-after included). A
+// time window adds two: an outcome leaves it between window_ms minus one
+// bucket and window_ms after it was recorded (bucket boundaries fall where
+// Redis's clock puts them).
 func (v Vector) configDurations() []int64 {
 	durs := map[int64]bool{DefaultRecoveryTimeoutMs: true, DefaultRequestTimeoutMs: true}
 	add := func(field, value string) {
@@ -398,8 +420,27 @@ func (v Vector) configDurations() []int64 {
 	for _, s := range Flatten(v.Steps) {
 		switch {
 		case s.Op == "configure" || s.Op == "seed":
+			buckets, window := int64(10), int64(0)
 			for i := 0; i+1 < len(s.Fields); i += 2 {
-				add(fmt.Sprint(s.Fields[i]), fmt.Sprint(s.Fields[i+1]))
+				f, val := fmt.Sprint(s.Fields[i]), fmt.Sprint(s.Fields[i+1])
+				add(f, val)
+				n, _ := strconv.ParseInt(val, 10, 64)
+				switch f {
+				case "window_buckets":
+					buckets = n
+				case "window_ms":
+					window = n
+				}
+			}
+			if window > 0 && buckets > 0 {
+				if early := window - (window+buckets-1)/buckets; early > 0 {
+					durs[early] = true
+				}
+			}
+		case s.Op == "record":
+			// An upstream's retry-after is a deadline too.
+			for _, o := range s.Outcomes {
+				add("max_retry_after_ms", o.RetryAfterMs)
 			}
 		case s.Op == "redis" && strings.EqualFold(s.Command[0], "HSET") && s.Command[1] == "$config":
 			for i := 2; i+1 < len(s.Command); i += 2 {

@@ -51,12 +51,26 @@ end
 -- The same bounds as breaker-8.lua (a test checks that the tables agree).
 local MAX = 9007199254740991 -- 2^53 - 1: every integer up to it is exact
 local BOUNDS = {
-  failure_threshold   = {1, 1000000, 3},
-  success_threshold   = {1, 1000000, 2},
-  half_open_max_calls = {1, 1000000, nil}, -- default: success_threshold
-  recovery_timeout_ms = {1, 2592000000, 30000},
-  request_timeout_ms  = {1, 2592000000, 45000},
+  failure_threshold        = {1, 1000000, 3},
+  success_threshold        = {1, 1000000, 2},
+  half_open_max_calls      = {1, 1000000, nil}, -- default: success_threshold
+  recovery_timeout_ms      = {1, 2592000000, 30000},
+  request_timeout_ms       = {1, 2592000000, 45000},
+  window_ms                = {0, 2592000000, 0},
+  window_calls             = {0, 1000000, 0},
+  window_buckets           = {1, 60, 10},
+  failure_rate_threshold   = {0, 100, 0},
+  slow_call_ms             = {0, 2592000000, 0},
+  slow_call_rate_threshold = {0, 100, 0},
+  minimum_calls            = {1, 1000000, 10},
+  max_retry_after_ms       = {0, 2592000000, 600000},
+  recovery_backoff         = {100, 1000, 100},
+  max_recovery_timeout_ms  = {1, 2592000000, 600000},
 }
+-- The config fields in the order of the reply.
+local CONFIG_FIELDS = {'failure_threshold', 'success_threshold', 'half_open_max_calls', 'recovery_timeout_ms',
+  'request_timeout_ms', 'window_ms', 'window_calls', 'window_buckets', 'failure_rate_threshold', 'minimum_calls',
+  'slow_call_ms', 'slow_call_rate_threshold', 'max_retry_after_ms', 'recovery_backoff', 'max_recovery_timeout_ms'}
 
 local function decimal(v, lo, hi)
   if type(v) ~= 'string' or #v > 16 or not (v == '0' or string.find(v, '^[1-9]%d*$')) then return nil end
@@ -105,6 +119,16 @@ for i = 1, #flat, 2 do
   end
 end
 cfg.half_open_max_calls = cfg.half_open_max_calls or cfg.success_threshold
+-- The same checks across fields as breaker-8.lua's conflict().
+if cfg.window_ms > 0 and cfg.window_calls > 0 then
+  return redis.error_reply('BADCONFIG window_ms and window_calls are both set: a window is one or the other')
+end
+if (cfg.failure_rate_threshold > 0 or cfg.slow_call_rate_threshold > 0) and cfg.window_ms == 0 and cfg.window_calls == 0 then
+  return redis.error_reply('BADCONFIG failure_rate_threshold and slow_call_rate_threshold need window_ms or window_calls')
+end
+if cfg.slow_call_rate_threshold > 0 and cfg.slow_call_ms == 0 then
+  return redis.error_reply('BADCONFIG slow_call_rate_threshold needs slow_call_ms')
+end
 
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -119,11 +143,12 @@ local failures = counter('failures', read('GET', K_FAILURES))
 local last_failure_time = counter('last_failure_time', read('GET', K_LAST_FAILURE))
 local mf = {'generation', 'mode', 'opened_at', 'half_open_successes', 'total_successes',
   'total_failures', 'total_refused', 'last_failure_error', 'outage_started_at', 'outage_refused', 'lease_seq',
-  'transitions'}
+  'transitions', 'failed_rounds', 'retry_until', 'w_spec', 'w'}
+local TEXT = {mode = true, last_failure_error = true, w_spec = true, w = true}
 local mv = read('HMGET', K_METRICS, unpack(mf)) or {}
 local m = {}
 for i, f in ipairs(mf) do
-  if f ~= 'mode' and f ~= 'last_failure_error' then m[f] = counter('metrics.' .. f, mv[i]) end
+  if not TEXT[f] then m[f] = counter('metrics.' .. f, mv[i]) end
 end
 local mode = mv[2] or 'normal'
 if mode ~= 'normal' and mode ~= 'forced_open' and mode ~= 'disabled' then
@@ -141,27 +166,90 @@ for _, k in ipairs({{K_HISTORY, 'list'}, {K_EVENTS, 'stream'}}) do
   if typ ~= 'none' and typ ~= k[2] then note(string.sub(k[1], #PREFIX + 1) .. ' has the wrong type') end
 end
 
+-- The recovery timeout in force (breaker-8.lua's recovery_in_force).
+local recovery = cfg.recovery_timeout_ms
+if cfg.recovery_backoff > 100 then
+  local cap = math.max(cfg.max_recovery_timeout_ms, recovery)
+  for _ = 1, m.failed_rounds do
+    if recovery >= cap then break end
+    recovery = math.min(cap, math.max(recovery + 1, math.floor(recovery * cfg.recovery_backoff / 100)))
+  end
+end
+
 local retry = 0
 if mode == 'forced_open' then
   retry = -1
 elseif mode == 'disabled' or state == 'closed' then
   retry = 0
 elseif state == 'open' then
-  retry = math.max(0, m.opened_at + cfg.recovery_timeout_ms - now)
+  retry = math.max(0, math.max(m.opened_at + recovery, m.retry_until) - now)
 elseif probes >= cfg.half_open_max_calls then
   retry = math.max(0, (first_expiry or now) - now)
+end
+
+-- The window as of now (docs/protocol.md, "The window"), summed from its
+-- buckets: those the clock has moved past count no more. A window kept
+-- with other buckets than the config asks for counts nothing (breaker-8.lua
+-- drops it at its next write).
+local function spec(s)
+  local kind, size, count = string.match(s or '', '^([tc]) (%d+) (%d+) %d+ %d+ %d+ %d+$')
+  return kind and (kind .. ' ' .. size .. ' ' .. count), kind, tonumber(size), tonumber(count)
+end
+local want = ''
+if cfg.window_ms > 0 or cfg.window_calls > 0 then
+  local kind, total = 't', cfg.window_ms
+  if total == 0 then kind, total = 'c', cfg.window_calls end
+  local size = math.ceil(total / cfg.window_buckets)
+  want = kind .. ' ' .. string.format('%d %d', size, math.ceil(total / size))
+end
+local w = {0, 0, 0}
+local function triple(what, v)
+  if not v then return end
+  local c, f, sl = string.match(v, '^(%d+) (%d+) (%d+)$')
+  if not c then
+    note(what .. ' is ' .. string.format('%q', v))
+    return
+  end
+  w[1], w[2], w[3] = w[1] + tonumber(c), w[2] + tonumber(f), w[3] + tonumber(sl)
+end
+local have, kind, size, count = spec(mv[15])
+if mv[15] and not have then note('metrics.w_spec is ' .. string.format('%q', mv[15])) end
+if have and have == want then
+  local head, newest = string.match(mv[16] or '', '^(%d+) %d+ %d+ %d+ (%d+ %d+ %d+)$')
+  if mv[16] and not head then note('metrics.w is ' .. string.format('%q', mv[16])) end
+  head = tonumber(head) or 0
+  local n = head
+  if kind == 't' then n = math.max(head, math.floor(now / size)) end
+  if head > n - count then triple('metrics.w', newest) end
+  local names = {}
+  for i = 0, count - 1 do names[#names + 1] = 'w' .. i end
+  local b = read('HMGET', K_METRICS, unpack(names)) or {}
+  for i = 0, count - 1 do
+    if i ~= head % count and head - (head - i) % count > n - count then triple('metrics.w' .. i, b[i + 1]) end
+  end
+end
+-- A percentage with one decimal, rounded half up: "62.5".
+local function pct(part, whole)
+  if whole == 0 then return '0.0' end
+  local tenths = math.floor((2000 * part + whole) / (2 * whole))
+  return string.format('%d.%d', math.floor(tenths / 10), tenths % 10)
 end
 
 local s, f, r = m.total_successes, m.total_failures, m.total_refused
 local rate = '100.0'
 if s + f > 0 then rate = string.format('%.1f', 100 * s / (s + f)) end
-return {'state', state, 'mode', mode, 'generation', m.generation, 'transitions', m.transitions,
-  'current_failures', failures,
-  'failure_threshold', cfg.failure_threshold, 'success_threshold', cfg.success_threshold,
-  'half_open_max_calls', cfg.half_open_max_calls, 'recovery_timeout_ms', cfg.recovery_timeout_ms,
-  'request_timeout_ms', cfg.request_timeout_ms, 'total_successes', s, 'total_failures', f,
+local out = {'state', state, 'mode', mode, 'generation', m.generation, 'transitions', m.transitions,
+  'current_failures', failures}
+for _, field in ipairs(CONFIG_FIELDS) do
+  out[#out + 1], out[#out + 2] = field, cfg[field]
+end
+local rest = {'total_successes', s, 'total_failures', f,
   'total_refused', r, 'total_requests', s + f + r, 'success_rate', rate,
   'half_open_successes', m.half_open_successes, 'probes', probes,
-  'opened_at', m.opened_at, 'retry_after_ms', retry,
+  'opened_at', m.opened_at, 'retry_after_ms', retry, 'current_recovery_timeout_ms', recovery,
+  'retry_until', m.retry_until, 'calls_in_window', w[1], 'failures_in_window', w[2], 'slow_in_window', w[3],
+  'failure_rate', pct(w[2], w[1]), 'slow_call_rate', pct(w[3], w[1]),
   'last_failure_time', last_failure_time, 'last_failure_error', mv[8] or '', 'time_ms', now,
   'corrupt', table.concat(corrupt, '; ')}
+for _, v in ipairs(rest) do out[#out + 1] = v end
+return out

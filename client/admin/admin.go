@@ -80,9 +80,10 @@ func Control(ctx context.Context, rdb redis.UniversalClient, name string, action
 }
 
 // configureArgs returns the script arguments that write cfg as a breaker's
-// shared config: configure ACTOR FIELD VALUE...
+// shared config, every field (the trip rules cfg leaves off included, so
+// that an explicit change turns them off): configure ACTOR FIELD VALUE...
 func configureArgs(actor string, cfg breakerbox.Config) []any {
-	fields := cfg.Fields()
+	fields := cfg.AllFields()
 	args := make([]any, 0, 2+len(fields))
 	args = append(args, "configure", actor)
 	for _, f := range fields {
@@ -91,9 +92,10 @@ func configureArgs(actor string, cfg breakerbox.Config) []any {
 	return args
 }
 
-// Configure writes cfg as breaker name's shared config and reports how
-// many fields changed. Every worker follows it from the announcement the
-// script publishes. A cfg that fails Validate is refused with an error
+// Configure writes cfg as breaker name's shared config, every field of it
+// (a trip rule cfg leaves off is turned off), and reports how many fields
+// changed. Every worker follows it from the announcement the script
+// publishes. A cfg that fails Validate is refused with an error
 // matching breakerbox.ErrInvalidConfig, before any Redis call.
 func Configure(ctx context.Context, rdb redis.UniversalClient, name string, cfg breakerbox.Config, actor string) (int, error) {
 	if err := cfg.Validate(); err != nil {

@@ -97,14 +97,27 @@ func TestConfigureValidatesBeforeRedisAndWritesOnlyChanges(t *testing.T) {
 	}
 	cfg := breakerbox.DefaultConfig()
 	cfg.RecoveryTimeout = 5 * time.Second
-	if n, err := admin.Configure(ctx, rdb, "svc", cfg, "ops"); err != nil || n != 5 {
-		t.Errorf("first Configure wrote %d fields, %v; want all 5", n, err)
+	all := len(breakerbox.ConfigFields())
+	if n, err := admin.Configure(ctx, rdb, "svc", cfg, "ops"); err != nil || n != all {
+		t.Errorf("first Configure wrote %d fields, %v; want all %d", n, err, all)
 	}
 	if n, err := admin.Configure(ctx, rdb, "svc", cfg, "ops"); err != nil || n != 0 {
 		t.Errorf("the same Configure again wrote %d fields, %v; want 0", n, err)
 	}
 	if st, _ := admin.Status(ctx, rdb, "svc"); st.RecoveryTimeout != 5*time.Second {
 		t.Errorf("recovery timeout in force: %v", st.RecoveryTimeout)
+	}
+	// An explicit change turns off a rule the config leaves off.
+	rate := cfg
+	rate.WindowCalls, rate.FailureRateThreshold = 100, 50
+	if n, err := admin.Configure(ctx, rdb, "svc", rate, "ops"); err != nil || n != 2 {
+		t.Errorf("Configure of a rate rule wrote %d fields, %v; want 2", n, err)
+	}
+	if n, err := admin.Configure(ctx, rdb, "svc", cfg, "ops"); err != nil || n != 2 {
+		t.Errorf("Configure without it wrote %d fields, %v; want 2", n, err)
+	}
+	if st, _ := admin.Status(ctx, rdb, "svc"); st.WindowCalls != 0 || st.FailureRateThreshold != 0 {
+		t.Errorf("the rate rule is still on: %+v", st)
 	}
 }
 

@@ -387,3 +387,36 @@ func TestBadOptionsAreRefused(t *testing.T) {
 		t.Error("ParseOperators accepted an operator without a secret")
 	}
 }
+
+func TestRowsCarryTheWindowAndTheRulesConfig(t *testing.T) {
+	web, _, rdb, d := serve(t, dashboard.WithOperators(dashboard.Operator{Name: "alice", Secret: aliceSecret}))
+	auth := map[string]string{"Content-Type": "application/json", "Authorization": "Bearer " + aliceSecret}
+	// The rules can be set from the page like any field.
+	code, body, _ := request(t, web, "POST", "api/config", `{"name":"payments","fields":{"window_calls":10,"failure_rate_threshold":50,"failure_threshold":1000}}`, auth)
+	if code != 200 {
+		t.Fatalf("config: %d %s", code, body)
+	}
+	ctx := context.Background()
+	keys := breakerbox.Keys("payments")
+	for _, o := range []string{"s", "f", "s", "s"} { // 1 of 4 failed
+		if err := breakerbox.BreakerScript.Run(ctx, rdb, keys, "record", 0, o, 0, "", "", "", "").Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !strings.Contains(rowOf(t, d, "payments"), `"failure_rate":25`) {
+		if time.Now().After(deadline) {
+			t.Fatalf("row %s: no failure rate", rowOf(t, d, "payments"))
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	row := rowOf(t, d, "payments")
+	for _, want := range []string{`"slow_call_rate":0`, `"calls_in_window":4`, `"window_calls":10`, `"failure_rate_threshold":50`, `"recovery_timeout_in_force_ms":30000`} {
+		if !strings.Contains(row, want) {
+			t.Errorf("row lacks %s: %s", want, row)
+		}
+	}
+	if other := rowOf(t, d, "search"); strings.Contains(other, "failure_rate\":") || !strings.Contains(other, `"window_ms":0`) {
+		t.Errorf("a breaker without a window: %s", other)
+	}
+}

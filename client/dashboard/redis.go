@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -82,21 +83,25 @@ func fromStatus(st breakerbox.Status) Breaker {
 	if st.RetryAfter < 0 {
 		retry = -1
 	}
-	return Breaker{
+	b := Breaker{
 		Name: st.Name, State: st.State.String(), Mode: string(st.Mode), Generation: st.Generation,
 		Failures: st.CurrentFailures, FailureThreshold: st.FailureThreshold, SuccessRate: st.SuccessRate,
 		Requests: st.TotalRequests, Successes: st.TotalSuccesses, FailuresTotal: st.TotalFailures,
 		Refused: st.TotalRefused, Probes: st.Probes, HalfOpenSuccesses: st.HalfOpenSuccesses,
 		RetryAfterMS: retry, OpenedAtMS: ms(st.OpenedAt), LastFailureMS: ms(st.LastFailureTime),
 		LastError: st.LastFailureError, TimeMS: ms(st.Time),
-		Config: map[string]int64{
-			"failure_threshold":   st.FailureThreshold,
-			"recovery_timeout_ms": st.RecoveryTimeout.Milliseconds(),
-			"success_threshold":   st.SuccessThreshold,
-			"half_open_max_calls": st.HalfOpenMaxCalls,
-			"request_timeout_ms":  st.RequestTimeout.Milliseconds(),
-		},
+		RecoveryTimeoutMS: st.CurrentRecoveryTimeout.Milliseconds(), RetryUntilMS: ms(st.RetryUntil),
+		Config: map[string]int64{},
 	}
+	all := st.Config().AllFields()
+	for i := 0; i+1 < len(all); i += 2 {
+		b.Config[all[i]], _ = strconv.ParseInt(all[i+1], 10, 64)
+	}
+	if st.Window > 0 || st.WindowCalls > 0 {
+		fr, sr, calls := st.FailureRate, st.SlowCallRate, st.CallsInWindow
+		b.FailureRate, b.SlowCallRate, b.WindowCalls = &fr, &sr, &calls
+	}
+	return b
 }
 
 // sinceDepth is how many history entries since looks through for the

@@ -58,12 +58,19 @@ type Breaker struct {
 	Config            map[string]int64 `json:"config"`  // the :config fields in force, defaults applied
 	TimeMS            int64            `json:"time_ms"` // Redis's clock when read
 
-	// FailureRate and SlowCallRate are room for the trip policies of
-	// issue 11 (a failure rate and a slow-call rate over a window, in
-	// percent): nil until the status operation reports them; the page
-	// shows their columns when any breaker has them.
+	// FailureRate, SlowCallRate and WindowCalls are the trip rules'
+	// window (docs/protocol.md, "The window"): the percent of its calls
+	// that failed or were slow, and how many it holds; nil for a breaker
+	// without a window. The page shows their columns when any breaker has
+	// them.
 	FailureRate  *float64 `json:"failure_rate,omitempty"`
 	SlowCallRate *float64 `json:"slow_call_rate,omitempty"`
+	WindowCalls  *int64   `json:"calls_in_window,omitempty"`
+	// RecoveryTimeoutMS is the recovery timeout in force (grown by
+	// recovery_backoff after failed probes); RetryUntilMS, when not 0, the
+	// Redis time an upstream's retry-after keeps the breaker open until.
+	RecoveryTimeoutMS int64 `json:"recovery_timeout_in_force_ms"`
+	RetryUntilMS      int64 `json:"retry_until_ms,omitempty"`
 
 	// Error says why the breaker could not be read (for example
 	// BADCONFIG); the other fields are then empty.

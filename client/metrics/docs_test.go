@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/alicebob/miniredis/v2"
 	"github.com/prometheus/client_golang/prometheus"
@@ -127,6 +128,11 @@ func servedSeries(t *testing.T) map[string]bool {
 		_ = b.Execute(ctx, func(context.Context) error { return errors.New("503") })
 	}
 	_ = b.Execute(ctx, func(context.Context) error { return nil }) // refused
+	windowed := breakerbox.DefaultConfig()
+	windowed.WindowCalls, windowed.FailureRateThreshold, windowed.SlowCallDuration = 100, 50, time.Second
+	if _, err := admin.Configure(ctx, rdb, "windowed", windowed, "test"); err != nil {
+		t.Fatal(err)
+	}
 	for name, a := range map[string]breakerbox.Action{"forced": breakerbox.ActionForceOpen, "disabled": breakerbox.ActionDisable} {
 		if _, err := admin.Control(ctx, rdb, name, a, "test"); err != nil {
 			t.Fatal(err)

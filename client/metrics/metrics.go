@@ -20,6 +20,9 @@
 //	circuit_breaker_failures_total     counter
 //	circuit_breaker_refused_total      counter calls refused by the breaker
 //	circuit_breaker_transitions_total  counter changes of state or mode
+//	circuit_breaker_window_calls       gauge   calls in the trip rules' window (breakers with a window only)
+//	circuit_breaker_failure_rate       gauge   percent of the window's calls that failed (idem)
+//	circuit_breaker_slow_call_rate     gauge   percent of the window's calls that were slow (idem)
 //
 // and, without labels, circuit_breaker_scrape_error (1 when the last read of
 // Redis failed) and circuit_breaker_scrape_duration_seconds.
@@ -33,6 +36,11 @@
 // closed, and the operator actions reset, forced_open, disabled, released
 // (and repaired). Config changes do not count. To count openings alone, use
 // the transition stream (the alert daemon reads it).
+//
+// The window series (docs/protocol.md, "The window") are exported only for
+// breakers that keep a window (window_ms or window_calls configured): they
+// are what the failure-rate and slow-call rules compare with their
+// thresholds, fleet-wide, as of the scrape.
 package metrics
 
 import (
@@ -60,6 +68,7 @@ type Collector struct {
 
 	state, mode, failures, threshold, requests, rate *prometheus.Desc
 	successes, failuresTotal, refused, transitions   *prometheus.Desc
+	windowCalls, failureRate, slowCallRate           *prometheus.Desc
 	scrapeError, scrapeDuration                      *prometheus.Desc
 }
 
@@ -120,6 +129,9 @@ func NewCollector(rdb redis.UniversalClient, opts ...Option) (*Collector, error)
 	c.refused = d("circuit_breaker_refused_total", "Calls the breaker refused (open, probes taken, forced open).")
 	c.transitions = d("circuit_breaker_transitions_total",
 		"Changes of state or mode: every transition and every operator action (the breaker's generation).")
+	c.windowCalls = d("circuit_breaker_window_calls", "Calls in the trip rules' window (current outcomes recorded in closed).")
+	c.failureRate = d("circuit_breaker_failure_rate", "Percent of the window's calls that failed (the failure-rate rule's measure).")
+	c.slowCallRate = d("circuit_breaker_slow_call_rate", "Percent of the window's calls at or over slow_call_ms (the slow-call rule's measure).")
 	c.scrapeError = prometheus.NewDesc("circuit_breaker_scrape_error",
 		"1 when the last scrape could not read the breakers from Redis, else 0.", nil, nil)
 	c.scrapeDuration = prometheus.NewDesc("circuit_breaker_scrape_duration_seconds",
@@ -130,7 +142,8 @@ func NewCollector(rdb redis.UniversalClient, opts ...Option) (*Collector, error)
 // Describe sends every series' descriptor.
 func (c *Collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{c.state, c.mode, c.failures, c.threshold, c.requests, c.rate,
-		c.successes, c.failuresTotal, c.refused, c.transitions, c.scrapeError, c.scrapeDuration} {
+		c.successes, c.failuresTotal, c.refused, c.transitions, c.windowCalls, c.failureRate, c.slowCallRate,
+		c.scrapeError, c.scrapeDuration} {
 		ch <- d
 	}
 }
@@ -169,6 +182,11 @@ func (c *Collector) Collect(ch chan<- prometheus.Metric) {
 		n(c.failuresTotal, st.TotalFailures)
 		n(c.refused, st.TotalRefused)
 		n(c.transitions, st.Transitions)
+		if st.Window > 0 || st.WindowCalls > 0 {
+			g(c.windowCalls, float64(st.CallsInWindow))
+			g(c.failureRate, st.FailureRate)
+			g(c.slowCallRate, st.SlowCallRate)
+		}
 	}
 }
 

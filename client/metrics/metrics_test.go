@@ -368,3 +368,43 @@ circuit_breaker_state{service="good"} 1
 		t.Error(err)
 	}
 }
+
+func TestWindowRatesOfBreakersWithAWindow(t *testing.T) {
+	_, rdb := setup(t)
+	ctx := context.Background()
+	run(t, rdb, "plain", "sf")
+	cfg := breakerbox.DefaultConfig()
+	cfg.FailureThreshold, cfg.WindowCalls, cfg.FailureRateThreshold, cfg.MinimumCalls = 100, 100, 90, 50
+	cfg.SlowCallDuration = time.Hour // no call here is slow
+	b, err := client.New(rdb, "windowed", cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(quiet))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(ctx)
+	if err := b.SetConfig(ctx, cfg); err != nil {
+		t.Fatal(err)
+	}
+	for _, fail := range []bool{false, false, true, false, true, false, false, false} { // 2 of 8 fail
+		_ = b.Execute(ctx, func(context.Context) error {
+			if fail {
+				return errors.New("503")
+			}
+			return nil
+		})
+	}
+	want := `
+# HELP circuit_breaker_failure_rate Percent of the window's calls that failed (the failure-rate rule's measure).
+# TYPE circuit_breaker_failure_rate gauge
+circuit_breaker_failure_rate{service="windowed"} 25
+# HELP circuit_breaker_slow_call_rate Percent of the window's calls at or over slow_call_ms (the slow-call rule's measure).
+# TYPE circuit_breaker_slow_call_rate gauge
+circuit_breaker_slow_call_rate{service="windowed"} 0
+# HELP circuit_breaker_window_calls Calls in the trip rules' window (current outcomes recorded in closed).
+# TYPE circuit_breaker_window_calls gauge
+circuit_breaker_window_calls{service="windowed"} 8
+`
+	if err := testutil.CollectAndCompare(collector(t, rdb), strings.NewReader(want),
+		"circuit_breaker_failure_rate", "circuit_breaker_slow_call_rate", "circuit_breaker_window_calls"); err != nil {
+		t.Error(err)
+	}
+}

@@ -14,6 +14,11 @@
 //   - a response with status 100-499 is a success (4xx means the upstream
 //     is up and answered: the request was wrong), unless WithFailureStatus
 //     or WithTooManyRequestsAsFailure says otherwise;
+//   - a 429 Too Many Requests or 503 Service Unavailable carrying a
+//     Retry-After header (seconds or an HTTP date) is a failure that passes
+//     the retry-after to the breaker: it opens at once, for the whole
+//     fleet, until then (bounded by the breaker's MaxRetryAfter; see
+//     docs/protocol.md, Trip rules), unless WithoutRetryAfter;
 //   - the caller's own cancellation (context.Canceled) ignores the call
 //     (Permit.Ignore): it counts nothing and returns a probe's lease;
 //   - when the breaker refuses, RoundTrip returns an error matching
@@ -36,6 +41,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -59,6 +66,7 @@ type options struct {
 	isFailureErr    func(error) bool
 	headerTimeout   time.Duration
 	headerTimeoutOK bool
+	noRetryAfter    bool
 }
 
 // Option configures a Transport.
@@ -76,6 +84,11 @@ func WithFailureStatus(f func(code int) bool) Option {
 // addition to WithFailureStatus: an upstream that rate-limits every call
 // then opens the breaker and callers back off for the recovery timeout.
 func WithTooManyRequestsAsFailure() Option { return func(o *options) { o.tooMany = true } }
+
+// WithoutRetryAfter stops passing a 429's or 503's Retry-After to the
+// breaker: such a response then counts as WithFailureStatus and
+// WithTooManyRequestsAsFailure say, and opens nothing by itself.
+func WithoutRetryAfter() Option { return func(o *options) { o.noRetryAfter = true } }
 
 // WithFailureError sets which transport errors (dial, TLS, reset, timeout,
 // a body that fails mid-read) count as failures; errors for which it returns
@@ -109,7 +122,13 @@ var ErrResponseTimeout = fmt.Errorf("transport: no response headers within the r
 type StatusError struct {
 	Method, URL string
 	StatusCode  int
+	// After is the response's Retry-After (a 429 or 503), zero without one.
+	After time.Duration
 }
+
+// RetryAfter returns the response's Retry-After: the client records it
+// with the failure (client.Permit.Failure).
+func (e *StatusError) RetryAfter() time.Duration { return e.After }
 
 func (e *StatusError) Error() string {
 	return fmt.Sprintf("%s %s: %d %s", e.Method, e.URL, e.StatusCode, http.StatusText(e.StatusCode))
@@ -178,8 +197,9 @@ func (t *Transport) RoundTrip(req *http.Request) (*http.Response, error) {
 		t.reportErr(ctx, p, err)
 		return nil, err
 	}
-	if t.failureStatus(resp.StatusCode) {
-		_ = p.Failure(ctx, &StatusError{Method: req.Method, URL: redactedURL(req), StatusCode: resp.StatusCode})
+	after := t.retryAfter(resp)
+	if t.failureStatus(resp.StatusCode) || after > 0 {
+		_ = p.Failure(ctx, &StatusError{Method: req.Method, URL: redactedURL(req), StatusCode: resp.StatusCode, After: after})
 		resp.Body = &cancelOnClose{ReadCloser: resp.Body, cancel: cancel}
 		return resp, nil
 	}
@@ -198,6 +218,40 @@ func (t *Transport) CloseIdleConnections() {
 	if c, ok := t.base.(interface{ CloseIdleConnections() }); ok {
 		c.CloseIdleConnections()
 	}
+}
+
+// retryAfter reads the Retry-After of a 429 or 503 response: whole seconds
+// or an HTTP date (0: none, unparseable, or already past).
+func (t *Transport) retryAfter(resp *http.Response) time.Duration {
+	if t.o.noRetryAfter || (resp.StatusCode != http.StatusTooManyRequests && resp.StatusCode != http.StatusServiceUnavailable) {
+		return 0
+	}
+	return ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now())
+}
+
+// maxRetryAfter bounds a parsed Retry-After (the protocol's largest
+// RETRY_AFTER_MS, 30 days; the breaker's MaxRetryAfter caps it further).
+const maxRetryAfter = 30 * 24 * time.Hour
+
+// ParseRetryAfter reads an HTTP Retry-After value as of now: a number of
+// seconds, or an HTTP date. It returns 0 for an empty, malformed or past
+// value, and at most 30 days.
+func ParseRetryAfter(v string, now time.Time) time.Duration {
+	v = strings.TrimSpace(v)
+	if v == "" {
+		return 0
+	}
+	if n, err := strconv.ParseInt(v, 10, 64); err == nil {
+		if n <= 0 {
+			return 0
+		}
+		return min(time.Duration(min(n, int64(maxRetryAfter/time.Second)))*time.Second, maxRetryAfter)
+	}
+	when, err := http.ParseTime(v)
+	if err != nil || !when.After(now) {
+		return 0
+	}
+	return min(when.Sub(now), maxRetryAfter)
 }
 
 func (t *Transport) failureStatus(code int) bool {

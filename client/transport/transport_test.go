@@ -439,3 +439,63 @@ func TestCloseIdleConnectionsReachesTheBase(t *testing.T) {
 		t.Error("CloseIdleConnections did not reach the base transport")
 	}
 }
+
+func TestRetryAfterOfA429Or503OpensTheBreakerForIt(t *testing.T) {
+	now := time.Date(2025, 10, 25, 11, 30, 0, 0, time.UTC)
+	tests := []struct {
+		name      string
+		status    int
+		header    string
+		opts      []transport.Option
+		wantOpen  bool
+		wantAfter time.Duration // the breaker's retry_after_ms, about
+	}{
+		{"429 with seconds", http.StatusTooManyRequests, "120", nil, true, 120 * time.Second},
+		{"503 with an HTTP date", http.StatusServiceUnavailable, time.Now().Add(91 * time.Second).Format(http.TimeFormat), nil, true, 90 * time.Second},
+		{"capped by the breaker's MaxRetryAfter", http.StatusTooManyRequests, "86400", nil, true, 10 * time.Minute},
+		{"429 without a header stays a success", http.StatusTooManyRequests, "", nil, false, 0},
+		{"a malformed header is no retry-after", http.StatusTooManyRequests, "soon", nil, false, 0},
+		{"503 without a header is one failure", http.StatusServiceUnavailable, "", nil, false, 0},
+		{"WithoutRetryAfter", http.StatusTooManyRequests, "120", []transport.Option{transport.WithoutRetryAfter()}, false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := setup(t, client.DefaultConfig(), tt.opts...)
+			f.mr.SetTime(now)
+			up := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+				if tt.header != "" {
+					w.Header().Set("Retry-After", tt.header)
+				}
+				http.Error(w, "slow down", tt.status)
+			}))
+			defer up.Close()
+			resp, err := f.hc.Get(up.URL)
+			if err != nil {
+				t.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			_ = resp.Body.Close()
+			st := f.status(t)
+			if got := st.State == breakerbox.StateOpen; got != tt.wantOpen {
+				t.Fatalf("open after one response: %v, want %v (%+v)", got, tt.wantOpen, st)
+			}
+			if d := st.RetryAfter - tt.wantAfter; tt.wantOpen && (d < -2*time.Second || d > 2*time.Second) {
+				t.Errorf("retry after %s, want about %s", st.RetryAfter, tt.wantAfter)
+			}
+		})
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2025, 10, 25, 11, 30, 0, 0, time.UTC)
+	for v, want := range map[string]time.Duration{
+		"30": 30 * time.Second, " 7 ": 7 * time.Second, "0": 0, "-5": 0, "1.5": 0, "": 0, "soon": 0,
+		now.Add(time.Minute).Format(http.TimeFormat):  time.Minute,
+		now.Add(-time.Minute).Format(http.TimeFormat): 0,
+		"99999999999": 30 * 24 * time.Hour,
+	} {
+		if got := transport.ParseRetryAfter(v, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %s, want %s", v, got, want)
+		}
+	}
+}

@@ -18,6 +18,7 @@ workers exactly as docs/protocol.md describes:
 """
 
 import hashlib
+import json
 import os
 import socket
 
@@ -235,3 +236,20 @@ class Breaker:
     def status(self):
         r = self.status_script.run(self.rdb, self.keys, "status")
         return dict(zip(r[0::2], r[1::2]))
+
+    def history(self, limit=10):
+        """The newest history entries, newest first, as dicts. A stored entry
+        leaves out its generation when it equals its ts: it is filled in here.
+        An entry that is not JSON reads as {"event": "unreadable", "detail": text}."""
+        out = []
+        for text in self.rdb.call("LRANGE", self.keys[4], 0, limit - 1):
+            try:
+                e = json.loads(text)
+            except ValueError:
+                e = None
+            if not isinstance(e, dict):
+                e = {"event": "unreadable", "detail": text}
+            elif "generation" not in e and "ts" in e:
+                e["generation"] = e["ts"]
+            out.append(e)
+        return out

@@ -52,15 +52,16 @@ STATUS_FIELDS = ["state", "mode", "generation", "transitions", "current_failures
 STATUS_STRINGS = {"state", "mode", "success_rate", "last_failure_error", "corrupt"}
 STREAM_FIELDS = ["event", "from", "to", "mode", "generation", "time_ms", "failures",
                  "failure_threshold", "recovery_timeout_ms", "last_error", "outage_ms",
-                 "refused", "actor", "transitions"]
-HISTORY_FIELDS = ["ts", "event", "generation"]
+                 "refused", "actor", "transitions", "detail"]
+HISTORY_FIELDS = ["ts", "event"]  # generation is left out when it equals ts
 OP_KIND = {"allow": "allow", "success": "record", "failure": "record", "release": "record",
            "record": "record", "tally": "tally", "control": "control", "reset": "control",
            "force_open": "control", "disable": "control", "release_override": "control",
            "configure": "configure", "seed": "seed", "status": "status"}
 CONTROL_SUGAR = {"reset": "reset", "force_open": "force_open", "disable": "disable",
                  "release_override": "release"}
-DURATION_CONFIG = {"recovery_timeout_ms", "request_timeout_ms"}
+DURATION_CONFIG = {"recovery_timeout_ms", "request_timeout_ms", "window_ms", "slow_call_ms",
+                   "max_retry_after_ms", "max_recovery_timeout_ms", "current_recovery_timeout_ms"}
 DURATIONS = {"retry_after_ms", "outage_ms"}
 DEFAULT_DURATIONS = [30000, 45000]
 
@@ -114,6 +115,17 @@ def flatten(steps):
     return out
 
 
+def time_window(steps):
+    """Whether a configure or seed step sets window_ms: its buckets leave with Redis's clock."""
+    for s in steps:
+        if s["op"] in ("configure", "seed"):
+            f = s.get("fields", [])
+            for i in range(0, len(f) - 1, 2):
+                if str(f[i]) == "window_ms" and str(f[i + 1]) != "0":
+                    return True
+    return False
+
+
 def config_durations(steps):
     durs = set(DEFAULT_DURATIONS)
 
@@ -124,8 +136,19 @@ def config_durations(steps):
     for s in steps:
         if s["op"] in ("configure", "seed"):
             f = s.get("fields", [])
+            buckets, window = 10, 0
             for i in range(0, len(f) - 1, 2):
                 add(str(f[i]), f[i + 1])
+                if str(f[i]) == "window_buckets":
+                    buckets = as_int(str(f[i + 1])) or 0
+                elif str(f[i]) == "window_ms":
+                    window = as_int(str(f[i + 1])) or 0
+            # A time window: an outcome leaves it between window_ms minus one bucket and window_ms later.
+            if window > 0 and buckets > 0 and window - (window + buckets - 1) // buckets > 0:
+                durs.add(window - (window + buckets - 1) // buckets)
+        elif s["op"] == "record":
+            for o in s.get("outcomes", []):  # an upstream's retry-after is a deadline too
+                add("max_retry_after_ms", o.get("retry_after_ms", ""))
         elif s["op"] == "redis" and s["command"][0].upper() == "HSET" and s["command"][1] == "$config":
             c = s["command"]
             for i in range(2, len(c) - 1, 2):
@@ -145,6 +168,7 @@ class Run:
         self.name, self.v = name, vector
         self.steps = flatten(vector["steps"])
         self.timed = any(s.get("at", 0) > 0 for s in vector["steps"])
+        self.time_window = time_window(self.steps)
         self.scale = scale if self.timed else 1
         self.tol = tol
         self.permits = {}
@@ -227,9 +251,11 @@ class Run:
     def starts_timer(self, kind, reply):
         """Whether a step may have set a time later steps are measured
         against: a change of generation (an opening sets opened_at) or an
-        admitted probe (its lease expires request_timeout_ms later)."""
+        admitted probe (its lease expires request_timeout_ms later); with a
+        time window, any record (its outcomes leave the window later)."""
+        timer = self.time_window and kind == "record"
         if not isinstance(reply, list):
-            return False
+            return timer
         gen = None
         if kind == "allow" and len(reply) == 6:
             if reply[0] == 1 and reply[5]:
@@ -238,11 +264,13 @@ class Run:
             gen = reply[2]
         elif kind in ("record", "control") and len(reply) >= 4:
             gen = reply[1]
+            # A failure recorded while open may move the deadline (a retry-after).
+            timer = timer or (kind == "record" and reply[0] == "open")
         if not is_int(gen):
-            return False
+            return timer
         changed = gen != self.last_gen
         self.last_gen = gen
-        return changed
+        return changed or timer
 
     def stamp(self, at, timer):
         if not self.timed:
@@ -420,8 +448,8 @@ class Run:
             if "gen" in o:
                 gen = self.raw_gen(o["gen"])
             lease = o.get("lease", lease)
-            args += [o["outcome"], str(gen), lease, o.get("error", ""), o.get("duration_ms", ""),
-                     o.get("retry_after_ms", "")]
+            args += [o["outcome"], str(gen), lease, o.get("error", ""), str(self.scale_value(o.get("duration_ms", ""))),
+                     str(self.scale_value(o.get("retry_after_ms", "")))]
         return args
 
     # ------------------------------------------------------------ checks
@@ -581,6 +609,8 @@ class Run:
             errs.append("%s: want %d entries, got %d: %s" % (what, len(want), len(got), show(got)))
         for i, (w, g) in enumerate(zip(want, got)):
             for f in sorted(w):
+                if f not in g and f == "generation" and what.startswith("history") and w[f] is not None and "ts" in g:
+                    g = dict(g, generation=g["ts"])  # a generation equal to ts is left out: read it as a reader does
                 if f not in g:
                     if w[f] is None:
                         continue  # null: the field is absent
@@ -749,6 +779,33 @@ def cmd_worker(args):
     return 0
 
 
+def cmd_mix(args):
+    """Reports a known mix of outcomes, one call per letter of --plan (s a
+    success, f a failure, S a slow success, F a slow failure), each after
+    an allow; prints what it did and the breaker's newest history entry as
+    the worker reads it (generation filled in from ts)."""
+    host, port = args.addr.rsplit(":", 1)
+    rdb = bb.Redis(host, int(port))
+    br = bb.Breaker(rdb, args.name, script_path=args.script)
+    out = {"worker": "python", "successes": 0, "failures": 0, "releases": 0, "refused": 0, "admitted": 0,
+           "probes": [], "stale": 0}
+    for c in args.plan:
+        a = br.allow()
+        if not a.admitted:
+            out["refused"] += 1
+            continue
+        out["admitted"] += 1
+        kind = "f" if c in "fF" else "s"
+        duration = str(args.slow_ms) if c in "SF" else "1"
+        reply = br.record(kind, a.generation, a.lease, "python mix failure" if kind == "f" else "", duration_ms=duration)
+        out["stale"] += reply[5]
+        out["successes" if kind == "s" else "failures"] += 1
+    out["history"] = br.history(1)
+    rdb.close()
+    print(json.dumps(out), flush=True)
+    return 0
+
+
 def main(argv):
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -771,8 +828,14 @@ def main(argv):
     w.add_argument("--seed", type=int, default=1)
     w.add_argument("--sleep-ms", type=float, default=1.0)
     w.add_argument("--window-ms", type=int, default=40)
+    m = sub.add_parser("mix", help="report a known mix of outcomes")
+    m.add_argument("--addr", required=True)
+    m.add_argument("--script", default=DEFAULT_SCRIPT)
+    m.add_argument("--name", required=True)
+    m.add_argument("--plan", required=True, help="one letter per call: s, f, S (slow success), F (slow failure)")
+    m.add_argument("--slow-ms", type=int, default=1000)
     args = p.parse_args(argv)
-    return cmd_run(args) if args.cmd == "run" else cmd_worker(args)
+    return {"run": cmd_run, "worker": cmd_worker, "mix": cmd_mix}[args.cmd](args)
 
 
 if __name__ == "__main__":

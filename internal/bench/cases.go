@@ -50,6 +50,8 @@ func Cases() []*Case {
 			open: openPing},
 		bbCase("bb-fast-closed", "breakerbox Execute, closed, Fast (default)", client.AdmitFast, closedCfg(), nil, false),
 		bbCase("bb-strict-closed", "breakerbox Execute, closed, Strict", client.AdmitStrict, closedCfg(), nil, false),
+		bbCase("bb-fast-closed-window", "breakerbox Execute, closed, Fast, with a 60-bucket time window and rate rules", client.AdmitFast, windowCfg(), nil, false),
+		bbCase("bb-strict-closed-window", "breakerbox Execute, closed, Strict, with a 60-bucket time window and rate rules", client.AdmitStrict, windowCfg(), nil, false),
 		bbCase("bb-fast-open", "breakerbox Execute, open (refused), Fast", client.AdmitFast, openCfg(), prepareOpen, true),
 		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.AdmitStrict, openCfg(), prepareOpen, true),
 		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.AdmitFast, halfOpenCfg(), prepareHalfOpen, false),
@@ -84,6 +86,15 @@ func openPing(_ context.Context, rdb *redis.Client, _ string) (*instance, error)
 }
 
 func closedCfg() client.Config { return client.DefaultConfig() }
+
+// windowCfg adds the trip rules of issue 11 to the defaults: a minute in
+// 60 buckets, failure-rate and slow-call rules (no-op calls trip neither).
+func windowCfg() client.Config {
+	c := client.DefaultConfig()
+	c.Window, c.WindowBuckets, c.FailureRateThreshold, c.MinimumCalls = time.Minute, 60, 50, 20
+	c.SlowCallDuration, c.SlowCallRateThreshold = time.Second, 80
+	return c
+}
 
 // openCfg trips on the first failure and stays open for an hour.
 func openCfg() client.Config {

@@ -37,6 +37,8 @@ type Options struct {
 	Exe         string // this binary, re-executed as workers
 	CPUProfile  string
 	NoMemory    bool
+	RuleReps    int // repetitions of the trip rules' script costs (0: skip)
+	RuleCalls   int // calls per repetition
 }
 
 // The load of the trip-under-load measurement.
@@ -69,6 +71,8 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 	fs.StringVar(&o.RedisServer, "redis-server", "redis-server", "redis-server binary to start")
 	fs.StringVar(&o.CPUProfile, "cpuprofile", "", "write this process's CPU profile to the file")
 	fs.BoolVar(&o.NoMemory, "no-memory", false, "skip the per-breaker memory measurement")
+	fs.IntVar(&o.RuleReps, "rule-reps", 15, "repetitions of the trip rules' script costs, interleaved (0 to skip)")
+	fs.IntVar(&o.RuleCalls, "rule-calls", 4000, "script calls per case and repetition of the trip rules' costs")
 	if err := fs.Parse(args); err != nil {
 		return o, err
 	}
@@ -102,8 +106,8 @@ func ParseOptions(args []string, errOut io.Writer) (Options, error) {
 			o.Cases = append(o.Cases, strings.TrimSpace(c))
 		}
 	}
-	if o.Dur <= 0 || o.Warm < 0 || o.Reps < 1 || o.Trips < 0 || o.LoadTrips < 0 || o.Breakers < 0 {
-		return o, errors.New("want -dur > 0, -warm >= 0, -reps >= 1, -trips >= 0, -load-trips >= 0, -breakers >= 0")
+	if o.Dur <= 0 || o.Warm < 0 || o.Reps < 1 || o.Trips < 0 || o.LoadTrips < 0 || o.Breakers < 0 || o.RuleReps < 0 || o.RuleCalls < 1 {
+		return o, errors.New("want -dur > 0, -warm >= 0, -reps >= 1, -trips >= 0, -load-trips >= 0, -breakers >= 0, -rule-reps >= 0, -rule-calls >= 1")
 	}
 	return o, nil
 }
@@ -296,7 +300,17 @@ func Run(ctx context.Context, opts Options, args []string, out, progress io.Writ
 		}
 		rep.Stall = &st
 	}
+	if opts.RuleReps > 0 {
+		fmt.Fprintln(progress, "bbbench: trip rules: script costs")
+		if rep.ScriptCosts, err = MeasureScriptCosts(ctx, ctl, opts.RuleReps, opts.RuleCalls); err != nil {
+			return fmt.Errorf("trip rules: %w", err)
+		}
+	}
 	if !opts.NoMemory {
+		fmt.Fprintln(progress, "bbbench: trip rules: window memory")
+		if rep.WindowMemory, err = MeasureWindowMemory(ctx, ctl); err != nil {
+			return fmt.Errorf("trip rules memory: %w", err)
+		}
 		fmt.Fprintln(progress, "bbbench: memory per breaker")
 		for _, daemon := range []bool{false, true} {
 			ms, err := MeasureMemory(ctx, ctl, daemon)

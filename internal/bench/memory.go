@@ -106,13 +106,24 @@ var (
 	longError      = errors.New(strings.Repeat("upstream said no; ", 28)[:500])
 )
 
-// cycle trips b (threshold failures with err) and resets it: two transitions.
+// transitionGap separates the transitions of the memory scenarios. A
+// real breaker's transitions are seconds apart (its recovery timeout, an
+// operator's action), so its generation, max(generation + 1, now_ms),
+// equals the transition's time and the history entry leaves it out; a
+// burst of transitions less than a millisecond apart runs the generation
+// ahead of the clock, and every entry then carries it (about 27 bytes).
+const transitionGap = 2 * time.Millisecond
+
+// cycle trips b (threshold failures with err) and resets it: two
+// transitions, each transitionGap after the one before.
 func cycle(ctx context.Context, rdb redis.UniversalClient, b *client.Breaker, threshold int, fail error) error {
+	time.Sleep(transitionGap)
 	for i := 0; i < threshold; i++ {
 		if err := b.Execute(ctx, func(context.Context) error { return fail }); err == nil || errors.Is(err, client.ErrOpen) {
 			return fmt.Errorf("trip: failure %d: %v", i+1, err)
 		}
 	}
+	time.Sleep(transitionGap)
 	_, err := admin.Control(ctx, rdb, b.Name(), breakerbox.ActionReset, "bbbench")
 	return err
 }

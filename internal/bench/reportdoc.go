@@ -22,7 +22,10 @@ type Report struct {
 	Stall       *StallFigures
 	Memory      []BreakerMemory
 	Scales      []Scale
-	Took        time.Duration
+	// ScriptCosts and WindowMemory are the trip rules' costs (issue 11).
+	ScriptCosts  []ScriptCost
+	WindowMemory []BreakerMemory
+	Took         time.Duration
 }
 
 // Target is one goal of issue 6 and what the run measured for it.
@@ -150,6 +153,7 @@ func (r *Report) Targets() []Target {
 		ts = append(ts, Target{Goal: goal + " (" + how,
 			Measured: fmt.Sprintf("%d bytes", m.Total), Met: m.Total <= limit, Checked: true})
 	}
+	ts = append(ts, r.ruleTargets()...)
 	for _, s := range r.Scales {
 		ts = append(ts, Target{Goal: fmt.Sprintf("%d breakers%s: memory grows linearly", s.Breakers, s.label()),
 			Measured: fmt.Sprintf("%.0f bytes per breaker (least squares over %d points), R² = %.5f", s.PerBreaker, len(s.Points), s.R2),
@@ -250,6 +254,8 @@ func (r *Report) Write(w io.Writer) {
 		fmt.Fprintf(w, "`admin.List` (registry SMEMBERS + SCAN + pipelined status, 1,000 per round trip; what `cbctl list` and a metrics scrape do): median %s (runs: %s), %d breakers listed; `admin.Names` alone: %s on average.\n",
 			FormatDuration(s.ListMedian), strings.Join(lt, ", "), s.Listed, FormatDuration(s.NamesMedian))
 	}
+	fmt.Fprintln(w)
+	r.writeRules(w)
 	fmt.Fprintf(w, "\n### Targets (issue 6)\n\n")
 	fmt.Fprintln(w, "| target | measured | met |")
 	fmt.Fprintln(w, "|---|---|---|")

@@ -481,9 +481,14 @@ global flags (before or after the command):
                     (default cbctl:$USER@HOST)
   --no-color        watch: no colours (NO_COLOR=1 does the same)
 
-config flags (only the fields given are changed):
+config flags (only the fields given are changed; see docs/protocol.md, Trip rules):
   --failure-threshold N  --recovery-timeout 30s  --success-threshold N
   --half-open-max-calls N  --request-timeout 45s
+  --window 60s | --window-calls N  --window-buckets N (1-60)  --minimum-calls N
+  --failure-rate PERCENT  --slow-call 800ms  --slow-call-rate PERCENT
+  --max-retry-after 10m (0: ignore retry-afters)
+  --recovery-backoff PERCENT (200 doubles)  --max-recovery-timeout 10m
+  (0 turns a window, a rate or the slow-call threshold off)
 
 exit codes:
   0  ok

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"reflect"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -44,7 +45,17 @@ func TestUsageErrorsExit2(t *testing.T) {
 		{"name with braces", []string{"reset", "a{b}"}, "invalid breaker name"},
 		{"unknown output", []string{"-o", "yaml", "list"}, `-o "yaml"`},
 		{"history -n 0", []string{"history", "x", "-n", "0"}, "want 1 to 100"},
-		{"config threshold 0", []string{"config", "x", "--failure-threshold", "0"}, "FailureThreshold"},
+		{"config threshold 0", []string{"config", "x", "--failure-threshold", "0"}, "--failure-threshold 0: want 1 to"},
+		// A zero Config field means its default; a flag given as 0 is a mistake.
+		{"config success threshold 0", []string{"config", "x", "--success-threshold", "0"}, "--success-threshold 0: want 1 to"},
+		{"config half-open calls 0", []string{"config", "x", "--half-open-max-calls", "0"}, "--half-open-max-calls 0: want 1 to"},
+		{"config recovery timeout 0", []string{"config", "x", "--recovery-timeout", "0s"}, "--recovery-timeout 0s: want 1ms to"},
+		{"config request timeout 0", []string{"config", "x", "--request-timeout", "0"}, "--request-timeout 0: want 1ms to"},
+		{"config minimum calls 0", []string{"config", "x", "--minimum-calls", "0"}, "--minimum-calls 0: want 1 to"},
+		{"config backoff under 100", []string{"config", "x", "--recovery-backoff", "50"}, "--recovery-backoff 50: want 100 to 1000"},
+		{"config a rate without a window", []string{"config", "x", "--failure-rate", "50"}, "need Window or WindowCalls"},
+		{"config a window not in whole ms", []string{"config", "x", "--window", "1500us"}, "whole milliseconds"},
+		{"config a percentage that is not a number", []string{"config", "x", "--slow-call-rate", "half"}, "want an integer"},
 		{"watch interval 0", []string{"watch", "--interval", "0s"}, "at least 1ms"},
 		{"list with argument", []string{"list", "x"}, "no arguments"},
 		{"bad url", []string{"list", "--redis-url", "redis://:p%zz@h:1/0"}, "invalid URL escape"},
@@ -243,7 +254,8 @@ func TestConfigPrintsAndChangesOnlyTheGivenFields(t *testing.T) {
 		t.Fatal(err)
 	}
 	if !reflect.DeepEqual(v, configView{Name: "svc", FailureThreshold: 3, RecoveryTimeoutMs: 30000, SuccessThreshold: 2,
-		HalfOpenMaxCalls: 4, RequestTimeoutMs: 45000}) {
+		HalfOpenMaxCalls: 4, RequestTimeoutMs: 45000, WindowBuckets: 10, MinimumCalls: 10, MaxRetryAfterMs: 600000,
+		RecoveryBackoff: 100, MaxRecoveryTimeoutMs: 600000}) {
 		t.Errorf("config = %+v", v)
 	}
 
@@ -431,5 +443,77 @@ func TestConfigRepairsAnInvalidStoredValueOnlyWhenItIsGiven(t *testing.T) {
 	}
 	if st.FailureThreshold != 4 || st.RecoveryTimeout != 20*time.Second || st.SuccessThreshold != 2 || st.RequestTimeout != 45*time.Second {
 		t.Errorf("after repair: %+v", st)
+	}
+}
+
+// TestConfigStoresEveryFlag gives each config flag in turn and checks the
+// :config hash holds its value: every field of the shared config has a
+// flag, and every flag is stored (--request-timeout once was accepted and
+// dropped).
+func TestConfigStoresEveryFlag(t *testing.T) {
+	values := map[string][2]string{ // flag -> value given, value stored
+		"failure-threshold": {"7", "7"}, "recovery-timeout": {"1m", "60000"}, "success-threshold": {"3", "3"},
+		"half-open-max-calls": {"5", "5"}, "request-timeout": {"2s", "2000"}, "window": {"30s", "30000"},
+		"window-calls": {"200", "200"}, "window-buckets": {"60", "60"}, "failure-rate": {"50", "50"},
+		"minimum-calls": {"20", "20"}, "slow-call": {"800ms", "800"}, "slow-call-rate": {"30", "30"},
+		"max-retry-after": {"0s", "0"}, "recovery-backoff": {"200", "200"}, "max-recovery-timeout": {"1h", "3600000"},
+	}
+	needs := map[string][]string{"failure-rate": {"--window-calls", "100"}, "window-calls": {"--window", "0"},
+		"slow-call-rate": {"--window-calls", "100", "--slow-call", "1s"}}
+	if len(configFlags) != len(breakerbox.ConfigFields()) {
+		t.Fatalf("%d config flags for %d config fields", len(configFlags), len(breakerbox.ConfigFields()))
+	}
+	for i, f := range breakerbox.ConfigFields() {
+		cf := configFlags[i]
+		if cf.field != f.Field {
+			t.Fatalf("flag %d --%s sets %s, want %s (the order of ConfigFields)", i, cf.flag, cf.field, f.Field)
+		}
+		t.Run(cf.flag, func(t *testing.T) {
+			_, rdb, env := startMini(t)
+			breaker(t, rdb, "svc", quickConfig(), "")
+			v, ok := values[cf.flag]
+			if !ok {
+				t.Fatalf("no test value for --%s", cf.flag)
+			}
+			args := append([]string{"config", "svc", "--" + cf.flag, v[0]}, needs[cf.flag]...)
+			if r := cbctl(t, env, args...); r.code != ExitOK {
+				t.Fatalf("%v: exit %d: %s", args, r.code, r.stderr)
+			}
+			if got, _ := rdb.HGet(context.Background(), breakerbox.Key("svc", "config"), cf.field).Result(); got != v[1] {
+				t.Errorf("--%s %s stored %s = %q, want %q", cf.flag, v[0], cf.field, got, v[1])
+			}
+			r := cbctl(t, env, "config", "svc", "-o", "json")
+			var view configView
+			if err := json.Unmarshal([]byte(r.stdout), &view); err != nil {
+				t.Fatal(err)
+			}
+			if got := strconv.FormatInt(*view.values()[cf.field], 10); got != v[1] {
+				t.Errorf("config -o json %s = %s, want %s", cf.field, got, v[1])
+			}
+		})
+	}
+}
+
+func TestConfigPrintsTheTripRules(t *testing.T) {
+	_, rdb, env := startMini(t)
+	breaker(t, rdb, "svc", quickConfig(), "")
+	r := cbctl(t, env, "config", "svc", "--window", "60s", "--window-buckets", "60", "--failure-rate", "50",
+		"--minimum-calls", "20", "--failure-threshold", "1000000")
+	if r.code != ExitOK {
+		t.Fatal(r.stderr)
+	}
+	for _, want := range []string{"window_ms 0 -> 60000", "failure_rate_threshold 0 -> 50", "minimum_calls 10 -> 20",
+		"window:", "1m0s in 60 buckets", "failure_rate_threshold:", "50%", "max_retry_after:", "10m0s"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	st, _ := admin.Status(context.Background(), rdb, "svc")
+	if st.Window != time.Minute || st.FailureRateThreshold != 50 || st.MinimumCalls != 20 || st.WindowBuckets != 60 {
+		t.Errorf("status after config: %+v", st)
+	}
+	// Turning the window off without its rate is refused, and says why.
+	if r := cbctl(t, env, "config", "svc", "--window", "0"); r.code != ExitUsage || !strings.Contains(r.stderr, "need Window or WindowCalls") {
+		t.Errorf("window off under a rate: exit %d: %s", r.code, r.stderr)
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 	"text/tabwriter"
@@ -131,13 +132,26 @@ func (e *env) statuses(ctx context.Context, names []string) ([]breakerbox.Status
 }
 
 // listHeader and listRow form the table of list and watch.
-const listHeader = "NAME\tSTATE\tMODE\tFAILURES\tSUCCESS\tREQUESTS\tREFUSED\tOPENED AT\tLAST ERROR"
+const listHeader = "NAME\tSTATE\tMODE\tFAILURES\tSUCCESS\tWINDOW\tREQUESTS\tREFUSED\tOPENED AT\tLAST ERROR"
 
 func listRow(st breakerbox.Status) string {
 	return strings.Join([]string{st.Name, st.State.String(), string(st.Mode),
-		fmt.Sprintf("%d/%d", st.CurrentFailures, st.FailureThreshold), successRate(st),
+		fmt.Sprintf("%d/%d", st.CurrentFailures, st.FailureThreshold), successRate(st), windowRates(st),
 		fmt.Sprint(st.TotalRequests), fmt.Sprint(st.TotalRefused), stamp(st.OpenedAt),
 		oneLine(st.LastFailureError, 50)}, "\t")
+}
+
+// windowRates is the window in a few words: "140 calls 62.0% failed 3.1%
+// slow" ("-" without a window).
+func windowRates(st breakerbox.Status) string {
+	if st.Window == 0 && st.WindowCalls == 0 {
+		return "-"
+	}
+	s := fmt.Sprintf("%d calls %.1f%% failed", st.CallsInWindow, st.FailureRate)
+	if st.SlowCallDuration > 0 {
+		s += fmt.Sprintf(" %.1f%% slow", st.SlowCallRate)
+	}
+	return s
 }
 
 // writeTable writes sts as a table; marks, when given, prefixes each row
@@ -230,12 +244,59 @@ func writeStatus(w io.Writer, st breakerbox.Status) {
 	row("requests", "%d (successes %d, failures %d, refused %d)", st.TotalRequests,
 		st.TotalSuccesses, st.TotalFailures, st.TotalRefused)
 	row("success rate", "%s", successRate(st))
+	if st.Window > 0 || st.WindowCalls > 0 {
+		over := st.Window.String()
+		if st.WindowCalls > 0 {
+			over = fmt.Sprintf("the last %d calls", st.WindowCalls)
+		}
+		row("window", "%d calls over %s: %.1f%% failed, %.1f%% slow (%d failures, %d slow)", st.CallsInWindow, over,
+			st.FailureRate, st.SlowCallRate, st.FailuresInWindow, st.SlowInWindow)
+		var rules []string
+		if st.FailureRateThreshold > 0 {
+			rules = append(rules, fmt.Sprintf("%d%% failed", st.FailureRateThreshold))
+		}
+		if st.SlowCallRateThreshold > 0 {
+			rules = append(rules, fmt.Sprintf("%d%% slow (%s or slower)", st.SlowCallRateThreshold, st.SlowCallDuration))
+		}
+		if len(rules) > 0 {
+			row("opens at", "%s, with at least %d calls", strings.Join(rules, " or "), st.MinimumCalls)
+		}
+	}
+	if st.CurrentRecoveryTimeout != st.RecoveryTimeout {
+		row("recovery timeout", "%s (grown from %s by failed probes, %d%% a round, up to %s)", st.CurrentRecoveryTimeout,
+			st.RecoveryTimeout, st.RecoveryBackoff, max(st.MaxRecoveryTimeout, st.RecoveryTimeout))
+	}
+	if !st.RetryUntil.IsZero() {
+		row("retry until", "%s (the upstream's retry-after)", stamp(st.RetryUntil))
+	}
 	row("last failure", "%s", stamp(st.LastFailureTime))
 	row("last error", "%s", oneLine(st.LastFailureError, 500))
 	row("config", "failure_threshold=%d recovery_timeout=%s success_threshold=%d half_open_max_calls=%d request_timeout=%s",
 		st.FailureThreshold, st.RecoveryTimeout, st.SuccessThreshold, st.HalfOpenMaxCalls, st.RequestTimeout)
+	row("trip rules", "%s", tripRules(st))
 	row("redis time", "%s", stamp(st.Time))
 	_ = tw.Flush()
+}
+
+// tripRules is the config of the rules beside consecutive failures, in
+// one line (cbctl config prints it whole).
+func tripRules(st breakerbox.Status) string {
+	cfg := st.Config()
+	var parts []string
+	for _, f := range breakerbox.ConfigFields() {
+		if !f.Rule {
+			continue
+		}
+		for i, all := 0, cfg.AllFields(); i+1 < len(all); i += 2 {
+			if all[i] == f.Field && all[i+1] != strconv.FormatInt(f.Default, 10) {
+				parts = append(parts, all[i]+"="+all[i+1])
+			}
+		}
+	}
+	if len(parts) == 0 {
+		return "none (the defaults)"
+	}
+	return strings.Join(parts, " ")
 }
 
 func setupHistory(fs *flag.FlagSet) runFunc {
@@ -330,204 +391,6 @@ func runAction(cmd string, a breakerbox.Action) runFunc {
 			name, actionPast[a], e.actor(), before.State, st.State, st.Mode, st.Generation)
 		return nil
 	}
-}
-
-// configFlags are the fields config may change.
-type configFlags struct {
-	failureThreshold, successThreshold, halfOpenMaxCalls int
-	recoveryTimeout, requestTimeout                      time.Duration
-}
-
-func (c *configFlags) register(fs *flag.FlagSet) {
-	fs.IntVar(&c.failureThreshold, "failure-threshold", 0, "consecutive failures that open the breaker")
-	fs.DurationVar(&c.recoveryTimeout, "recovery-timeout", 0, "how long the breaker stays open before probing")
-	fs.IntVar(&c.successThreshold, "success-threshold", 0, "probe successes that close a half-open breaker")
-	fs.IntVar(&c.halfOpenMaxCalls, "half-open-max-calls", 0, "probes admitted at once across the fleet")
-	fs.DurationVar(&c.requestTimeout, "request-timeout", 0, "bound on a protected call; a probe lease's lifetime")
-}
-
-// configView is the shared config as config prints it.
-type configView struct {
-	Name              string   `json:"name"`
-	FailureThreshold  int64    `json:"failure_threshold"`
-	RecoveryTimeoutMs int64    `json:"recovery_timeout_ms"`
-	SuccessThreshold  int64    `json:"success_threshold"`
-	HalfOpenMaxCalls  int64    `json:"half_open_max_calls"`
-	RequestTimeoutMs  int64    `json:"request_timeout_ms"`
-	Changed           []string `json:"changed,omitempty"`
-}
-
-func viewOf(st breakerbox.Status) configView {
-	return configView{Name: st.Name, FailureThreshold: st.FailureThreshold,
-		RecoveryTimeoutMs: st.RecoveryTimeout.Milliseconds(), SuccessThreshold: st.SuccessThreshold,
-		HalfOpenMaxCalls: st.HalfOpenMaxCalls, RequestTimeoutMs: st.RequestTimeout.Milliseconds()}
-}
-
-func (v configView) diff(old configView) []string {
-	var out []string
-	add := func(field string, a, b int64) {
-		if a != b {
-			out = append(out, fmt.Sprintf("%s %d -> %d", field, b, a))
-		}
-	}
-	add("failure_threshold", v.FailureThreshold, old.FailureThreshold)
-	add("recovery_timeout_ms", v.RecoveryTimeoutMs, old.RecoveryTimeoutMs)
-	add("success_threshold", v.SuccessThreshold, old.SuccessThreshold)
-	add("half_open_max_calls", v.HalfOpenMaxCalls, old.HalfOpenMaxCalls)
-	add("request_timeout_ms", v.RequestTimeoutMs, old.RequestTimeoutMs)
-	return out
-}
-
-func setupConfig(fs *flag.FlagSet) runFunc {
-	var c configFlags
-	c.register(fs)
-	return func(ctx context.Context, e *env, args []string) error {
-		set := map[string]bool{}
-		fs.Visit(func(f *flag.Flag) { set[f.Name] = true })
-		return runConfig(ctx, e, args, &c, set)
-	}
-}
-
-func runConfig(ctx context.Context, e *env, args []string, c *configFlags, set map[string]bool) error {
-	name, err := oneName("config", args)
-	if err != nil {
-		return err
-	}
-	ctx, cancel, err := e.openBreaker(ctx, name)
-	if err != nil {
-		return err
-	}
-	defer cancel()
-	changing := set["failure-threshold"] || set["recovery-timeout"] || set["success-threshold"] ||
-		set["half-open-max-calls"] || set["request-timeout"]
-	st, err := admin.Status(ctx, e.rdb, name)
-	if err != nil && changing && errors.Is(err, breakerbox.ErrBadConfig) {
-		// The stored config holds an invalid value: start from the hash
-		// itself, and insist that the flags replace every invalid field.
-		st, err = e.repairBase(ctx, name, set, err)
-	}
-	if err != nil {
-		return e.explainBreaker(ctx, name, "", err)
-	}
-	before := viewOf(st)
-	found := e.problems(ctx, st) // described now: the change may delete the keys
-	if !changing {
-		defer e.warnCorrupt(ctx, st)
-		if e.g.output == "json" {
-			return e.json(before)
-		}
-		writeConfig(e.stdout, before)
-		return nil
-	}
-	cfg := st.Config()
-	if set["failure-threshold"] {
-		cfg.FailureThreshold = c.failureThreshold
-	}
-	if set["recovery-timeout"] {
-		cfg.RecoveryTimeout = c.recoveryTimeout
-	}
-	if set["success-threshold"] {
-		// A half_open_max_calls equal to success_threshold follows it, as
-		// the default does, unless it is given too.
-		if !set["half-open-max-calls"] && st.HalfOpenMaxCalls == st.SuccessThreshold {
-			cfg.HalfOpenMaxCalls = 0
-		}
-		cfg.SuccessThreshold = c.successThreshold
-	}
-	if set["half-open-max-calls"] {
-		cfg.HalfOpenMaxCalls = c.halfOpenMaxCalls
-		if cfg.HalfOpenMaxCalls < 1 {
-			return usageErrorf("--half-open-max-calls %d: want at least 1", cfg.HalfOpenMaxCalls)
-		}
-	}
-	// A zero Config field means its default; a flag given as 0 is a mistake.
-	for _, f := range []struct {
-		flag, field string
-		zero        bool
-	}{{"failure-threshold", "FailureThreshold", cfg.FailureThreshold < 1},
-		{"success-threshold", "SuccessThreshold", cfg.SuccessThreshold < 1},
-		{"recovery-timeout", "RecoveryTimeout", cfg.RecoveryTimeout <= 0},
-		{"request-timeout", "RequestTimeout", cfg.RequestTimeout <= 0}} {
-		if set[f.flag] && f.zero {
-			return usageErrorf("config %s: --%s: %s want at least 1 (1ms for a timeout)", name, f.flag, f.field)
-		}
-	}
-	if err := cfg.Validate(); err != nil {
-		return usageErrorf("config %s: %v", name, err)
-	}
-	if cfg.RecoveryTimeout%time.Millisecond != 0 || cfg.RequestTimeout%time.Millisecond != 0 {
-		return usageErrorf("config %s: timeouts are stored in whole milliseconds", name)
-	}
-	if _, err := admin.Configure(ctx, e.rdb, name, cfg, e.actor()); err != nil {
-		return e.explainBreaker(ctx, name, "", err)
-	}
-	st, err = admin.Status(ctx, e.rdb, name)
-	if err != nil {
-		return e.explainBreaker(ctx, name, "", err)
-	}
-	defer e.reportRepairs(ctx, "the config change", found, st)
-	after := viewOf(st)
-	after.Changed = after.diff(before)
-	if e.g.output == "json" {
-		if after.Changed == nil {
-			after.Changed = []string{}
-		}
-		return e.json(after)
-	}
-	if len(after.Changed) == 0 {
-		fmt.Fprintf(e.stdout, "breaker %q: config unchanged\n", name)
-	} else {
-		fmt.Fprintf(e.stdout, "breaker %q: config changed by %s: %s\n", name, e.actor(), strings.Join(after.Changed, ", "))
-	}
-	writeConfig(e.stdout, after)
-	fmt.Fprintln(e.stdout, "note: a worker that starts with a different config writes its own on its first call")
-	return nil
-}
-
-// fieldFlags maps the config hash's fields to the flags that set them.
-var fieldFlags = map[string]string{
-	"failure_threshold": "failure-threshold", "recovery_timeout_ms": "recovery-timeout",
-	"success_threshold": "success-threshold", "half_open_max_calls": "half-open-max-calls",
-	"request_timeout_ms": "request-timeout",
-}
-
-// repairBase reads the config hash of a breaker whose stored config is
-// invalid (readErr) and returns it as a Status holding the valid fields
-// (defaults for absent ones). Every invalid field must be replaced by a
-// flag in set, or it is a usage error naming the flags needed.
-func (e *env) repairBase(ctx context.Context, name string, set map[string]bool, readErr error) (breakerbox.Status, error) {
-	raw, err := e.rdb.HGetAll(ctx, breakerbox.Key(name, "config")).Result()
-	if err != nil {
-		return breakerbox.Status{}, fmt.Errorf("%w (reading the config hash: %v; if it is not a hash, "+
-			"redis-cli DEL 'circuit_breaker:{%s}:config' and set the config again)", readErr, err, name)
-	}
-	cfg, invalid := breakerbox.ConfigFromFields(raw)
-	var missing []string
-	for _, field := range invalid {
-		if flagName := fieldFlags[field]; !set[flagName] {
-			missing = append(missing, fmt.Sprintf("--%s (%s holds %q)", flagName, field, raw[field]))
-		}
-	}
-	if len(missing) > 0 {
-		return breakerbox.Status{}, usageErrorf("breaker %q has an invalid stored config; give %s to repair it",
-			name, strings.Join(missing, ", "))
-	}
-	if cfg.HalfOpenMaxCalls == 0 {
-		cfg.HalfOpenMaxCalls = cfg.SuccessThreshold
-	}
-	return breakerbox.Status{Name: name, FailureThreshold: int64(cfg.FailureThreshold),
-		RecoveryTimeout: cfg.RecoveryTimeout, SuccessThreshold: int64(cfg.SuccessThreshold),
-		HalfOpenMaxCalls: int64(cfg.HalfOpenMaxCalls), RequestTimeout: cfg.RequestTimeout}, nil
-}
-
-func writeConfig(w io.Writer, v configView) {
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
-	fmt.Fprintf(tw, "failure_threshold:\t%d\n", v.FailureThreshold)
-	fmt.Fprintf(tw, "recovery_timeout:\t%s\n", time.Duration(v.RecoveryTimeoutMs)*time.Millisecond)
-	fmt.Fprintf(tw, "success_threshold:\t%d\n", v.SuccessThreshold)
-	fmt.Fprintf(tw, "half_open_max_calls:\t%d\n", v.HalfOpenMaxCalls)
-	fmt.Fprintf(tw, "request_timeout:\t%s\n", time.Duration(v.RequestTimeoutMs)*time.Millisecond)
-	_ = tw.Flush()
 }
 
 // scriptInfo is one line of cbctl scripts.

@@ -266,8 +266,10 @@ func (e *env) explainBreaker(ctx context.Context, name, key string, err error) e
 		}
 		var opts []string
 		for _, f := range flags {
-			if fl := fieldFlags[f]; fl != "" {
-				opts = append(opts, "--"+fl+" VALUE")
+			for _, cf := range configFlags {
+				if cf.field == f {
+					opts = append(opts, "--"+cf.flag+" VALUE")
+				}
 			}
 		}
 		fix := "HSET valid values, or " + hdel

@@ -39,6 +39,7 @@ type transition struct {
 	Generation int64     `json:"generation"`
 	Actor      string    `json:"actor,omitempty"`
 	Error      string    `json:"error,omitempty"`
+	Rule       string    `json:"rule,omitempty"` // an opening's trip rule
 }
 
 // frame is one refresh of watch.
@@ -195,8 +196,12 @@ func (w *watcher) transitions(ctx context.Context, old, now breakerbox.Status) [
 		if err == nil {
 			for _, ev := range evs {
 				if ev.Generation > old.Generation && ev.Generation <= now.Generation && ev.Event != "config_changed" {
-					out = append(out, transition{Time: ev.Time, Name: now.Name, Event: ev.Event, From: ev.From,
-						To: ev.To, Generation: ev.Generation, Actor: ev.Actor, Error: ev.Error})
+					tr := transition{Time: ev.Time, Name: now.Name, Event: ev.Event, From: ev.From,
+						To: ev.To, Generation: ev.Generation, Actor: ev.Actor, Error: ev.Error}
+					if ev.Event == "opened" {
+						tr.Rule = ev.Detail
+					}
+					out = append(out, tr)
 				}
 			}
 		}
@@ -314,6 +319,9 @@ func (w *watcher) render(f frame) error {
 			extra := ""
 			if t.Actor != "" {
 				extra += "by " + t.Actor
+			}
+			if t.Rule != "" {
+				extra = strings.TrimSpace(extra + "  " + t.Rule)
 			}
 			if t.Error != "" {
 				extra = strings.TrimSpace(extra + "  error: " + oneLine(t.Error, 60))

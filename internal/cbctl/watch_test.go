@@ -4,13 +4,16 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/admin"
 )
 
@@ -112,7 +115,7 @@ func TestWatchHighlightsTransitionsBetweenRefreshes(t *testing.T) {
 	}
 	svc, _ := admin.Status(ctx, rdb, "svc")
 	other, _ := admin.Status(ctx, rdb, "other")
-	if !containsFields(text, fmt.Sprintf("svc closed -> open opened gen %d error: upstream timeout", svc.Generation)) ||
+	if !containsFields(text, fmt.Sprintf("svc closed -> open opened gen %d consecutive failures error: upstream timeout", svc.Generation)) ||
 		!containsFields(text, fmt.Sprintf("other closed -> open forced_open gen %d by cbctl:bob@host", other.Generation)) {
 		t.Errorf("frame lacks the transitions:\n%s", text)
 	}
@@ -190,5 +193,48 @@ func TestWatchUnreachableAtFirstRefreshExits4(t *testing.T) {
 	r := cbctl(t, map[string]string{"REDIS_URL": "redis://" + closedAddr(t) + "/0"}, "watch", "--count", "1")
 	if r.code != ExitUnreachable {
 		t.Errorf("exit %d: %s", r.code, r.stderr)
+	}
+}
+
+func TestWatchAndStatusShowTheWindowAndTheRuleThatTripped(t *testing.T) {
+	_, rdb, env := startMini(t)
+	ctx := context.Background()
+	cfg := quickConfig()
+	cfg.FailureThreshold, cfg.WindowCalls, cfg.FailureRateThreshold, cfg.MinimumCalls = 1000, 10, 50, 4
+	breaker(t, rdb, "svc", cfg, "")
+	b, err := client.New(rdb, "svc", cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer b.Shutdown(ctx)
+	_ = b.Execute(ctx, func(context.Context) error { return nil })
+	_ = b.Execute(ctx, func(context.Context) error { return errors.New("boom") })
+	r := cbctl(t, env, "list")
+	if !containsFields(r.stdout, "svc closed normal 1/1000 50.0% 2 calls 50.0% failed") {
+		t.Errorf("list lacks the window:\n%s", r.stdout)
+	}
+	var out bytes.Buffer
+	w := newTestWatcher(t, env, nil, &out)
+	if _, err := w.refresh(ctx); err != nil {
+		t.Fatal(err)
+	}
+	_ = b.Execute(ctx, func(context.Context) error { return errors.New("boom") })
+	_ = b.Execute(ctx, func(context.Context) error { return errors.New("boom") }) // 3 of 4: opens
+	f, err := w.refresh(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := w.render(f); err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(out.String(), "failure rate 75% >= 50% over the last 10 calls, 4 calls") {
+		t.Errorf("watch does not name the rule:\n%s", out.String())
+	}
+	r = cbctl(t, env, "status", "svc")
+	for _, want := range []string{"4 calls over the last 10 calls: 75.0% failed", "opens at:", "50% failed, with at least 4 calls",
+		"window_calls=10", "failure_rate_threshold=50", "minimum_calls=4"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("status lacks %q:\n%s", want, r.stdout)
+		}
 	}
 }

@@ -278,7 +278,7 @@ function renderDetailFigures() {
   const [cls, label] = look(r);
   $('#detail-state').className = 'pill s-' + cls;
   $('#detail-state').textContent = label;
-  box.replaceChildren(
+  box.replaceChildren(...[
     figure('failures / threshold', r.failures + ' / ' + r.failure_threshold),
     figure('success rate', r.success_rate.toFixed(1) + '%'),
     figure('requests (successes, failures, refused)', `${r.requests} (${r.successes}, ${r.failures_total}, ${r.refused})`),
@@ -287,14 +287,19 @@ function renderDetailFigures() {
     figure('retry in', retryIn(r) || '-'),
     figure('opened at', when(r.opened_at_ms)),
     figure('probes held (successes)', r.state === 'half_open' ? `${r.probes} (${r.half_open_successes})` : '-'),
+    r.failure_rate != null ? figure('window (trip rules)', `${r.calls_in_window} calls · ${r.failure_rate.toFixed(1)}% failed · ${r.slow_call_rate.toFixed(1)}% slow`) : null,
+    r.config && r.recovery_timeout_in_force_ms !== r.config.recovery_timeout_ms ? figure('recovery timeout in force', human(r.recovery_timeout_in_force_ms)) : null,
+    r.retry_until_ms ? figure("upstream's retry-after until", when(r.retry_until_ms)) : null,
     figure('generation', r.generation),
     figure('last error', r.last_error || '-'),
-  );
+  ].filter(Boolean));
 }
 
 // The config fields in the order an operator thinks of them; fields the
 // page does not know (newer scripts) come last.
-const CONFIG_ORDER = ['failure_threshold', 'recovery_timeout_ms', 'success_threshold', 'half_open_max_calls', 'request_timeout_ms'];
+const CONFIG_ORDER = ['failure_threshold', 'recovery_timeout_ms', 'success_threshold', 'half_open_max_calls', 'request_timeout_ms',
+  'window_ms', 'window_calls', 'window_buckets', 'failure_rate_threshold', 'minimum_calls', 'slow_call_ms',
+  'slow_call_rate_threshold', 'max_retry_after_ms', 'recovery_backoff', 'max_recovery_timeout_ms'];
 const configRank = (f) => (CONFIG_ORDER.includes(f) ? CONFIG_ORDER.indexOf(f) : CONFIG_ORDER.length);
 
 const ACTIONS = [
@@ -347,7 +352,7 @@ function configForm(r, cfg, op) {
   S.configForm = h('form', { class: 'config', oninput: () => { S.configDirty = true; },
     onsubmit: (e) => { e.preventDefault(); saveConfig(e.target, r); } },
   h('table', {}, h('tbody', {}, cfg.map(([k, v]) => h('tr', {}, h('td', {}, k),
-    h('td', {}, op ? h('input', { name: k, type: 'number', min: 1, step: 1, value: v }) : String(v)),
+    h('td', {}, op ? h('input', { name: k, type: 'number', min: 0, step: 1, value: v }) : String(v)),
     h('td', { class: 'muted' }, k.endsWith('_ms') ? human(v) : ''))))),
   op ? h('p', {}, h('button', { type: 'submit' }, 'Change config')) : null);
   return S.configForm;
