@@ -108,3 +108,47 @@ func TestStatusScriptRunsReadOnlyOnRedis7(t *testing.T) {
 		t.Error("a no-writes script wrote on Redis 7")
 	}
 }
+
+// TestScriptsTakeOnlyWrongTypeForCorruption runs both scripts as a Redis
+// user that may not run GET and HMGET (a rule missing a command the
+// scripts call): they end with Redis's refusal and change nothing, instead
+// of reading the refused keys as corrupted, deleting them (breaker-8.lua)
+// or reporting a breaker that is not there (status-8.lua).
+func TestScriptsTakeOnlyWrongTypeForCorruption(t *testing.T) {
+	srv := redistest.Start(t)
+	ctx := context.Background()
+	admin := srv.Client(t)
+	keys := breakerbox.Keys("svc")
+	if err := breakerbox.BreakerScript.Run(ctx, admin, keys, "control", "force_open", "test").Err(); err != nil {
+		t.Fatal(err)
+	}
+	before, err := admin.HGetAll(ctx, breakerbox.Key("svc", "metrics")).Result()
+	if err != nil || before["generation"] == "" {
+		t.Fatalf("metrics after force_open: %v, %v", before, err)
+	}
+	if err := admin.Do(ctx, "ACL", "SETUSER", "nogets", "on", ">pw", "~*", "&*", "+@all", "-get", "-hmget").Err(); err != nil {
+		t.Fatal(err)
+	}
+	user := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "nogets", Password: "pw"})
+	t.Cleanup(func() { _ = user.Close() })
+	for _, run := range []struct {
+		script *breakerbox.Script
+		args   []any
+	}{
+		{breakerbox.BreakerScript, []any{"control", "release", "test"}},
+		{breakerbox.BreakerScript, []any{"allow"}},
+		{breakerbox.StatusScript, []any{"status"}},
+	} {
+		res, err := run.script.Run(ctx, user, keys, run.args...).Result()
+		if err == nil || !strings.Contains(err.Error(), "can't run this command") {
+			t.Errorf("%s %v under a user without GET: %v, %v; want Redis's refusal", run.script.File, run.args, res, err)
+		}
+	}
+	after, err := admin.HGetAll(ctx, breakerbox.Key("svc", "metrics")).Result()
+	if err != nil || len(after) != len(before) || after["generation"] != before["generation"] || after["mode"] != "forced_open" {
+		t.Fatalf("metrics after the refused calls: %v (%v), want them unchanged: %v", after, err, before)
+	}
+	if st, err := admin.Get(ctx, breakerbox.Key("svc", "state")).Result(); err != nil || st != "open" {
+		t.Fatalf("state after the refused calls: %q, %v; want open", st, err)
+	}
+}

@@ -56,6 +56,8 @@ Errors
   BADARGS    unknown operation or action, malformed argument, a config
              change that leaves the rules inconsistent (nothing is written)
   BADCONFIG  a stored config value is not valid (operations that need the config)
+Any other error of a command the script runs (an ACL refusal, OOM) ends the
+script with Redis's own error; only a key of the wrong type is corruption.
 
 Events: every change of state or mode sets the generation to
 max(generation + 1, now_ms) and writes exactly one entry to KEYS[8] (XADD
@@ -98,7 +100,15 @@ local function decimal(v, lo, hi)
 end
 local function counter(v) return decimal(v, 0, MAX) or 0 end
 local function int(n) return string.format('%d', n) end
-local function failed(r) return type(r) == 'table' and r.err ~= nil end
+-- True when a redis.pcall on one of this breaker's keys answered WRONGTYPE:
+-- the key is corrupt. Any other error (a command the caller's ACL refuses,
+-- OOM, a replica refusing writes) is not corruption: it ends the script
+-- with Redis's own error, before the key is touched.
+local function failed(r)
+  if type(r) ~= 'table' or r.err == nil then return false end
+  if string.find(r.err, '^WRONGTYPE ') then return true end
+  error(r)
+end
 local function badargs(what, v, lo, hi)
   return redis.error_reply('BADARGS ' .. what .. ' is "' .. tostring(v) .. '", want an integer ' ..
     int(lo) .. '..' .. int(hi))

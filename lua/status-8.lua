@@ -25,6 +25,8 @@ Errors
   BADKEYS    not the 8 keys of one breaker, in order (nothing is read)
   BADARGS    unknown operation
   BADCONFIG  a stored config value is not valid
+Any other error of a command the script runs (an ACL refusal, OOM) ends the
+script with Redis's own error; only a key of the wrong type is corruption.
 
 Events: none. Event names: none.
 ]]
@@ -78,7 +80,15 @@ local function decimal(v, lo, hi)
   if n < lo or n > hi then return nil end
   return n
 end
-local function failed(r) return type(r) == 'table' and r.err ~= nil end
+-- True when a redis.pcall on one of this breaker's keys answered WRONGTYPE:
+-- the key is corrupt. Any other error (a command the caller's ACL refuses,
+-- OOM, a replica refusing writes) is not corruption: it ends the script
+-- with Redis's own error, before the key is touched.
+local function failed(r)
+  if type(r) ~= 'table' or r.err == nil then return false end
+  if string.find(r.err, '^WRONGTYPE ') then return true end
+  error(r)
+end
 
 local corrupt = {}
 local function note(what) corrupt[#corrupt + 1] = what end

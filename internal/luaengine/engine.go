@@ -98,6 +98,13 @@ func (e *Engine) Eval(src string, keys []string, args ...string) (any, error) {
 	if err := L.PCall(0, 1, nil); err != nil {
 		var apiErr *lua.ApiError
 		if errors.As(err, &apiErr) {
+			// error({err = "CODE message"}) ends a script with that error
+			// reply, as in Redis.
+			if t, ok := apiErr.Object.(*lua.LTable); ok {
+				if msg, ok := t.RawGetString("err").(lua.LString); ok {
+					return nil, ScriptError(msg)
+				}
+			}
 			return nil, fmt.Errorf("lua runtime error: %s", apiErr.Object.String())
 		}
 		return nil, err

@@ -66,6 +66,9 @@ func TestErrorsAreRepliesOrRuntimeErrors(t *testing.T) {
 	if !errors.As(err, &se) || string(se) != "BADARGS nope" {
 		t.Errorf("error_reply: %v, want ScriptError BADARGS nope", err)
 	}
+	if _, err := e.Eval(`error({err = 'NOPERM refused'})`, nil); !errors.As(err, &se) || string(se) != "NOPERM refused" {
+		t.Errorf("error({err = ...}): %v, want ScriptError NOPERM refused, as Redis answers", err)
+	}
 	got, err := e.Eval(`local r = redis.pcall('HGET', 's', 'f') return r.err`, nil)
 	if err != nil || !strings.HasPrefix(got.(string), "WRONGTYPE") {
 		t.Errorf("pcall on the wrong type: %v, %v; want the WRONGTYPE error as a table", got, err)
