@@ -80,10 +80,10 @@ func typeName(t string) string {
 }
 
 // wrongType describes key, which a script could not read as type want,
-// from its TYPE. When the key is of the right type or absent, the script
-// was refused something else: most likely a command by the Redis user's
-// ACL (the scripts read a refused command as a key of the wrong type);
-// fine then says so and how to check.
+// from its TYPE. When the key is of the right type or absent, it changed
+// between the script's read and TYPE, or (with scripts older than the
+// WRONGTYPE-only rule) the script was refused a command by the Redis
+// user's ACL; fine then says so and how to check.
 func (e *env) wrongType(ctx context.Context, key, want string) (what, fine string) {
 	t, err := e.rdb.Type(ctx, key).Result()
 	switch {
