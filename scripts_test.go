@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path/filepath"
 	"regexp"
 	"slices"
 	"sort"
@@ -279,6 +280,34 @@ func TestProtocolDocNamesEverySHA(t *testing.T) {
 		for _, sha := range []string{s.SHA1, s.BodySHA1} {
 			if !strings.Contains(string(doc), sha) {
 				t.Errorf("docs/protocol.md does not name %s's SHA1 %s", s.File, sha)
+			}
+		}
+	}
+}
+
+// TestDocsNameNoStaleSHA: every SHA1 the docs show (whole, or as the
+// "# 71455a70..." a redis-cli example notes) is one of the scripts'
+// current ones, so a changed script cannot leave an old SHA in an example.
+func TestDocsNameNoStaleSHA(t *testing.T) {
+	var known []string
+	for _, s := range breakerbox.Scripts() {
+		known = append(known, s.SHA1, s.BodySHA1)
+	}
+	shaRE := regexp.MustCompile(`\b[0-9a-f]{40}\b|# ([0-9a-f]{8})\.\.\.`)
+	files, _ := filepath.Glob("docs/*.md")
+	files = append(files, "README.md")
+	for _, f := range files {
+		doc, err := os.ReadFile(f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range shaRE.FindAllStringSubmatch(string(doc), -1) {
+			sha := m[0]
+			if m[1] != "" {
+				sha = m[1]
+			}
+			if !slices.ContainsFunc(known, func(k string) bool { return strings.HasPrefix(k, sha) }) {
+				t.Errorf("%s shows SHA1 %s, which is no script's (they are %v)", f, sha, known)
 			}
 		}
 	}
