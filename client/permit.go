@@ -186,9 +186,12 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 	if o.kind == "r" && o.lease == "" {
 		return nil
 	}
-	res, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (any, error) {
-		return b.eval(ctx, recordArgs(0, []outcome{o})...)
-	}, func(res any, err error) {
+	start, prior := time.Now(), b.redisGen.Load()
+	cr, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (connReply, error) {
+		return b.evalConn(ctx, recordArgs(0, []outcome{o})...)
+	}, func(cr connReply, err error) {
+		cr.release()
+		res := cr.res
 		if err != nil {
 			b.out.unrecorded.Add(1)
 		} else if r, err := breakerbox.ParseRecordReply(res); err == nil {
@@ -208,10 +211,12 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
-	r, err := breakerbox.ParseRecordReply(res)
+	r, err := breakerbox.ParseRecordReply(cr.res)
 	if err != nil {
+		cr.release()
 		return fmt.Errorf("breaker %q: %w", b.name, err)
 	}
+	b.settle(cr, prior, r.Generation, budget-time.Since(start))
 	b.observe(r.Announcement, fromRecordReply)
 	return nil
 }

@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakerbox/breakerbox"
 )
 
@@ -86,6 +88,7 @@ type batch struct {
 	buf     []outcome // the drained buffer outs came from, to give back
 	refused int64
 	tally   counts
+	prior   int64 // the newest generation b knew when the batch was taken (WithDurableTransitions)
 }
 
 func (s *sender) run() {
@@ -157,7 +160,7 @@ func (s *sender) take(b *Breaker, n *node) (batch, bool) {
 		b.foldIntoOutage(outs, refused)
 		return batch{}, false
 	}
-	bt := batch{b: b, refused: q.refused, tally: q.tally}
+	bt := batch{b: b, refused: q.refused, tally: q.tally, prior: b.redisGen.Load()}
 	q.refused, q.tally = 0, counts{}
 	q.tallying += bt.tally.total()
 	if len(q.pending) <= maxBatch {
@@ -192,11 +195,24 @@ func (s *sender) exec(n *node, group []batch) {
 			calls = append(calls, scriptCall{breakerbox.BreakerScript, bt.b.keys, tallyArgs(bt.tally)})
 		}
 	}
-	cmds, err := h.pipeline(h.ctx, calls)
+	var conn *redis.Conn
+	for i, bt := range group {
+		if bt.b.durable() && slots[i].record >= 0 {
+			conn = h.ownConn(h.ctx, n, "") // WAIT must follow the scripts on their connection
+			break
+		}
+	}
+	cmds, err := h.pipeline(h.ctx, conn, calls)
 	stall.Stop()
 	if err != nil && unreachable(err) {
 		n.begin(err)
 	}
+	s.settle(conn, group, func(i int) *redis.Cmd {
+		if j := slots[i].record; j >= 0 {
+			return cmds[j]
+		}
+		return nil
+	})
 	for i, bt := range group {
 		b := bt.b
 		if j := slots[i].record; j >= 0 {
@@ -269,4 +285,42 @@ func (b *Breaker) recorded(bt batch, res any, err error) {
 		b.nodeOf().begin(err)
 	}
 	b.logf(warnLevel, "circuit breaker outcomes not recorded", "count", len(bt.outs), "refused", bt.refused, "err", err)
+}
+
+// settle waits, when the record replies of durable breakers in group
+// report transitions (record(i): batch i's record command, or nil), for
+// their replication on conn, the connection that carried them (at most
+// the longest wait those breakers allow), and counts them. It releases
+// conn. The node's pipeline slot is held meanwhile; callers are not: a
+// failure's caller waits at most its Redis timeout (waitSent).
+func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis.Cmd) {
+	type moved struct {
+		b   *Breaker
+		gen int64
+	}
+	var made []moved
+	replicas, d := 0, time.Duration(0)
+	for i, bt := range group {
+		c := record(i)
+		if !bt.b.durable() || c == nil || c.Err() != nil {
+			continue
+		}
+		r, err := breakerbox.ParseRecordReply(c.Val())
+		if err != nil || r.Generation <= bt.prior {
+			continue
+		}
+		made = append(made, moved{bt.b, r.Generation})
+		replicas = max(replicas, bt.b.o.durable.replicas)
+		d = max(d, bt.b.waitFor(bt.b.o.redisTimeout))
+	}
+	if len(made) == 0 {
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	acked := waitReplicas(conn, replicas, d)
+	for _, m := range made {
+		m.b.countReplication(acked, m.gen)
+	}
 }
