@@ -3,6 +3,7 @@ package client
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync/atomic"
 	"time"
 
@@ -106,46 +107,47 @@ func (b *Breaker) settle(r connReply, prior, gen int64, left time.Duration) {
 		r.release()
 		return
 	}
-	b.countReplication(waitReplicas(r.conn, b.o.durable.replicas, b.waitFor(left)), gen)
+	acked, err := waitReplicas(r.conn, b.o.durable.replicas, b.waitFor(left))
+	b.countReplication(acked, err, gen)
 }
 
-// countReplication counts one transition that acked replicas acknowledged.
-func (b *Breaker) countReplication(acked int64, gen int64) {
-	if acked >= int64(b.o.durable.replicas) {
+// countReplication counts one transition that acked replicas acknowledged
+// (err: why the WAIT did not answer).
+func (b *Breaker) countReplication(acked int64, err error, gen int64) {
+	if err == nil && acked >= int64(b.o.durable.replicas) {
 		b.dur.replicated.Add(1)
 		return
 	}
 	b.dur.notReplicated.Add(1)
-	b.logf(warnLevel, "circuit breaker transition not acknowledged by replicas", "generation", gen,
-		"acknowledged", max(acked, 0), "want", b.o.durable.replicas)
+	attrs := []any{"generation", gen, "acknowledged", max(acked, 0), "want", b.o.durable.replicas}
+	if err != nil {
+		attrs = append(attrs, "err", err)
+	}
+	b.logf(warnLevel, "circuit breaker transition not acknowledged by replicas", attrs...)
 }
 
 // waitReplicas sends WAIT replicas on conn and returns how many replicas
-// acknowledged the connection's writes; -1 when conn is nil, d too short,
-// or WAIT failed or did not answer within d. The server's own WAIT timeout
-// is half of d: Redis checks blocked clients' timeouts at its event loop's
-// pace (up to 1/hz late), and the client should not give up first, which
-// costs the connection. It releases conn: at once, or when a WAIT it
-// stopped waiting for answers.
-func waitReplicas(conn *redis.Conn, replicas int, d time.Duration) int64 {
+// acknowledged the connection's writes, or an error: no connection, d too
+// short, WAIT refused, or not answered within d. The server's own WAIT
+// timeout is half of d: Redis checks blocked clients' timeouts at its
+// event loop's pace (up to 1/hz late), and the client should not give up
+// first, which costs the connection. It releases conn: at once, or when a
+// WAIT it stopped waiting for answers.
+func waitReplicas(conn *redis.Conn, replicas int, d time.Duration) (int64, error) {
 	if conn == nil {
-		return -1
+		return 0, errors.New("no connection of its own to send WAIT on")
 	}
 	ms := (d / 2).Milliseconds()
 	if ms < 1 {
 		_ = conn.Close()
-		return -1
+		return 0, fmt.Errorf("no time left to WAIT (%s)", d)
 	}
 	acked, err := call(context.Background(), "WAIT", d, func(ctx context.Context) (int64, error) {
 		return conn.Wait(ctx, replicas, time.Duration(ms)*time.Millisecond).Result()
 	}, func(int64, error) { _ = conn.Close() })
 	var stall *StallError
-	if errors.As(err, &stall) {
-		return -1 // released by the late function
+	if !errors.As(err, &stall) {
+		_ = conn.Close() // else released by the late function
 	}
-	_ = conn.Close()
-	if err != nil {
-		return -1
-	}
-	return acked
+	return acked, err
 }

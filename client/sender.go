@@ -319,8 +319,8 @@ func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis
 		}
 		return
 	}
-	acked := waitReplicas(conn, replicas, d)
+	acked, err := waitReplicas(conn, replicas, d)
 	for _, m := range made {
-		m.b.countReplication(acked, m.gen)
+		m.b.countReplication(acked, err, m.gen)
 	}
 }
