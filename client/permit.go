@@ -199,6 +199,11 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		}
 	})
 	var stall *StallError
+	if err != nil && notRun(err) {
+		n.begin(err) // nothing was applied: the outcome is the outage's, tallied later
+		b.outageOutcome(o, nil)
+		return nil
+	}
 	if err != nil {
 		if !errors.As(err, &stall) {
 			b.out.unrecorded.Add(1) // a stalled one is counted if its late reply is an error

@@ -219,7 +219,10 @@ func (s *sender) exec(n *node, group []batch) {
 			b.recorded(bt, cmds[j].Val(), cmdErr(cmds[j]))
 		}
 		if j := slots[i].tally; j >= 0 {
-			if cerr := cmdErr(cmds[j]); cerr != nil {
+			if cerr := cmdErr(cmds[j]); notRun(cerr) {
+				n.begin(cerr)
+				b.q.addTally(b, bt.tally) // the script did not run: tallied when the node serves again
+			} else if cerr != nil {
 				b.out.unrecorded.Add(bt.tally.total())
 				b.logf(warnLevel, "circuit breaker outage counts not tallied", "count", bt.tally.total(), "err", cerr)
 			} else {
@@ -278,6 +281,19 @@ func (b *Breaker) recorded(bt batch, res any, err error) {
 			return
 		}
 		b.logf(warnLevel, "circuit breaker ignored a malformed record reply", "err", perr)
+		return
+	}
+	if notRun(err) {
+		// The server refused the call before running the script (a cluster
+		// failing over, a replica, a server loading): nothing was applied,
+		// so the outcomes and refusals are the outage's, tallied later.
+		b.nodeOf().begin(err)
+		for _, o := range bt.outs {
+			b.outageOutcome(o, nil)
+		}
+		if bt.refused > 0 {
+			b.q.addTally(b, counts{r: bt.refused})
+		}
 		return
 	}
 	b.out.unrecorded.Add(int64(len(bt.outs)) + bt.refused)
