@@ -518,3 +518,120 @@ func scrapeError(col prometheus.Collector) float64 {
 	}
 	return -1
 }
+
+// TestWorkersRideThroughASentinelFailoverThatLostATrip: two workers with
+// WithDurableTransitions(1, ...) call two breakers on a Sentinel group.
+// A trip while the replica is attached is acknowledged by it (WAIT
+// answers 1: Replicated); then replication is cut, a breaker trips on the
+// master alone (NotReplicated), and the master is killed: the promoted
+// replica holds the breaker closed as before the trip, the workers reach
+// it and trip it again, and the generation of that new opening is above
+// the lost one's, never the same. Callers stay bounded by the Redis
+// timeout, and counts are short by at most what the master took after
+// the cut.
+func TestWorkersRideThroughASentinelFailoverThatLostATrip(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no failover")
+	}
+	g := sharedSentinel.Get(t)
+	g.Use(t)
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	op := g.Client(t)
+	trip, steady := "sf-trip", "sf-steady"
+	names := []string{trip, steady}
+	cfg := client.Config{FailureThreshold: 3, RecoveryTimeout: 200 * time.Millisecond, SuccessThreshold: 1, RequestTimeout: time.Second}
+	f := startFleet(t, []redis.UniversalClient{g.Client(t), g.Client(t)}, names, cfg,
+		client.WithDurableTransitions(1, 200*time.Millisecond))
+	state := func() breakerbox.Status {
+		st, err := admin.Status(ctx, op, trip)
+		if err != nil {
+			t.Fatalf("status: %v", err)
+		}
+		return st
+	}
+	waitFor := func(what string, d time.Duration, cond func() bool) time.Time {
+		t.Helper()
+		at, err := redistest.FirstSuccess(ctx, 5*time.Millisecond, func(context.Context) error {
+			if !cond() {
+				return errors.New(what)
+			}
+			return nil
+		})
+		if err != nil || time.Since(at) > d {
+			t.Fatalf("waiting for %s: %v", what, err)
+		}
+		return at
+	}
+
+	// A trip and its recovery with the replica attached: acknowledged.
+	f.failing[trip].Store(true)
+	waitFor("the first trip", 5*time.Second, func() bool { return state().State == breakerbox.StateOpen })
+	f.failing[trip].Store(false)
+	waitFor("the recovery", 5*time.Second, func() bool { return state().State == breakerbox.StateClosed })
+	waitFor("transitions acknowledged by the replica", 5*time.Second, func() bool {
+		_, rep, _ := f.stats(trip)
+		return rep >= 3
+	})
+	_, rep, notRep := f.stats(trip)
+	t.Logf("with the replica attached: %d transitions acknowledged, %d not", rep, notRep)
+	if notRep != 0 {
+		t.Errorf("%d transitions not acknowledged with the replica attached", notRep)
+	}
+
+	// Replication cut, then a trip on the master alone.
+	master, err := g.Master(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	master.CutReplication(t)
+	cutAt := time.Now()
+	f.failing[trip].Store(true)
+	waitFor("the trip on the cut master", 5*time.Second, func() bool { return state().State == breakerbox.StateOpen })
+	lost := state()
+	waitFor("the cut trip counted not replicated", 5*time.Second, func() bool {
+		_, _, n := f.stats(trip)
+		return n >= 1
+	})
+	time.Sleep(100 * time.Millisecond)
+	fo := g.KillMaster(t, 30*time.Second)
+	t.Logf("replication cut %v before the kill; the trip at generation %d lost; sentinel named %s %v after the kill",
+		fo.Failed.Sub(cutAt).Round(time.Millisecond), lost.Generation, fo.New.Addr, fo.Took().Round(time.Millisecond))
+
+	// The workers reach the new master and trip the breaker again.
+	var again breakerbox.Status
+	at := waitFor("the trip made again on the new master", 15*time.Second, func() bool {
+		st, err := admin.Status(ctx, op, trip)
+		again = st
+		return err == nil && st.State == breakerbox.StateOpen && st.Generation > lost.Generation
+	})
+	t.Logf("tripped again at generation %d (lost: %d), %v after sentinel named the new master",
+		again.Generation, lost.Generation, at.Sub(fo.Promoted).Round(time.Millisecond))
+	if lag := at.Sub(fo.Promoted); lag > followBound {
+		t.Errorf("the workers tripped the breaker on the new master %v after sentinel named it, want within %v", lag, followBound)
+	}
+	f.failing[trip].Store(false)
+	time.Sleep(300 * time.Millisecond)
+	f.halt()
+
+	for _, n := range names {
+		l := f.logs[n]
+		t.Logf("breaker %s: slowest call %v (outage seen: %v)", n, l.slowest.Round(time.Millisecond), l.outageSeen)
+		if l.slowest > failoverRedisTimeout+noisyMargin {
+			t.Errorf("breaker %s: a call took %v, want at most the Redis timeout %v (+%v)", n, l.slowest, failoverRedisTimeout, noisyMargin)
+		}
+	}
+	checkGenerations(t, ctx, op, trip, lost.Generation)
+	evs, err := admin.History(ctx, op, trip, 100)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, e := range evs {
+		if e.Generation == lost.Generation {
+			t.Errorf("generation %d of the lost trip reused by %s", e.Generation, e.Event)
+		}
+	}
+	for _, n := range names {
+		f.checkCounts(ctx, op, n, f.logs[n].between(cutAt, fo.Failed))
+	}
+}
