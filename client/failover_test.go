@@ -27,6 +27,11 @@ import (
 
 func TestMain(m *testing.M) { redistest.Main(m) }
 
+// runs numbers the failover tests' runs, whose breakers' names carry it:
+// a run (-count=2) must not find an earlier run's totals on the shared
+// servers.
+var runs atomic.Int64
+
 // debugFailover sends the failover tests' workers' warnings to stderr.
 var debugFailover = os.Getenv("BREAKERBOX_DEBUG_FAILOVER") != ""
 
@@ -354,13 +359,14 @@ func TestWorkersRideThroughAClusterFailover(t *testing.T) {
 	c.Use(t)
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
+	run := runs.Add(1)
 	var victims, healthy []string
 	var killed *redistest.Server
 	for i := 0; len(victims) < 2 || len(healthy) < 2; i++ {
 		if i > 2000 {
 			t.Fatal("could not place the breakers")
 		}
-		name := fmt.Sprintf("cf-%d", i)
+		name := fmt.Sprintf("cf%d-%d", run, i)
 		m, err := c.MasterOf(ctx, breakerbox.Key(name, "state"))
 		if err != nil {
 			t.Fatal(err)
@@ -538,7 +544,8 @@ func TestWorkersRideThroughASentinelFailoverThatLostATrip(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
 	defer cancel()
 	op := g.Client(t)
-	trip, steady := "sf-trip", "sf-steady"
+	run := runs.Add(1)
+	trip, steady := fmt.Sprintf("sf%d-trip", run), fmt.Sprintf("sf%d-steady", run)
 	names := []string{trip, steady}
 	cfg := client.Config{FailureThreshold: 3, RecoveryTimeout: 200 * time.Millisecond, SuccessThreshold: 1, RequestTimeout: time.Second}
 	f := startFleet(t, []redis.UniversalClient{g.Client(t), g.Client(t)}, names, cfg,
