@@ -92,8 +92,16 @@ func noReadOnly(err error) bool {
 // SCRIPT FLUSH); EVAL also caches the script for the next EVALSHA. See
 // Script for servers without shebangs or EVALSHA_RO.
 func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args ...any) *redis.Cmd {
+	return s.RunAs(ctx, c, c, keys, args...)
+}
+
+// RunAs is Run on c, a connection taken from client (a *redis.Conn of
+// it): what the server needs (see Script) is learned and kept under
+// client, so that connections taken and given back one by one do not
+// each keep an entry.
+func (s *Script) RunAs(ctx context.Context, c, client redis.Scripter, keys []string, args ...any) *redis.Cmd {
 	for attempt := 0; ; attempt++ {
-		sup := s.support(c)
+		sup := s.support(client)
 		src, sha := s.Source, s.SHA1
 		if sup.noShebang {
 			src, sha = s.Body, s.BodySHA1
@@ -115,9 +123,9 @@ func (s *Script) Run(ctx context.Context, c redis.Scripter, keys []string, args 
 		err := cmd.Err()
 		switch {
 		case attempt < 2 && ro && noReadOnly(err):
-			s.learn(c, func(sup *scriptSupport) { sup.noRO = true })
+			s.learn(client, func(sup *scriptSupport) { sup.noRO = true })
 		case attempt < 2 && !sup.noShebang && s.Body != s.Source && shebangError(err):
-			s.learn(c, func(sup *scriptSupport) { sup.noShebang = true })
+			s.learn(client, func(sup *scriptSupport) { sup.noShebang = true })
 		default:
 			return cmd
 		}

@@ -67,3 +67,26 @@ func unreachable(err error) bool {
 // the call for now, however well formed it is.
 var unavailableReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAGAIN", "READONLY",
 	"MOVED", "ASK", "BUSY", "OOM", "NOREPLICAS", "ERR max number of clients reached"}
+
+// notRunReplies are the error replies of a server that refused a call
+// before running it: whatever the call was, nothing of it was applied, so
+// it may be counted again elsewhere (a script with a shebang, as ours, is
+// refused on a replica, without enough replicas, or out of memory before
+// it runs).
+var notRunReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "LOADING", "MASTERDOWN", "READONLY",
+	"NOREPLICAS", "OOM"}
+
+// notRun reports whether err is an error reply of a call the server did
+// not run (notRunReplies).
+func notRun(err error) bool {
+	var rerr redis.Error
+	if err == nil || !errors.As(err, &rerr) {
+		return false
+	}
+	for _, p := range notRunReplies {
+		if strings.HasPrefix(rerr.Error(), p) {
+			return true
+		}
+	}
+	return false
+}

@@ -40,9 +40,12 @@ type Breaker struct {
 	subEpoch  atomic.Uint64        // the subscription epoch in which its channel was last confirmed
 	subGen    atomic.Uint64        // how many times its channel was confirmed
 
+	redisGen atomic.Int64 // the newest generation Redis told this handle (WithDurableTransitions)
+
 	reg  registration
 	q    queue
 	out  outageCounts
+	dur  durableCounts
 	shut atomic.Bool
 }
 
@@ -198,6 +201,11 @@ type Stats struct {
 	// lost (the script may or may not have applied it, so it is not sent
 	// again), or a call that Redis refused with an error.
 	Unrecorded int64
+	// Replicated and NotReplicated count the transitions seen in the
+	// replies to this handle's calls that WithDurableTransitions waited
+	// for: acknowledged by at least the replicas asked for, and not (the
+	// wait ran out, failed, or could not be sent). Both stay 0 without it.
+	Replicated, NotReplicated int64
 }
 
 // Stats returns this handle's local counts.
@@ -210,6 +218,8 @@ func (b *Breaker) Stats() Stats {
 		OutageFailed:    b.out.failed.Load(),
 		Tallied:         b.out.tallied.Load(),
 		Unrecorded:      b.out.unrecorded.Load(),
+		Replicated:      b.dur.replicated.Load(),
+		NotReplicated:   b.dur.notReplicated.Load(),
 	}
 }
 

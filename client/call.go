@@ -33,17 +33,23 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if err := b.waitRegistered(ctx); err != nil {
 		return b.redisFailed(ctx, n, "seed", err)
 	}
-	res, err := call(ctx, "allow", b.o.redisTimeout, func(ctx context.Context) (any, error) {
-		return b.eval(ctx, "allow")
-	}, b.lateAllow)
-	waited := time.Since(start)
+	prior := b.redisGen.Load()
+	cr, err := call(ctx, "allow", b.o.redisTimeout, func(ctx context.Context) (connReply, error) {
+		return b.evalConn(ctx, "allow")
+	}, func(cr connReply, err error) {
+		cr.release()
+		b.lateAllow(cr.res, err)
+	})
 	if err != nil {
 		return b.redisFailed(ctx, n, "allow", err)
 	}
-	r, err := breakerbox.ParseAllowReply(res)
+	r, err := breakerbox.ParseAllowReply(cr.res)
 	if err != nil {
+		cr.release()
 		return nil, fmt.Errorf("breaker %q: %w", b.name, err)
 	}
+	b.settle(cr, prior, r.Generation, b.o.redisTimeout-time.Since(start))
+	waited := time.Since(start)
 	b.observe(r.Announcement, fromReply)
 	if !r.Admitted {
 		return nil, b.openError(r.State, r.Mode, r.RetryAfter, false, nil)

@@ -239,7 +239,7 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 		for _, b := range group {
 			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
-		cmds, err := h.pipeline(ctx, calls)
+		cmds, err := h.pipeline(ctx, nil, calls)
 		for i, b := range group {
 			if r.errs[i] = cmdErr(cmds[i]); r.errs[i] == nil {
 				r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmds[i].Val())
@@ -326,7 +326,7 @@ func (c *control) refreshAll() bool {
 			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
 		cmds, err := call(h.ctx, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
-			cmds, err := h.pipeline(ctx, calls)
+			cmds, err := h.pipeline(ctx, nil, calls)
 			return cmds, pipeErr(cmds, err)
 		}, nil)
 		if err != nil {

@@ -19,7 +19,8 @@ import (
 //     that breaker only (its log lines, how long its callers wait on Redis,
 //     the actor its config writes carry, the hook its changes go to).
 //   - Breaker options say how one breaker admits and counts calls:
-//     WithAdmission, WithClassifier, WithOutagePolicy, WithOverwriteConfig.
+//     WithAdmission, WithClassifier, WithOutagePolicy, WithOverwriteConfig,
+//     WithDurableTransitions.
 //     Given to NewHub they are the default of every breaker of the Hub.
 //
 // The shared Config (thresholds and timeouts) is not an option: it lives in
@@ -35,6 +36,13 @@ type options struct {
 	outage        OutagePolicy
 	admission     Admission
 	overwrite     bool
+	durable       durability
+}
+
+// durability is WithDurableTransitions' setting (replicas 0: off).
+type durability struct {
+	replicas int
+	timeout  time.Duration
 }
 
 // WithLogger sends logs to l instead of slog.Default() (a process option).
@@ -98,6 +106,43 @@ func WithAdmission(a Admission) Option { return func(o *options) { o.admission =
 // changes is logged as a warning.
 func WithOverwriteConfig() Option { return func(o *options) { o.overwrite = true } }
 
+// WithDurableTransitions makes the breaker's transitions wait for
+// replication (a breaker option; default off, replicas 0: a transition is
+// replicated asynchronously, as every Redis write, and a failover right
+// after it may lose it: docs/operations.md, "What a failover can lose").
+//
+// With it, every script call of the breaker runs on a connection taken
+// from the pool for that call, and when the script's reply reports a
+// transition (a generation newer than any this handle knew: the call
+// opened, half-opened or closed the breaker, or saw another worker's
+// transition first), the client sends WAIT replicas TIMEOUT on that same
+// connection before it acts on the reply: the Allow that half-opened the
+// breaker returns its probe, and the failure that opened it returns, only
+// once replicas replicas acknowledged the transition or the wait ran out.
+// A transition acknowledged by replicas is in the replica that a failover
+// promotes (Redis promotes the one with the most data), so a failover
+// cannot undo it, nor hand out a probe lease twice.
+//
+// The wait is bounded: at most timeout (0: the Redis timeout), never past
+// the Redis timeout (WithRedisTimeout), and for a caller waiting on Redis
+// (AdmitStrict, a probe's Allow, a failure's outcome) at most what is left
+// of its Redis timeout, as every Redis wait of a call; a wait for a
+// transition made by outcomes sent in the background holds only that
+// node's outcome pipeline. A WAIT that runs out, fails or cannot be sent
+// (a client type without single connections) never fails a call nor
+// starts an outage: the transition stands in the master, and it counts in
+// Stats().NotReplicated (those acknowledged by enough replicas in
+// Stats().Replicated). Outcomes and refusals are never waited for: a
+// failover can still lose those recorded since the last replicated write.
+//
+// Its cost is one WAIT per transition (a round trip to the master and the
+// replicas' acknowledgement, about a millisecond on a LAN), none per call.
+// The worker's ACL rule needs +wait (docs/operations.md). replicas or
+// timeout below 0 is an error.
+func WithDurableTransitions(replicas int, timeout time.Duration) Option {
+	return func(o *options) { o.durable = durability{replicas: replicas, timeout: timeout} }
+}
+
 func defaultOptions() options {
 	host, _ := os.Hostname()
 	return options{
@@ -128,6 +173,8 @@ func (o options) apply(opts []Option) (options, error) {
 		return o, fmt.Errorf("unknown outage policy %d", o.outage)
 	case o.admission < AdmitFast || o.admission > AdmitStrict:
 		return o, fmt.Errorf("unknown admission %d", o.admission)
+	case o.durable.replicas < 0 || o.durable.timeout < 0:
+		return o, fmt.Errorf("durable transitions: %d replicas, timeout %s, want both >= 0", o.durable.replicas, o.durable.timeout)
 	}
 	return o, nil
 }

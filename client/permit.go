@@ -186,9 +186,12 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 	if o.kind == "r" && o.lease == "" {
 		return nil
 	}
-	res, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (any, error) {
-		return b.eval(ctx, recordArgs(0, []outcome{o})...)
-	}, func(res any, err error) {
+	start, prior := time.Now(), b.redisGen.Load()
+	cr, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (connReply, error) {
+		return b.evalConn(ctx, recordArgs(0, []outcome{o})...)
+	}, func(cr connReply, err error) {
+		cr.release()
+		res := cr.res
 		if err != nil {
 			b.out.unrecorded.Add(1)
 		} else if r, err := breakerbox.ParseRecordReply(res); err == nil {
@@ -196,6 +199,11 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		}
 	})
 	var stall *StallError
+	if err != nil && notRun(err) {
+		n.begin(err) // nothing was applied: the outcome is the outage's, tallied later
+		b.outageOutcome(o, nil)
+		return nil
+	}
 	if err != nil {
 		if !errors.As(err, &stall) {
 			b.out.unrecorded.Add(1) // a stalled one is counted if its late reply is an error
@@ -208,10 +216,12 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		}
 		return fmt.Errorf("breaker %q: record: %w", b.name, err)
 	}
-	r, err := breakerbox.ParseRecordReply(res)
+	r, err := breakerbox.ParseRecordReply(cr.res)
 	if err != nil {
+		cr.release()
 		return fmt.Errorf("breaker %q: %w", b.name, err)
 	}
+	b.settle(cr, prior, r.Generation, budget-time.Since(start))
 	b.observe(r.Announcement, fromRecordReply)
 	return nil
 }

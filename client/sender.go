@@ -4,6 +4,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakerbox/breakerbox"
 )
 
@@ -86,6 +88,7 @@ type batch struct {
 	buf     []outcome // the drained buffer outs came from, to give back
 	refused int64
 	tally   counts
+	prior   int64 // the newest generation b knew when the batch was taken (WithDurableTransitions)
 }
 
 func (s *sender) run() {
@@ -157,7 +160,7 @@ func (s *sender) take(b *Breaker, n *node) (batch, bool) {
 		b.foldIntoOutage(outs, refused)
 		return batch{}, false
 	}
-	bt := batch{b: b, refused: q.refused, tally: q.tally}
+	bt := batch{b: b, refused: q.refused, tally: q.tally, prior: b.redisGen.Load()}
 	q.refused, q.tally = 0, counts{}
 	q.tallying += bt.tally.total()
 	if len(q.pending) <= maxBatch {
@@ -192,18 +195,34 @@ func (s *sender) exec(n *node, group []batch) {
 			calls = append(calls, scriptCall{breakerbox.BreakerScript, bt.b.keys, tallyArgs(bt.tally)})
 		}
 	}
-	cmds, err := h.pipeline(h.ctx, calls)
+	var conn *redis.Conn
+	for i, bt := range group {
+		if bt.b.durable() && slots[i].record >= 0 {
+			conn = h.ownConn(h.ctx, n, "") // WAIT must follow the scripts on their connection
+			break
+		}
+	}
+	cmds, err := h.pipeline(h.ctx, conn, calls)
 	stall.Stop()
 	if err != nil && unreachable(err) {
 		n.begin(err)
 	}
+	s.settle(conn, group, func(i int) *redis.Cmd {
+		if j := slots[i].record; j >= 0 {
+			return cmds[j]
+		}
+		return nil
+	})
 	for i, bt := range group {
 		b := bt.b
 		if j := slots[i].record; j >= 0 {
 			b.recorded(bt, cmds[j].Val(), cmdErr(cmds[j]))
 		}
 		if j := slots[i].tally; j >= 0 {
-			if cerr := cmdErr(cmds[j]); cerr != nil {
+			if cerr := cmdErr(cmds[j]); notRun(cerr) {
+				n.begin(cerr)
+				b.q.addTally(b, bt.tally) // the script did not run: tallied when the node serves again
+			} else if cerr != nil {
 				b.out.unrecorded.Add(bt.tally.total())
 				b.logf(warnLevel, "circuit breaker outage counts not tallied", "count", bt.tally.total(), "err", cerr)
 			} else {
@@ -264,9 +283,60 @@ func (b *Breaker) recorded(bt batch, res any, err error) {
 		b.logf(warnLevel, "circuit breaker ignored a malformed record reply", "err", perr)
 		return
 	}
+	if notRun(err) {
+		// The server refused the call before running the script (a cluster
+		// failing over, a replica, a server loading): nothing was applied,
+		// so the outcomes and refusals are the outage's, tallied later.
+		b.nodeOf().begin(err)
+		for _, o := range bt.outs {
+			b.outageOutcome(o, nil)
+		}
+		if bt.refused > 0 {
+			b.q.addTally(b, counts{r: bt.refused})
+		}
+		return
+	}
 	b.out.unrecorded.Add(int64(len(bt.outs)) + bt.refused)
 	if unreachable(err) {
 		b.nodeOf().begin(err)
 	}
 	b.logf(warnLevel, "circuit breaker outcomes not recorded", "count", len(bt.outs), "refused", bt.refused, "err", err)
+}
+
+// settle waits, when the record replies of durable breakers in group
+// report transitions (record(i): batch i's record command, or nil), for
+// their replication on conn, the connection that carried them (at most
+// the longest wait those breakers allow), and counts them. It releases
+// conn. The node's pipeline slot is held meanwhile; callers are not: a
+// failure's caller waits at most its Redis timeout (waitSent).
+func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis.Cmd) {
+	type moved struct {
+		b   *Breaker
+		gen int64
+	}
+	var made []moved
+	replicas, d := 0, time.Duration(0)
+	for i, bt := range group {
+		c := record(i)
+		if !bt.b.durable() || c == nil || c.Err() != nil {
+			continue
+		}
+		r, err := breakerbox.ParseRecordReply(c.Val())
+		if err != nil || r.Generation <= bt.prior {
+			continue
+		}
+		made = append(made, moved{bt.b, r.Generation})
+		replicas = max(replicas, bt.b.o.durable.replicas)
+		d = max(d, bt.b.waitFor(bt.b.o.redisTimeout))
+	}
+	if len(made) == 0 {
+		if conn != nil {
+			_ = conn.Close()
+		}
+		return
+	}
+	acked, err := waitReplicas(conn, replicas, d)
+	for _, m := range made {
+		m.b.countReplication(acked, err, m.gen)
+	}
 }

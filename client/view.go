@@ -82,6 +82,10 @@ func accept(old, nv *view, src source) bool {
 }
 
 func (b *Breaker) apply(a breakerbox.Announcement, src source, local *localBreaker) {
+	if local == nil {
+		for g := b.redisGen.Load(); a.Generation > g && !b.redisGen.CompareAndSwap(g, a.Generation); g = b.redisGen.Load() {
+		}
+	}
 	nv := newView(a, local)
 	b.viewMu.Lock()
 	c, moved := b.applyLocked(b.view.Load(), nv, src)

@@ -85,12 +85,18 @@ type scriptCall struct {
 // Script.Run, which falls back to EVAL (the script's source travels with
 // it, whatever the server's cache holds) and learns what the server needs.
 // The error is the pipeline's own (a connection that failed); the
-// commands' are read one by one.
-func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, error) {
+// commands' are read one by one. With conn (a connection of one node, see
+// ownConn) every call runs on it, so that a WAIT can follow them there.
+func (h *Hub) pipeline(ctx context.Context, conn *redis.Conn, calls []scriptCall) ([]*redis.Cmd, error) {
 	h.io.begin()
 	defer h.io.end()
 	cmds := make([]*redis.Cmd, len(calls))
-	pipe := h.rdb.Pipeline()
+	var on redis.Scripter = h.rdb
+	newPipe := h.rdb.Pipeline
+	if conn != nil {
+		on, newPipe = conn, conn.Pipeline
+	}
+	pipe := newPipe()
 	for i, c := range calls {
 		cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
 	}
@@ -110,7 +116,7 @@ func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, e
 		}
 	}
 	if len(lost) > 0 {
-		pipe := h.rdb.Pipeline()
+		pipe := newPipe()
 		for _, i := range lost {
 			c := calls[i]
 			cmds[i] = c.script.Queue(ctx, pipe, h.rdb, c.keys, c.args...)
@@ -123,7 +129,7 @@ func (h *Hub) pipeline(ctx context.Context, calls []scriptCall) ([]*redis.Cmd, e
 		switch {
 		case redis.HasErrorPrefix(cerr, "NOSCRIPT"),
 			c.script.ReadOnly && errors.As(cerr, &rerr) && !strings.HasPrefix(cerr.Error(), "BAD"):
-			cmds[i] = c.script.Run(ctx, h.rdb, c.keys, c.args...)
+			cmds[i] = c.script.RunAs(ctx, on, h.rdb, c.keys, c.args...)
 		}
 	}
 	if err != nil {
