@@ -147,7 +147,7 @@ func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
 	b.reg.mu.Lock()
 	b.reg.overwritten = true // a registration still to come seeds, never overwrites this
 	b.reg.mu.Unlock()
-	_, err := call(ctx, "configure", b.o.redisTimeout, func(ctx context.Context) (breakerbox.ConfigureReply, error) {
+	_, err := call(ctx, b.h, "configure", b.o.redisTimeout, func(ctx context.Context) (breakerbox.ConfigureReply, error) {
 		return b.configure(ctx, cfg)
 	}, nil)
 	if err != nil {

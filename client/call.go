@@ -33,7 +33,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	if err := b.waitRegistered(ctx); err != nil {
 		return b.redisFailed(ctx, n, "seed", err)
 	}
-	res, err := call(ctx, "allow", b.o.redisTimeout, func(ctx context.Context) (any, error) {
+	res, err := call(ctx, b.h, "allow", b.o.redisTimeout, func(ctx context.Context) (any, error) {
 		return b.eval(ctx, "allow")
 	}, b.lateAllow)
 	waited := time.Since(start)

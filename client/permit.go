@@ -186,7 +186,7 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 	if o.kind == "r" && o.lease == "" {
 		return nil
 	}
-	res, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (any, error) {
+	res, err := call(context.WithoutCancel(ctx), b.h, "record", budget, func(ctx context.Context) (any, error) {
 		return b.eval(ctx, recordArgs(0, []outcome{o})...)
 	}, func(res any, err error) {
 		if err != nil {

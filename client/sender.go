@@ -125,9 +125,21 @@ func (s *sender) run() {
 				s.done(n)
 				continue
 			}
-			go s.exec(n, group)
+			if !s.h.calls.Go(func() { s.exec(n, group) }) {
+				s.drop(n, group) // shut down
+			}
 		}
 	}
+}
+
+// drop gives up on a node's batches that the Hub, shut down, will not
+// send: they count as unrecorded, and their waiters are woken.
+func (s *sender) drop(n *node, group []batch) {
+	for _, bt := range group {
+		bt.b.out.unrecorded.Add(int64(len(bt.outs)) + bt.refused + bt.tally.total())
+		s.finish(bt.b, bt)
+	}
+	s.done(n)
 }
 
 // done counts a node's pipeline as completed.
