@@ -98,11 +98,15 @@ func WithAdmission(a Admission) Option { return func(o *options) { o.admission =
 // changes is logged as a warning.
 func WithOverwriteConfig() Option { return func(o *options) { o.overwrite = true } }
 
+// defaultRedisTimeout is the default of WithRedisTimeout. Only this
+// package's tests change it (see export_test.go), before any Hub is made.
+var defaultRedisTimeout = 250 * time.Millisecond
+
 func defaultOptions() options {
 	host, _ := os.Hostname()
 	return options{
 		logger:       slog.Default(),
-		redisTimeout: 250 * time.Millisecond,
+		redisTimeout: defaultRedisTimeout,
 		actor:        "go:" + host + ":" + strconv.Itoa(os.Getpid()),
 		classify:     failureVerdict,
 	}
