@@ -122,7 +122,7 @@ func CallIn[T any](ctx context.Context, g *Group, op string, d time.Duration, fn
 type Group struct {
 	ctx    context.Context // cancelled by Stop
 	cancel context.CancelFunc
-	mu     sync.Mutex
+	mu     sync.RWMutex // Go holds it shared: calls do not queue on one another
 	closed bool
 	wg     sync.WaitGroup
 }
@@ -136,13 +136,13 @@ func NewGroup() *Group {
 // Go runs f on a goroutine of the group and reports true, or, once the
 // group is stopped, does nothing and reports false.
 func (g *Group) Go(f func()) bool {
-	g.mu.Lock()
+	g.mu.RLock()
 	if g.closed {
-		g.mu.Unlock()
+		g.mu.RUnlock()
 		return false
 	}
 	g.wg.Add(1)
-	g.mu.Unlock()
+	g.mu.RUnlock()
 	go func() {
 		defer g.wg.Done()
 		f()

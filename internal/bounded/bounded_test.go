@@ -111,3 +111,23 @@ func TestGroupStopCancelsItsCallsAndRefusesNewOnes(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// BenchmarkCall and BenchmarkCallInGroup measure what tracking a call in a
+// Group adds to a bounded call (parallel callers, as a Hub's workers are).
+func BenchmarkCall(b *testing.B) {
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_, _ = bounded.Call(context.Background(), "op", time.Second, func(context.Context) (int, error) { return 1, nil }, nil)
+		}
+	})
+}
+
+func BenchmarkCallInGroup(b *testing.B) {
+	g := bounded.NewGroup()
+	defer g.Stop()
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			_, _ = bounded.CallIn(context.Background(), g, "op", time.Second, func(context.Context) (int, error) { return 1, nil }, nil)
+		}
+	})
+}
