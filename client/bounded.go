@@ -22,10 +22,16 @@ type StallError = bounded.StallError
 // call runs fn, one exchange with Redis, so that the caller waits at most
 // d whatever the connection does (see package internal/bounded); late is
 // given the result of a call the caller stopped waiting for (a probe lease
-// admitted too late is given back there).
-func call[T any](ctx context.Context, op string, d time.Duration, fn func(context.Context) (T, error),
+// admitted too late is given back there). fn runs among h's calls, which
+// Shutdown waits for, the abandoned ones included: once h is shut down the
+// call is not made and its error is ErrShutdown.
+func call[T any](ctx context.Context, h *Hub, op string, d time.Duration, fn func(context.Context) (T, error),
 	late func(T, error)) (T, error) {
-	return bounded.Call(ctx, op, d, fn, late)
+	v, err := bounded.CallIn(ctx, h.calls, op, d, fn, late)
+	if errors.Is(err, bounded.ErrStopped) {
+		return v, ErrShutdown
+	}
+	return v, err
 }
 
 // unreachable reports whether err says that Redis could not be reached or

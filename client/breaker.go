@@ -150,7 +150,7 @@ func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
 	b.reg.mu.Lock()
 	b.reg.overwritten = true // a registration still to come seeds, never overwrites this
 	b.reg.mu.Unlock()
-	_, err := call(ctx, "configure", b.o.redisTimeout, func(ctx context.Context) (breakerbox.ConfigureReply, error) {
+	_, err := call(ctx, b.h, "configure", b.o.redisTimeout, func(ctx context.Context) (breakerbox.ConfigureReply, error) {
 		return b.configure(ctx, cfg)
 	}, nil)
 	if err != nil {
@@ -254,7 +254,8 @@ func (b *Breaker) Ready(ctx context.Context) error {
 // Shutdown flushes outcomes not yet sent and state changes not yet given
 // to the hook (both bounded by ctx), and stops the handle. It does not
 // change the breaker in Redis. Calls after Shutdown return ErrShutdown. The
-// last breaker of a Hub made by New shuts the Hub down too.
+// last breaker of a Hub made by New shuts the Hub down too, waiting for its
+// Redis calls in flight (see Hub.Shutdown).
 func (b *Breaker) Shutdown(ctx context.Context) error {
 	if b.shut.Load() {
 		return nil

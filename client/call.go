@@ -34,7 +34,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 		return b.redisFailed(ctx, n, "seed", err)
 	}
 	prior := b.redisGen.Load()
-	cr, err := call(ctx, "allow", b.o.redisTimeout, func(ctx context.Context) (connReply, error) {
+	cr, err := call(ctx, b.h, "allow", b.o.redisTimeout, func(ctx context.Context) (connReply, error) {
 		return b.evalConn(ctx, "allow")
 	}, func(cr connReply, err error) {
 		cr.release()

@@ -115,7 +115,7 @@ func (c *control) run() {
 func (c *control) byNode(list []*Breaker) map[*node][]*Breaker {
 	h := c.h
 	if h.cluster != nil {
-		_, _ = call(h.ctx, "cluster slots", h.timeout(), func(ctx context.Context) (struct{}, error) {
+		_, _ = call(h.ctx, h, "cluster slots", h.timeout(), func(ctx context.Context) (struct{}, error) {
 			for _, b := range list {
 				h.nodes.resolve(ctx, b)
 			}
@@ -227,7 +227,7 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 		errs     []error
 	}
 	start := time.Now().UnixNano()
-	res, err := call(h.ctx, "seed", h.timeout(), func(ctx context.Context) (result, error) {
+	res, err := call(h.ctx, h, "seed", h.timeout(), func(ctx context.Context) (result, error) {
 		r := result{replies: make([]breakerbox.ConfigureReply, len(group)),
 			statuses: make([]breakerbox.Status, len(group)), errs: make([]error, len(group))}
 		// The status read after the seed gives the config in force (the
@@ -325,7 +325,7 @@ func (c *control) refreshAll() bool {
 		for _, b := range group {
 			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
-		cmds, err := call(h.ctx, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
+		cmds, err := call(h.ctx, h, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
 			cmds, err := h.pipeline(ctx, nil, calls)
 			return cmds, pipeErr(cmds, err)
 		}, nil)

@@ -107,7 +107,7 @@ func (b *Breaker) settle(r connReply, prior, gen int64, left time.Duration) {
 		r.release()
 		return
 	}
-	acked, err := waitReplicas(r.conn, b.o.durable.replicas, b.waitFor(left))
+	acked, err := b.h.waitReplicas(r.conn, b.o.durable.replicas, b.waitFor(left))
 	b.countReplication(acked, err, gen)
 }
 
@@ -133,7 +133,7 @@ func (b *Breaker) countReplication(acked int64, err error, gen int64) {
 // event loop's pace (up to 1/hz late), and the client should not give up
 // first, which costs the connection. It releases conn: at once, or when a
 // WAIT it stopped waiting for answers.
-func waitReplicas(conn *redis.Conn, replicas int, d time.Duration) (int64, error) {
+func (h *Hub) waitReplicas(conn *redis.Conn, replicas int, d time.Duration) (int64, error) {
 	if conn == nil {
 		return 0, errors.New("no connection of its own to send WAIT on")
 	}
@@ -142,7 +142,7 @@ func waitReplicas(conn *redis.Conn, replicas int, d time.Duration) (int64, error
 		_ = conn.Close()
 		return 0, fmt.Errorf("no time left to WAIT (%s)", d)
 	}
-	acked, err := call(context.Background(), "WAIT", d, func(ctx context.Context) (int64, error) {
+	acked, err := call(context.Background(), h, "WAIT", d, func(ctx context.Context) (int64, error) {
 		return conn.Wait(ctx, replicas, time.Duration(ms)*time.Millisecond).Result()
 	}, func(int64, error) { _ = conn.Close() })
 	var stall *StallError

@@ -1,6 +1,15 @@
 package client
 
-import "github.com/breakerbox/breakerbox/internal/redisurl"
+import (
+	"time"
+
+	"github.com/breakerbox/breakerbox/internal/redisurl"
+)
+
+// SetDefaultRedisTimeout sets the Redis timeout of Hubs and breakers made
+// without WithRedisTimeout (the Hubs New makes included). TestMain calls
+// it before any test runs.
+func SetDefaultRedisTimeout(d time.Duration) { defaultRedisTimeout = d }
 
 // ViewGeneration returns the generation of b's view of its breaker, or -1
 // before it has one: tests wait on it after an operator action.

@@ -25,8 +25,6 @@ import (
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
-func TestMain(m *testing.M) { redistest.Main(m) }
-
 // runs numbers the failover tests' runs, whose breakers' names carry it:
 // a run (-count=2) must not find an earlier run's totals on the shared
 // servers.

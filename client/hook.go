@@ -132,7 +132,7 @@ func (b *Breaker) historyCause(c StateChange) string {
 	if b.nodeOf().down.Load() {
 		return "observed"
 	}
-	raw, err := call(b.h.ctx, "LRANGE history", b.o.redisTimeout, func(ctx context.Context) ([]string, error) {
+	raw, err := call(b.h.ctx, b.h, "LRANGE history", b.o.redisTimeout, func(ctx context.Context) ([]string, error) {
 		return b.h.rdb.LRange(ctx, breakerbox.Key(b.name, "history"), 0, 9).Result()
 	}, nil)
 	if err != nil {

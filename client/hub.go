@@ -11,6 +11,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/internal/bounded"
 	"github.com/breakerbox/breakerbox/internal/redisconn"
 )
 
@@ -36,7 +37,8 @@ type Hub struct {
 
 	ctx    context.Context // cancelled by Shutdown
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
+	wg     sync.WaitGroup // the three loops: subscriber, sender, control
+	calls  *bounded.Group // every other goroutine that talks to Redis; Shutdown waits for them
 
 	mu       sync.RWMutex
 	byName   map[string]*channel // the handles of each breaker name
@@ -97,8 +99,8 @@ func newHub(rdb redis.UniversalClient, opts []Option) (*Hub, error) {
 	// follows by itself).
 	redisconn.Follow(rdb)
 	ctx, cancel := context.WithCancel(context.Background())
-	h := &Hub{rdb: rdb, o: o, ctx: ctx, cancel: cancel, byName: map[string]*channel{},
-		shutdown: make(chan struct{})}
+	h := &Hub{rdb: rdb, o: o, ctx: ctx, cancel: cancel, calls: bounded.NewGroup(),
+		byName: map[string]*channel{}, shutdown: make(chan struct{})}
 	h.cluster, _ = rdb.(*redis.ClusterClient)
 	h.nodes.init(h)
 	h.send.init(h)
@@ -176,8 +178,12 @@ func (h *Hub) New(name string, cfg Config, opts ...Option) (*Breaker, error) {
 
 // Shutdown flushes every breaker's outcomes not yet sent and the state
 // changes not yet given to hooks (bounded by ctx), stops the Hub's
-// goroutines and closes its pub/sub connection. The breakers in Redis are
-// untouched; calls on the Hub's breakers return ErrShutdown afterwards.
+// goroutines and closes its pub/sub connection. It then waits, bounded by
+// ctx too, for every Redis call the Hub made to end, those whose callers
+// stopped waiting at the Redis timeout included: once it has returned nil,
+// the Hub sends Redis nothing more (an error says that ctx ran out first).
+// The breakers in Redis are untouched; calls on the Hub's breakers return
+// ErrShutdown afterwards.
 func (h *Hub) Shutdown(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
@@ -206,10 +212,14 @@ func (h *Hub) stop(ctx context.Context) error {
 		errs = append(errs, b.q.flush(ctx, b))
 		b.shut.Store(true)
 	}
+	h.calls.Stop() // no Redis call starts now; those in flight are cancelled
 	h.cancel()
 	h.sub.close()
 	h.wg.Wait()
 	errs = append(errs, h.notify.drain(ctx))
+	if err := h.calls.Wait(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("breakerbox hub: shutdown: %w", err))
+	}
 	close(h.shutdown)
 	return errors.Join(errs...)
 }
@@ -310,12 +320,12 @@ func (h *Hub) registryAdd(names []string) {
 	for i, n := range names {
 		members[i] = n
 	}
-	go func() {
-		_, err := call(h.ctx, "SADD registry", h.timeout(), func(ctx context.Context) (int64, error) {
+	h.calls.Go(func() {
+		_, err := call(h.ctx, h, "SADD registry", h.timeout(), func(ctx context.Context) (int64, error) {
 			return h.rdb.SAdd(ctx, breakerbox.RegistryKey, members...).Result()
 		}, nil)
-		if err != nil {
+		if err != nil && !errors.Is(err, ErrShutdown) {
 			h.logEvent(slog.LevelDebug, "circuit breaker registry not updated", "err", err)
 		}
-	}()
+	})
 }

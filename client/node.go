@@ -131,8 +131,8 @@ func (n *node) recheck() {
 	if h.cluster != nil {
 		h.cluster.ReloadState(h.ctx)
 	}
-	go func() {
-		_, err := call(h.ctx, "PING", h.timeout(), func(ctx context.Context) (string, error) {
+	started := h.calls.Go(func() {
+		_, err := call(h.ctx, h, "PING", h.timeout(), func(ctx context.Context) (string, error) {
 			if h.cluster != nil {
 				ctx := context.WithoutCancel(ctx)
 				for _, b := range h.breakers() {
@@ -152,7 +152,12 @@ func (n *node) recheck() {
 		if err == nil {
 			n.end()
 		}
-	}()
+	})
+	if !started { // shut down
+		n.mu.Lock()
+		n.probing = false
+		n.mu.Unlock()
+	}
 }
 
 // end ends the node's outage: its breakers leave the outage policy, are

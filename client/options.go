@@ -143,11 +143,15 @@ func WithDurableTransitions(replicas int, timeout time.Duration) Option {
 	return func(o *options) { o.durable = durability{replicas: replicas, timeout: timeout} }
 }
 
+// defaultRedisTimeout is the default of WithRedisTimeout. Only this
+// package's tests change it (see export_test.go), before any Hub is made.
+var defaultRedisTimeout = 250 * time.Millisecond
+
 func defaultOptions() options {
 	host, _ := os.Hostname()
 	return options{
 		logger:       slog.Default(),
-		redisTimeout: 250 * time.Millisecond,
+		redisTimeout: defaultRedisTimeout,
 		actor:        "go:" + host + ":" + strconv.Itoa(os.Getpid()),
 		classify:     failureVerdict,
 	}

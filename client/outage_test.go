@@ -42,12 +42,14 @@ func downRedis(t *testing.T, policy client.OutagePolicy, logs *logBuffer) (*clie
 	return b, mr
 }
 
-// timed runs one Execute and fails the test if it blocked past the Redis timeout.
+// timed runs one Execute and fails the test if it blocked past the Redis
+// timeout (plus stallMargin, for a loaded machine: a call left to
+// go-redis's dial or read timeouts takes seconds).
 func timed(t *testing.T, b *client.Breaker, fn func(context.Context) error) error {
 	t.Helper()
 	start := time.Now()
 	err := b.Execute(context.Background(), fn)
-	if d := time.Since(start); d > redisTimeout+200*time.Millisecond {
+	if d := time.Since(start); d > redisTimeout+stallMargin {
 		t.Errorf("call took %s while Redis was down, want at most about the %s Redis timeout", d, redisTimeout)
 	}
 	return err
@@ -127,7 +129,11 @@ func TestOutagePolicies(t *testing.T) {
 	})
 }
 
-func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
+// TestBreakerWorksAgainWithinSecondsOfRedisReturning: with no caller
+// asking, the Hub finds out by itself that Redis answers again (it asks
+// every 200ms, so within about half a second on an idle machine; 2s here,
+// for a loaded one) and the breaker uses Redis again.
+func TestBreakerWorksAgainWithinSecondsOfRedisReturning(t *testing.T) {
 	var logs logBuffer
 	b, mr := downRedis(t, client.OutageDecideLocally, &logs)
 	if err := mr.Restart(); err != nil {
@@ -135,8 +141,8 @@ func TestBreakerWorksAgainWithinASecondOfRedisReturning(t *testing.T) {
 	}
 	back := time.Now()
 	eventually(t, "the outage to end", func() bool { return !b.Stats().Outage })
-	if d := time.Since(back); d > time.Second {
-		t.Errorf("outage ended %s after Redis returned, want within 1s", d)
+	if d := time.Since(back); d > 2*time.Second {
+		t.Errorf("outage ended %s after Redis returned, want within 2s", d)
 	}
 	for i := 0; i < 3; i++ {
 		_ = run(t, b, fail)

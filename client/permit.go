@@ -187,7 +187,7 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 		return nil
 	}
 	start, prior := time.Now(), b.redisGen.Load()
-	cr, err := call(context.WithoutCancel(ctx), "record", budget, func(ctx context.Context) (connReply, error) {
+	cr, err := call(context.WithoutCancel(ctx), b.h, "record", budget, func(ctx context.Context) (connReply, error) {
 		return b.evalConn(ctx, recordArgs(0, []outcome{o})...)
 	}, func(cr connReply, err error) {
 		cr.release()

@@ -128,9 +128,21 @@ func (s *sender) run() {
 				s.done(n)
 				continue
 			}
-			go s.exec(n, group)
+			if !s.h.calls.Go(func() { s.exec(n, group) }) {
+				s.drop(n, group) // shut down
+			}
 		}
 	}
+}
+
+// drop gives up on a node's batches that the Hub, shut down, will not
+// send: they count as unrecorded, and their waiters are woken.
+func (s *sender) drop(n *node, group []batch) {
+	for _, bt := range group {
+		bt.b.out.unrecorded.Add(int64(len(bt.outs)) + bt.refused + bt.tally.total())
+		s.finish(bt.b, bt)
+	}
+	s.done(n)
 }
 
 // done counts a node's pipeline as completed.
@@ -335,7 +347,7 @@ func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis
 		}
 		return
 	}
-	acked, err := waitReplicas(conn, replicas, d)
+	acked, err := s.h.waitReplicas(conn, replicas, d)
 	for _, m := range made {
 		m.b.countReplication(acked, err, m.gen)
 	}

@@ -17,9 +17,13 @@ import (
 )
 
 // stallMargin is what a caller may wait past the Redis timeout in these
-// tests: scheduling on a loaded machine under the race detector (bbbench
-// measures the real figure, see docs/performance.md).
-const stallMargin = 150 * time.Millisecond
+// tests: scheduling on a loaded machine (2 cores, the race detector, other
+// test binaries running) can hold a goroutine for hundreds of
+// milliseconds. The bug these tests guard against is a caller left to
+// go-redis's own read timeout (3s by default) or to the whole stall, which
+// a second of margin still catches; bbbench measures the real figure (see
+// docs/performance.md).
+const stallMargin = time.Second
 
 // maxLatency records the longest call.
 type maxLatency struct {
@@ -155,7 +159,7 @@ func TestHealthAnswersWithinItsTimeoutWhileRedisIsStalled(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv.Pause(t, 2*time.Second)
+	srv.Pause(t, 5*time.Second) // resumed at cleanup: a health check left to the stall would wait seconds
 	start := time.Now()
 	resp, code := h.Check(context.Background())
 	if d := time.Since(start); d > 300*time.Millisecond+stallMargin || code != 503 || resp.Status != health.StatusError {

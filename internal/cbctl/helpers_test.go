@@ -51,12 +51,18 @@ var quietLog = slog.New(slog.DiscardHandler)
 func breaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client.Config, outcomes string) {
 	t.Helper()
 	ctx := context.Background()
-	b, err := client.New(rdb, name, cfg, client.WithAdmission(client.AdmitStrict),
-		client.WithLogger(slog.New(slog.DiscardHandler)))
+	// Its Shutdown returns once none of its calls can reach Redis any
+	// more, so the corruptions a test writes next are not overwritten.
+	hub := testHub(t, rdb)
+	defer func() {
+		if err := hub.Shutdown(ctx); err != nil {
+			t.Errorf("hub shutdown: %v", err)
+		}
+	}()
+	b, err := hub.New(name, cfg, client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer func() { _ = b.Shutdown(ctx) }()
 	if err := b.SetConfig(ctx, cfg); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +83,20 @@ func breaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client.Co
 			t.Fatal(err)
 		}
 	}
+}
+
+// testHub returns a Hub on rdb with a Redis timeout far above the
+// default 250ms: on a loaded test machine a script call may take longer,
+// and a breaker would then follow its outage policy instead of, say,
+// opening in Redis. The caller shuts it down.
+func testHub(t *testing.T, rdb redis.UniversalClient) *client.Hub {
+	t.Helper()
+	hub, err := client.NewHub(rdb, client.WithRedisTimeout(5*time.Second),
+		client.WithLogger(slog.New(slog.DiscardHandler)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return hub
 }
 
 func quickConfig() client.Config {

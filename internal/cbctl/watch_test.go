@@ -7,7 +7,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"log/slog"
 	"strings"
 	"testing"
 	"time"
@@ -202,11 +201,12 @@ func TestWatchAndStatusShowTheWindowAndTheRuleThatTripped(t *testing.T) {
 	cfg := quickConfig()
 	cfg.FailureThreshold, cfg.WindowCalls, cfg.FailureRateThreshold, cfg.MinimumCalls = 1000, 10, 50, 4
 	breaker(t, rdb, "svc", cfg, "")
-	b, err := client.New(rdb, "svc", cfg, client.WithAdmission(client.AdmitStrict), client.WithLogger(slog.New(slog.DiscardHandler)))
+	hub := testHub(t, rdb)
+	defer hub.Shutdown(ctx)
+	b, err := hub.New("svc", cfg, client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer b.Shutdown(ctx)
 	_ = b.Execute(ctx, func(context.Context) error { return nil })
 	_ = b.Execute(ctx, func(context.Context) error { return errors.New("boom") })
 	r := cbctl(t, env, "list")
