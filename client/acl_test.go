@@ -1,12 +1,10 @@
 package client_test
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
 	"log/slog"
-	"os"
 	"strings"
 	"sync"
 	"testing"
@@ -19,40 +17,6 @@ import (
 	"github.com/breakerbox/breakerbox/client/admin"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
-
-// workerRule returns the rule docs/operations.md gives the worker's user
-// (the arguments of its ACL SETUSER line after the user name), with the
-// password "pw": the docs are what is tested.
-func workerRule(t *testing.T) []string {
-	t.Helper()
-	const user = "breakerbox-worker"
-	f, err := os.Open("../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var rule []string
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && fields[0] == "ACL" && fields[1] == "SETUSER" && fields[2] == user {
-			if rule != nil {
-				t.Fatalf("docs/operations.md gives user %s two rules", user)
-			}
-			rule = fields[3:]
-			for i, a := range rule {
-				if a == ">PASSWORD" {
-					rule[i] = ">pw"
-				}
-			}
-		}
-	}
-	if rule == nil {
-		t.Fatalf("docs/operations.md has no ACL SETUSER %s line", user)
-	}
-	return rule
-}
 
 // warnings keeps the log records at Warn and above: under a rule that
 // lacks something, the worker logs what Redis refused.
@@ -232,7 +196,7 @@ func tryWorker(t *testing.T, srv *redistest.Server, root *redis.Client, rule []s
 	if err := root.Do(ctx, "ACL", "LOG", "RESET").Err(); err != nil {
 		t.Fatal(err)
 	}
-	if err := root.Do(ctx, append([]any{"ACL", "SETUSER", "worker", "reset"}, toAnys(rule)...)...).Err(); err != nil {
+	if err := root.Do(ctx, append([]any{"ACL", "SETUSER", "worker", "reset"}, redistest.Anys(rule)...)...).Err(); err != nil {
 		t.Fatalf("ACL SETUSER worker %v: %v", rule, err)
 	}
 	rdb := redis.NewClient(&redis.Options{Addr: srv.Addr, Username: "worker", Password: "pw"})
@@ -446,14 +410,6 @@ func aclDenials(t *testing.T, root *redis.Client) string {
 	return fmt.Sprintf("%v %v (in %v; ACL LOG)", m["reason"], m["object"], m["context"])
 }
 
-func toAnys(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // TestWorkerUnderItsDocumentedACL runs workers (one Hub: a Fast and a
 // Strict breaker) under the rule docs/operations.md gives them, on a real
 // redis-server, through everything a worker does (see tryWorker); then
@@ -462,7 +418,7 @@ func toAnys(ss []string) []any {
 func TestWorkerUnderItsDocumentedACL(t *testing.T) {
 	srv := redistest.Start(t)
 	root := srv.Client(t)
-	rule := workerRule(t)
+	rule := redistest.DocumentedACL(t, "breakerbox-worker", "pw")
 	if why := tryWorker(t, srv, root, rule); why != "" {
 		t.Fatalf("under the documented rule: %s", why)
 	}

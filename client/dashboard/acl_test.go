@@ -7,7 +7,6 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -19,28 +18,10 @@ import (
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
-// documentedACL returns the rule docs/operations.md gives for user, as
-// ACL SETUSER arguments after the user name, with the password "pw".
-func documentedACL(t *testing.T, user string) []any {
-	t.Helper()
-	doc, err := os.ReadFile("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	for line := range strings.SplitSeq(string(doc), "\n") {
-		if rest, ok := strings.CutPrefix(line, "ACL SETUSER "+user+" "); ok {
-			var args []any
-			for _, f := range strings.Fields(rest) {
-				if f == ">PASSWORD" {
-					f = ">pw"
-				}
-				args = append(args, f)
-			}
-			return args
-		}
-	}
-	t.Fatalf("docs/operations.md has no line ACL SETUSER %s", user)
-	return nil
+// dashboardACL returns the rule docs/operations.md gives user, with the
+// password "pw".
+func dashboardACL(t *testing.T, user string) []any {
+	return redistest.Anys(redistest.DocumentedACL(t, user, "pw"))
 }
 
 // underACL starts a dashboard connected as a user with the given rule.
@@ -157,7 +138,7 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 	}
 
 	t.Run("operator", func(t *testing.T) {
-		_, web := underACL(t, srv, admin, "breakerbox-dashboard", documentedACL(t, "breakerbox-dashboard"), 100*time.Millisecond)
+		_, web := underACL(t, srv, admin, "breakerbox-dashboard", dashboardACL(t, "breakerbox-dashboard"), 100*time.Millisecond)
 		exercise(t, web)
 		if code, msg := post(t, web, "api/action", `{"name":"payments","action":"reset"}`); code != 200 {
 			t.Fatalf("reset: %d %s", code, msg)
@@ -178,7 +159,7 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 	})
 
 	t.Run("read-only", func(t *testing.T) {
-		_, web := underACL(t, srv, admin, "breakerbox-dashboard-ro", documentedACL(t, "breakerbox-dashboard-ro"), 100*time.Millisecond)
+		_, web := underACL(t, srv, admin, "breakerbox-dashboard-ro", dashboardACL(t, "breakerbox-dashboard-ro"), 100*time.Millisecond)
 		exercise(t, web)
 		code, msg := post(t, web, "api/action", `{"name":"payments","action":"reset"}`)
 		if code != http.StatusBadGateway || !strings.Contains(msg, "NOPERM") {
@@ -193,7 +174,7 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 	})
 
 	t.Run("no channel", func(t *testing.T) {
-		rule := documentedACL(t, "breakerbox-dashboard-ro")
+		rule := dashboardACL(t, "breakerbox-dashboard-ro")
 		for i, a := range rule {
 			if strings.HasPrefix(a.(string), "&") {
 				rule[i] = "resetchannels"
@@ -204,14 +185,14 @@ func TestDocumentedACLsAreEnoughForTheDashboard(t *testing.T) {
 	})
 
 	t.Run("no evalsha_ro", func(t *testing.T) {
-		_, web := underACL(t, srv, admin, "no-evalsha-ro", append(documentedACL(t, "breakerbox-dashboard-ro"), "-evalsha_ro"), 100*time.Millisecond)
+		_, web := underACL(t, srv, admin, "no-evalsha-ro", append(dashboardACL(t, "breakerbox-dashboard-ro"), "-evalsha_ro"), 100*time.Millisecond)
 		waitHealth(t, web, 503, func(h dashboard.Health) bool { return strings.Contains(h.Redis, "NOPERM") })
 	})
 
 	// Smallest: without any one of a rule's grants, the dashboard fails
 	// somewhere (healthz, a read, an action right after SCRIPT FLUSH).
 	for _, user := range []string{"breakerbox-dashboard", "breakerbox-dashboard-ro"} {
-		rule := documentedACL(t, user)
+		rule := dashboardACL(t, user)
 		t.Run(user+" needs every grant", func(t *testing.T) {
 			acts := user == "breakerbox-dashboard"
 			if why := tryRuleAlone(t, srv, admin, rule, acts); why != "" {

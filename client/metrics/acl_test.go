@@ -1,10 +1,8 @@
 package metrics_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -17,39 +15,6 @@ import (
 	"github.com/breakerbox/breakerbox/client/metrics"
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
-
-// documentedRule returns the rule docs/operations.md gives user (the
-// arguments of its ACL SETUSER line after the user name), with the
-// password "pw": the docs are what is tested.
-func documentedRule(t *testing.T, user string) []string {
-	t.Helper()
-	f, err := os.Open("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var rule []string
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && fields[0] == "ACL" && fields[1] == "SETUSER" && fields[2] == user {
-			if rule != nil {
-				t.Fatalf("docs/operations.md gives user %s two rules", user)
-			}
-			rule = fields[3:]
-			for i, a := range rule {
-				if a == ">PASSWORD" {
-					rule[i] = ">pw"
-				}
-			}
-		}
-	}
-	if rule == nil {
-		t.Fatalf("docs/operations.md has no ACL SETUSER %s line", user)
-	}
-	return rule
-}
 
 // gauge returns the value of the series name{labels} (labels as
 // "service=NAME", or "" for none) in what the collector exports.
@@ -89,7 +54,7 @@ func tryMonitor(t *testing.T, srv *redistest.Server, root *redis.Client, rule []
 	t.Helper()
 	ctx := context.Background()
 	for _, cmd := range [][]any{{"FLUSHALL"}, {"ACL", "LOG", "RESET"},
-		append([]any{"ACL", "SETUSER", "try", "reset"}, toAny(rule)...)} {
+		append([]any{"ACL", "SETUSER", "try", "reset"}, redistest.Anys(rule)...)} {
 		if err := root.Do(ctx, cmd...).Err(); err != nil {
 			t.Fatalf("%v: %v", cmd, err)
 		}
@@ -160,14 +125,6 @@ func denial(entry any) string {
 	return fmt.Sprintf("%v %v (in %v)", m["reason"], m["object"], m["context"])
 }
 
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // TestHealthAndMetricsUnderTheirDocumentedACL reads breakers with the
 // health handler and the metrics collector as the user docs/operations.md
 // gives them, on a real redis-server, then without each grant in turn:
@@ -175,7 +132,7 @@ func toAny(ss []string) []any {
 func TestHealthAndMetricsUnderTheirDocumentedACL(t *testing.T) {
 	srv := redistest.Start(t)
 	root := srv.Client(t)
-	rule := documentedRule(t, "breakerbox-monitor")
+	rule := redistest.DocumentedACL(t, "breakerbox-monitor", "pw")
 	if why := tryMonitor(t, srv, root, rule); why != "" {
 		t.Fatalf("under the documented rule: %s", why)
 	}

@@ -1,10 +1,8 @@
 package main
 
 import (
-	"bufio"
 	"context"
 	"net/http"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -16,39 +14,17 @@ import (
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
-// documentedRule returns the ACL SETUSER line docs/operations.md gives for
-// user, its password replaced by password: the docs are what is tested.
-func documentedRule(t *testing.T, user, password string) []any {
-	t.Helper()
-	f, err := os.Open("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && fields[0] == "ACL" && fields[1] == "SETUSER" && fields[2] == user {
-			out := make([]any, 0, len(fields))
-			for _, f := range fields {
-				if f == ">PASSWORD" {
-					f = ">" + password
-				}
-				out = append(out, f)
-			}
-			return out
-		}
-	}
-	t.Fatalf("docs/operations.md has no ACL SETUSER %s line", user)
-	return nil
+// alertdSetUser returns the ACL SETUSER command docs/operations.md gives
+// for alertd, with the password "alertd-pw".
+func alertdSetUser(t *testing.T) []any {
+	return append([]any{"ACL", "SETUSER", "alertd"}, redistest.Anys(redistest.DocumentedACL(t, "alertd", "alertd-pw"))...)
 }
 
 func TestAlertdUnderItsDocumentedACL(t *testing.T) {
 	srv := redistest.Start(t)
 	root := srv.Client(t)
 	ctx := context.Background()
-	if err := root.Do(ctx, documentedRule(t, "alertd", "alertd-pw")...).Err(); err != nil {
+	if err := root.Do(ctx, alertdSetUser(t)...).Err(); err != nil {
 		t.Fatal(err)
 	}
 	a := startAlertd(t, map[string]string{"REDIS_URL": "redis://alertd:alertd-pw@" + srv.Addr + "/0"},
@@ -129,7 +105,7 @@ func TestAlertdSubscriptionUnderTheChannelRule(t *testing.T) {
 		name string
 		rule func(t *testing.T) []any
 	}{
-		{"alertd's rule", func(t *testing.T) []any { return documentedRule(t, "alertd", "alertd-pw") }},
+		{"alertd's rule", func(t *testing.T) []any { return alertdSetUser(t) }},
 		{"the workers' rule", func(t *testing.T) []any { return workersRule }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {

@@ -1,11 +1,9 @@
 package cbctl
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 
@@ -16,45 +14,12 @@ import (
 	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
-// documentedRule returns the rule docs/operations.md gives user (the
-// arguments of its ACL SETUSER line after the user name), with the
-// password "pw": the docs are what is tested.
-func documentedRule(t *testing.T, user string) []string {
-	t.Helper()
-	f, err := os.Open("../../docs/operations.md")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	sc.Buffer(make([]byte, 0, 64<<10), 1<<20)
-	var found []string
-	for sc.Scan() {
-		fields := strings.Fields(sc.Text())
-		if len(fields) > 3 && fields[0] == "ACL" && fields[1] == "SETUSER" && fields[2] == user {
-			if found != nil {
-				t.Fatalf("docs/operations.md gives user %s two rules", user)
-			}
-			found = fields[3:]
-			for i, a := range found {
-				if a == ">PASSWORD" {
-					found[i] = ">pw"
-				}
-			}
-		}
-	}
-	if found == nil {
-		t.Fatalf("docs/operations.md has no ACL SETUSER %s line", user)
-	}
-	return found
-}
-
 // setACLUser makes user exactly rule (after a reset) on the servers at addrs.
 func setACLUser(t *testing.T, addrs []string, user string, rule []string) {
 	t.Helper()
 	for _, a := range addrs {
 		r := redis.NewClient(&redis.Options{Addr: a})
-		err := r.Do(context.Background(), append([]any{"ACL", "SETUSER", user, "reset"}, toAny(rule)...)...).Err()
+		err := r.Do(context.Background(), append([]any{"ACL", "SETUSER", user, "reset"}, redistest.Anys(rule)...)...).Err()
 		_ = r.Close()
 		if err != nil {
 			t.Fatalf("ACL SETUSER %s %v: %v", user, rule, err)
@@ -142,7 +107,7 @@ func TestCbctlUnderItsDocumentedACLs(t *testing.T) {
 	srv := redistest.Start(t)
 	root := srv.Client(t)
 	ctx := context.Background()
-	ro, op := documentedRule(t, "breakerbox-cbctl-ro"), documentedRule(t, "breakerbox-cbctl")
+	ro, op := redistest.DocumentedACL(t, "breakerbox-cbctl-ro", "pw"), redistest.DocumentedACL(t, "breakerbox-cbctl", "pw")
 	every := append(append([][]string{}, cbctlReadCommands...), cbctlOperatorCommands...)
 
 	t.Run("read-only", func(t *testing.T) {

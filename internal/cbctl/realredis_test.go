@@ -132,14 +132,6 @@ func TestUnreachableRedisExits4(t *testing.T) {
 	}
 }
 
-func toAny(ss []string) []any {
-	out := make([]any, len(ss))
-	for i, s := range ss {
-		out[i] = s
-	}
-	return out
-}
-
 // selfSignedCert writes a certificate and key for 127.0.0.1 into dir.
 func selfSignedCert(t *testing.T, dir string) (certFile, keyFile string) {
 	t.Helper()
@@ -199,7 +191,7 @@ func TestTLS(t *testing.T) {
 // +cluster|slots, as the docs say.
 func TestDocumentedACLOnAClusterNeedsClusterSlots(t *testing.T) {
 	c := redistest.StartCluster(t, 3)
-	rule := documentedRule(t, "breakerbox-cbctl")
+	rule := redistest.DocumentedACL(t, "breakerbox-cbctl", "pw")
 	setUser := func(extra ...string) { setACLUser(t, c.Addrs, "breakerbox", append(rule, extra...)) }
 	breaker(t, c.Client(t), "svc", quickConfig(), "f")
 	u := "redis://breakerbox:pw@" + c.Addrs[0] + "?addr=" + url.QueryEscape(c.Addrs[1])
@@ -221,7 +213,7 @@ func TestDocumentedACLOnAClusterNeedsClusterSlots(t *testing.T) {
 // docs/operations.md says.
 func TestDocumentedACLOnADatabaseOtherThan0NeedsSelect(t *testing.T) {
 	s := redistest.Start(t)
-	rule := documentedRule(t, "breakerbox-cbctl-ro")
+	rule := redistest.DocumentedACL(t, "breakerbox-cbctl-ro", "pw")
 	u := "redis://breakerbox:pw@" + s.Addr + "/2"
 	setACLUser(t, []string{s.Addr}, "breakerbox", rule)
 	if r := cbctl(t, nil, "list", "--redis-url", u); r.code != ExitAuth || !strings.Contains(r.stderr, "'select'") {
