@@ -40,7 +40,9 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		}
 		return
 	}
+	d.mem.report("lock", name, nil) // Redis answered: taking the lock works again
 	if l == nil {
+		d.log.Debug("another daemon holds the delivery lock", "breaker", name)
 		d.q.pushAfter(name, d.lockRetry())
 		return
 	}
