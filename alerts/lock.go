@@ -38,9 +38,9 @@ func (l *lock) lost() bool {
 // renewed every third of it until release. It returns nil (and no error)
 // when another consumer holds the lock.
 //
-// A lock that holds a token of this very consumer is taken over: deliver
-// runs one breaker at a time and releases the lock before it returns, so
-// such a lock is one whose release was lost. A failover does that: the
+// A lock that holds a token of this very consumer is taken over: the
+// daemon delivers a breaker in one goroutine at a time, which releases the
+// lock before it is done, so such a lock is one whose release was lost. A failover does that: the
 // DEL of the release reached the old master but not the replica promoted
 // in its place (or never reached a master that had just died), and the
 // lock would otherwise hold the breaker's alerts for the rest of its
