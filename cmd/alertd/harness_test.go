@@ -45,7 +45,6 @@ func startAlertd(t *testing.T, environ map[string]string, args ...string) *alert
 	t.Cleanup(func() {
 		a.stop(t)
 		if t.Failed() || os.Getenv("ALERTD_TEST_LOG") != "" { // ALERTD_TEST_LOG=1: also when it passed
-
 			t.Logf("alertd stderr:\n%s", a.stderr.String())
 		}
 	})
