@@ -368,7 +368,7 @@ func TestAlertdMarksAnOpeningRemadeAfterAFailover(t *testing.T) {
 	}
 	a := startAlertd(t, map[string]string{"REDIS_URL": g.URL()}, "--consumer", "remade", "--retry-min", "100ms")
 	// The breaker exists on both servers before the cut.
-	b, err := client.New(workers, "alpha", client.DefaultConfig(), client.WithAdmission(client.AdmitStrict))
+	b, err := client.New(workers, "alpha", tripConfig, client.WithAdmission(client.AdmitStrict))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -379,9 +379,19 @@ func TestAlertdMarksAnOpeningRemadeAfterAFailover(t *testing.T) {
 		t.Fatal(err)
 	}
 	_ = b.Shutdown(ctx)
+	// Its stream and alertd's group on it too: an operator forces it open
+	// and resets it, and alertd posts both. (The group exists only once
+	// the breaker has a stream; this test used to inherit one from the
+	// test before it.)
+	for _, act := range []breakerbox.Action{breakerbox.ActionForceOpen, breakerbox.ActionReset} {
+		if _, err := admin.Control(ctx, workers, "alpha", act, "ops"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitPosted(t, a, 1, "🛠️ Circuit Breaker Reset: alpha")
 	waitUntil(t, "alertd to know alpha", 10*time.Second, func() bool {
 		_, h, err := a.healthz()
-		return err == nil && h.Breakers == 1 && h.OK
+		return err == nil && h.Breakers == 1 && h.OK && h.Pending == 0 && h.Lag == 0
 	})
 	replicated(t, workers, "barrier")
 	old, err := g.Master(ctx)

@@ -156,10 +156,15 @@ func tripBreaker(t *testing.T, rdb redis.UniversalClient, name, errText string) 
 	}
 }
 
+// tripConfig opens a breaker at its first failure. The first worker of a
+// breaker stores its config in Redis, so every test worker of a breaker
+// that tripBreaker trips uses it.
+var tripConfig = client.Config{FailureThreshold: 1, SuccessThreshold: 1,
+	RecoveryTimeout: time.Hour, RequestTimeout: 5 * time.Second}
+
 // tryTrip is tripBreaker returning its error.
 func tryTrip(rdb redis.UniversalClient, name, errText string) error {
-	b, err := client.New(rdb, name, client.Config{FailureThreshold: 1, SuccessThreshold: 1,
-		RecoveryTimeout: time.Hour, RequestTimeout: 5 * time.Second}, client.WithAdmission(client.AdmitStrict),
+	b, err := client.New(rdb, name, tripConfig, client.WithAdmission(client.AdmitStrict),
 		client.WithRedisTimeout(2*time.Second)) // not the local fallback on a loaded machine
 	if err != nil {
 		return err
