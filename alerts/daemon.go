@@ -401,6 +401,9 @@ func (d *Daemon) regroup(ctx context.Context, names []string) (ok bool) {
 		delete(d.known, n)
 	}
 	d.mu.Unlock()
+	for _, n := range names {
+		d.mem.report("sweep", n, nil) // not swept until known again; "create group" says why
+	}
 	_, failed := d.ensureGroups(ctx, names)
 	return !failed
 }
@@ -652,6 +655,7 @@ func (d *Daemon) dropBroken(ctx context.Context, names []string) {
 			d.mu.Lock()
 			delete(d.known, n)
 			d.mu.Unlock()
+			d.mem.report("sweep", n, nil) // not swept while set aside: "read" says why
 			d.mem.report("read", n, fmt.Errorf("WRONGTYPE: %s holds a %s, not a stream", streamKey(n), typ))
 			d.log.Warn("the breaker's stream key holds another type; not reading it", "breaker", n, "type", typ)
 		}
