@@ -31,7 +31,9 @@ type Daemon struct {
 	known   map[string]bool // breakers whose stream has our group
 	running bool
 	changed chan struct{} // signalled when known grows
+	soon    chan struct{} // asks maintain for a round now (see maintainSoon)
 
+	notifyMu  sync.Mutex   // one Notify at a time: sinks need not be safe for concurrent use
 	readerID  atomic.Int64 // CLIENT ID of the blocking reader's connection; 0: none
 	noUnblock atomic.Bool  // CLIENT UNBLOCK was refused (an ACL): keep blocks short
 	q         *queue
@@ -60,6 +62,7 @@ func New(rdb redis.UniversalClient, cfg Config, sink Sink) (*Daemon, error) {
 		log:     cfg.Logger.With("component", "alerts", "group", cfg.Group, "consumer", cfg.Consumer),
 		known:   map[string]bool{},
 		changed: make(chan struct{}, 1),
+		soon:    make(chan struct{}, 1),
 		q:       newQueue(),
 		mem:     newMemory(),
 	}
@@ -114,13 +117,25 @@ func (d *Daemon) Run(ctx context.Context) error {
 	if !d.cluster {
 		start(d.read)
 	}
-	for {
-		name, ok := d.q.pop(ctx)
-		if !ok {
-			break
-		}
-		d.deliver(ctx, name)
+	// Several breakers are delivered at once (each by one goroutine at a
+	// time), so that one whose Redis node is down, and whose every command
+	// waits out go-redis's dial retries, does not hold up the others.
+	var workers sync.WaitGroup
+	for range deliveryWorkers {
+		workers.Add(1)
+		go func() {
+			defer workers.Done()
+			for {
+				name, ok := d.q.pop(ctx)
+				if !ok {
+					return
+				}
+				d.deliver(ctx, name)
+				d.q.done(name)
+			}
+		}()
 	}
+	workers.Wait()
 	d.q.stop()
 	wg.Wait()
 	d.retire()
@@ -194,9 +209,12 @@ func (d *Daemon) isKnown(name string) bool {
 // its first transition's announcement, or a later discovery, brings it
 // back here once the script has created the stream. Each breaker whose
 // group is now in place is added to the known set and queued for delivery.
-func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
+// failed reports a group that could not be created (Redis failed or
+// refused): discovery sets it up again, and callers outside maintain ask
+// for a round soon (maintainSoon) rather than at the next interval.
+func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int, failed bool) {
 	if len(names) == 0 {
-		return 0
+		return 0, false
 	}
 	pipe := d.rdb.Pipeline()
 	cmds := make([]*redis.StatusCmd, len(names))
@@ -211,6 +229,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
 			} else {
 				d.mem.report("create group", n, err)
 				d.log.Warn("cannot create consumer group", "breaker", n, "err", err)
+				failed = true
 			}
 			continue
 		}
@@ -230,7 +249,7 @@ func (d *Daemon) ensureGroups(ctx context.Context, names []string) (added int) {
 		}
 		d.unblockReader(ctx)
 	}
-	return added
+	return added, failed
 }
 
 // discover lists every breaker (registry and SCAN, on every master of a
@@ -251,9 +270,11 @@ func (d *Daemon) discover(ctx context.Context) (ok bool) {
 		}
 	}
 	if len(fresh) > 0 {
-		if added := d.ensureGroups(ctx, fresh); added > 0 {
+		added, failed := d.ensureGroups(ctx, fresh)
+		if added > 0 {
 			d.log.Info("breakers discovered", "count", added)
 		}
+		return !failed
 	}
 	return true
 }
@@ -261,14 +282,24 @@ func (d *Daemon) discover(ctx context.Context) (ok bool) {
 // maintain runs discovery and the sweep every DiscoveryInterval. After a
 // round with a Redis error it comes back sooner (RetryMin, doubling up to
 // redisRetryCap): a failover is over in seconds, and /healthz reports the
-// error until a round succeeds.
+// error until a round succeeds. maintainSoon asks for a round at once;
+// while failed rounds are being retried, the next one is due within
+// redisRetryCap anyway and the request waits for it.
 func (d *Daemon) maintain(ctx context.Context) {
 	wait, retry := d.cfg.DiscoveryInterval, time.Duration(0)
 	for {
+		soon := d.soon
+		if retry != 0 {
+			soon = nil
+		}
+		timer := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			timer.Stop()
 			return
-		case <-time.After(wait):
+		case <-timer.C:
+		case <-soon:
+			timer.Stop()
 		}
 		ok := d.discover(ctx)
 		ok = d.sweep(ctx) && ok
@@ -285,6 +316,20 @@ func (d *Daemon) maintain(ctx context.Context) {
 		}
 	}
 }
+
+// maintainSoon asks maintain for a discovery and sweep round now: an
+// announcement may have been missed (the subscription was renewed after
+// a reconnect), or a consumer group could not be created.
+func (d *Daemon) maintainSoon() {
+	select {
+	case d.soon <- struct{}{}:
+	default:
+	}
+}
+
+// deliveryWorkers is how many breakers are delivered at the same time.
+// Sink.Notify is still called for one alert at a time.
+const deliveryWorkers = 8
 
 // redisRetryCap bounds the wait before retrying a Redis operation that
 // failed (discovery, sweep, a breaker's delivery round): Redis comes back
@@ -341,28 +386,34 @@ func (d *Daemon) sweep(ctx context.Context) (ok bool) {
 			}
 		}
 	}
-	d.regroup(ctx, regroup)
-	return ok
+	return d.regroup(ctx, regroup) && ok
 }
 
 // regroup handles streams whose group vanished (the stream was deleted):
-// they are forgotten and set up again.
-func (d *Daemon) regroup(ctx context.Context, names []string) {
+// they are forgotten and set up again. It reports false when a group
+// could not be created; discovery takes that breaker back.
+func (d *Daemon) regroup(ctx context.Context, names []string) (ok bool) {
 	if len(names) == 0 {
-		return
+		return true
 	}
 	d.mu.Lock()
 	for _, n := range names {
 		delete(d.known, n)
 	}
 	d.mu.Unlock()
-	d.ensureGroups(ctx, names)
+	for _, n := range names {
+		d.mem.report("sweep", n, nil) // not swept until known again; "create group" says why
+	}
+	_, failed := d.ensureGroups(ctx, names)
+	return !failed
 }
 
 // subscribe listens to every breaker's announcements: each transition
 // queues its breaker at once (a breaker not seen before gets its group
-// first). On a cluster this is what wakes delivery; the sweep catches
-// announcements lost while the subscription reconnected.
+// first). On a cluster this is what wakes delivery. Announcements made
+// while the subscription reconnected are lost: when go-redis renews it
+// (a restart, a failover of the node it was on), a sweep runs at once to
+// find their entries, rather than at the next DiscoveryInterval.
 func (d *Daemon) subscribe(ctx context.Context) {
 	var ps *redis.PubSub
 	try := func(pattern string) error {
@@ -395,25 +446,46 @@ func (d *Daemon) subscribe(ctx context.Context) {
 		}
 	}
 	defer ps.Close()
-	ch := ps.Channel()
+	// Breakers that first changed state after the discovery at start and
+	// before the subscription took effect were announced to no one: a
+	// round now finds them, not the one after DiscoveryInterval.
+	d.maintainSoon()
+	ch := ps.ChannelWithSubscriptions()
 	for {
+		var msg *redis.Message
 		select {
 		case <-ctx.Done():
 			return
-		case msg, ok := <-ch:
+		case m, ok := <-ch:
 			if !ok {
 				return
 			}
-			name, ok := nameFromChannel(msg.Channel)
-			if !ok {
+			switch m := m.(type) {
+			case *redis.Subscription:
+				// The first confirmation was read by try: this one
+				// follows a reconnect.
+				if m.Kind == "psubscribe" {
+					d.log.Info("subscription renewed after a reconnect; sweeping for entries announced meanwhile")
+					d.maintainSoon()
+				}
+				continue
+			case *redis.Message:
+				msg = m
+			default:
 				continue
 			}
-			if !d.isKnown(name) {
-				d.ensureGroups(ctx, []string{name})
-				continue
-			}
-			d.q.push(name)
 		}
+		name, ok := nameFromChannel(msg.Channel)
+		if !ok {
+			continue
+		}
+		if !d.isKnown(name) {
+			if _, failed := d.ensureGroups(ctx, []string{name}); failed {
+				d.maintainSoon()
+			}
+			continue
+		}
+		d.q.push(name)
 	}
 }
 
@@ -563,7 +635,9 @@ func (d *Daemon) regroupAll(ctx context.Context, names []string) {
 			lost = append(lost, n)
 		}
 	}
-	d.regroup(ctx, lost)
+	if !d.regroup(ctx, lost) {
+		d.maintainSoon()
+	}
 }
 
 // dropBroken stops reading the breakers whose stream key holds another
@@ -581,6 +655,7 @@ func (d *Daemon) dropBroken(ctx context.Context, names []string) {
 			d.mu.Lock()
 			delete(d.known, n)
 			d.mu.Unlock()
+			d.mem.report("sweep", n, nil) // not swept while set aside: "read" says why
 			d.mem.report("read", n, fmt.Errorf("WRONGTYPE: %s holds a %s, not a stream", streamKey(n), typ))
 			d.log.Warn("the breaker's stream key holds another type; not reading it", "breaker", n, "type", typ)
 		}
@@ -622,21 +697,30 @@ func isReply(err error) bool {
 	return errors.As(err, &re) && !errors.Is(err, redis.Nil)
 }
 
-// queue is the set of breakers with work, delivered one at a time in the
-// order they were queued. A breaker is in it at most once.
+// queue is the set of breakers with work, handed out in the order they
+// were queued. A breaker is in it at most once, and is handed to one
+// delivery goroutine at a time: one that is queued again while being
+// delivered waits until done.
 type queue struct {
 	mu      sync.Mutex
 	items   []string
 	queued  map[string]bool
+	busy    map[string]bool // being delivered: popped, not yet done
 	timers  map[string]*time.Timer
 	due     map[string]time.Time
-	wake    chan struct{}
+	wake    chan struct{} // closed (and replaced) when items or busy change
 	stopped bool
 }
 
 func newQueue() *queue {
-	return &queue{queued: map[string]bool{}, timers: map[string]*time.Timer{},
-		due: map[string]time.Time{}, wake: make(chan struct{}, 1)}
+	return &queue{queued: map[string]bool{}, busy: map[string]bool{}, timers: map[string]*time.Timer{},
+		due: map[string]time.Time{}, wake: make(chan struct{})}
+}
+
+// signal wakes every pop waiting; q.mu is held.
+func (q *queue) signal() {
+	close(q.wake)
+	q.wake = make(chan struct{})
 }
 
 // push queues name now.
@@ -648,10 +732,7 @@ func (q *queue) push(name string) {
 	}
 	q.queued[name] = true
 	q.items = append(q.items, name)
-	select {
-	case q.wake <- struct{}{}:
-	default:
-	}
+	q.signal()
 }
 
 // pushAfter queues name after delay, unless it is already due earlier.
@@ -678,27 +759,41 @@ func (q *queue) pushAfter(name string, delay time.Duration) {
 	})
 }
 
-// pop returns the next breaker, waiting until there is one or ctx is done.
+// pop returns the next breaker that no other goroutine is delivering,
+// waiting until there is one or ctx is done. The caller calls done when
+// it has delivered it.
 func (q *queue) pop(ctx context.Context) (string, bool) {
 	for {
 		if ctx.Err() != nil {
 			return "", false
 		}
 		q.mu.Lock()
-		if len(q.items) > 0 {
-			name := q.items[0]
-			q.items = q.items[1:]
+		for i, name := range q.items {
+			if q.busy[name] {
+				continue
+			}
+			q.items = append(q.items[:i:i], q.items[i+1:]...)
 			delete(q.queued, name)
+			q.busy[name] = true
 			q.mu.Unlock()
 			return name, true
 		}
+		wake := q.wake
 		q.mu.Unlock()
 		select {
 		case <-ctx.Done():
 			return "", false
-		case <-q.wake:
+		case <-wake:
 		}
 	}
+}
+
+// done ends the delivery of name that pop handed out.
+func (q *queue) done(name string) {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	delete(q.busy, name)
+	q.signal()
 }
 
 // stop drops pending timers; later pushes are ignored.

@@ -26,10 +26,11 @@ var (
 
 // deliver posts every alert due for the breaker. It takes the breaker's
 // lock (or comes back later when another daemon holds it), so that the
-// breaker's transitions are posted by one daemon at a time, in order. A
-// breaker whose alert the sink fails to take, or whose entries Redis fails
-// to read or acknowledge, is tried again after its own backoff: the others
-// are delivered meanwhile.
+// breaker's transitions are posted by one daemon at a time, in order;
+// inside the daemon, the queue hands a breaker to one goroutine at a
+// time. A breaker whose alert the sink fails to take, or whose entries
+// Redis fails to read or acknowledge, is tried again after its own backoff
+// (at most redisRetryCap for Redis): the others are delivered meanwhile.
 func (d *Daemon) deliver(ctx context.Context, name string) {
 	l, err := d.acquire(ctx, name)
 	if err != nil {
@@ -40,7 +41,9 @@ func (d *Daemon) deliver(ctx context.Context, name string) {
 		}
 		return
 	}
+	d.mem.report("lock", name, nil) // Redis answered: taking the lock works again
 	if l == nil {
+		d.log.Debug("another daemon holds the delivery lock", "breaker", name)
 		d.q.pushAfter(name, d.lockRetry())
 		return
 	}
@@ -111,7 +114,7 @@ func (e *opError) Unwrap() error { return e.err }
 // Redis's clock, so that a skewed local clock cannot make it spin).
 func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again bool, wakeIn time.Duration, err error) {
 	stream, dkey := streamKey(name), deliveryKey(name, d.cfg.Group)
-	now, err := d.rdb.Time(ctx).Result()
+	now, err := d.timeOf(ctx, stream)
 	if err != nil {
 		return false, 0, &opError{"deliver", fmt.Errorf("redis time: %w", err)}
 	}
@@ -140,7 +143,9 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 	}
 	msgs, err := claim(maxEntries)
 	if redis.HasErrorPrefix(err, "NOGROUP") {
-		d.regroup(ctx, []string{name})
+		if !d.regroup(ctx, []string{name}) {
+			d.maintainSoon() // discovery sets the group up again
+		}
 		return false, 0, nil
 	}
 	if err != nil {
@@ -242,6 +247,35 @@ func (d *Daemon) deliverLocked(ctx context.Context, l *lock, name string) (again
 	return again, wakeIn, nil
 }
 
+// timeOf returns the clock of the server holding key. A plain TIME has no
+// key, and a cluster client sends it to a random node: while a master is
+// down (and until go-redis drops it from its node list), that may be the
+// dead one, and the breaker's delivery would wait out the dial retries
+// and fail although its own node answers.
+func (d *Daemon) timeOf(ctx context.Context, key string) (time.Time, error) {
+	v, err := nodeTime.Run(ctx, d.rdb, []string{key}).Slice()
+	if err != nil {
+		return time.Time{}, err
+	}
+	if len(v) != 2 {
+		return time.Time{}, fmt.Errorf("TIME replied %v", v)
+	}
+	var parts [2]int64
+	for i, x := range v {
+		str, ok := x.(string)
+		if !ok {
+			return time.Time{}, fmt.Errorf("TIME replied %v", v)
+		}
+		if parts[i], err = strconv.ParseInt(str, 10, 64); err != nil {
+			return time.Time{}, fmt.Errorf("TIME replied %v: %w", v, err)
+		}
+	}
+	return time.Unix(parts[0], parts[1]*1000), nil
+}
+
+// nodeTime returns TIME of the server holding KEYS[1] (see timeOf).
+var nodeTime = redis.NewScript(`return redis.call('TIME')`)
+
 // sendingOverlaps reports whether the in-flight mark "FIRST LAST CONSUMER
 // MS" of an interrupted attempt covers any of ts: that attempt may have
 // reached the sink.
@@ -299,7 +333,9 @@ func (d *Daemon) post(ctx context.Context, l *lock, name string, st step) error 
 	if err := d.rdb.HSet(ctx, dkey, "sending", mark).Err(); err != nil {
 		return &opError{"deliver", fmt.Errorf("mark attempt: %w", err)}
 	}
+	d.notifyMu.Lock()
 	retry, err := d.sink.Notify(gctx, a)
+	d.notifyMu.Unlock()
 	posted := err == nil
 	switch {
 	case err == nil:

@@ -34,21 +34,53 @@ func (l *lock) lost() bool {
 	}
 }
 
-// acquire takes the breaker's delivery lock: SET NX with a lease of
-// ClaimMinIdle, renewed every third of it until release.
+// acquire takes the breaker's delivery lock with a lease of ClaimMinIdle,
+// renewed every third of it until release. It returns nil (and no error)
+// when another consumer holds the lock.
+//
+// A lock that holds a token of this very consumer is taken over: the
+// daemon delivers a breaker in one goroutine at a time, which releases the
+// lock before it is done, so such a lock is one whose release was lost. A failover does that: the
+// DEL of the release reached the old master but not the replica promoted
+// in its place (or never reached a master that had just died), and the
+// lock would otherwise hold the breaker's alerts for the rest of its
+// lease (a minute by default). Consumer names differ between daemons
+// running at the same time (Config.Consumer), so no other daemon holds it.
 func (d *Daemon) acquire(ctx context.Context, name string) (*lock, error) {
 	var b [8]byte
 	_, _ = rand.Read(b[:])
 	l := &lock{d: d, name: name, key: lockKey(name, d.cfg.Group),
 		token:  d.cfg.Consumer + " " + hex.EncodeToString(b[:]),
 		lostCh: make(chan struct{}), stop: make(chan struct{}), done: make(chan struct{})}
-	ok, err := d.rdb.SetNX(ctx, l.key, l.token, d.cfg.ClaimMinIdle).Result()
-	if err != nil || !ok {
+	took, err := takeLock.Run(ctx, d.rdb, []string{l.key}, l.token, d.cfg.Consumer+" ",
+		d.cfg.ClaimMinIdle.Milliseconds()).Int()
+	switch {
+	case err != nil:
 		return nil, err
+	case took == 0:
+		return nil, nil
+	case took == 2:
+		d.log.Info("took over a delivery lock this consumer left behind (its release was lost)", "breaker", name)
 	}
 	go l.keep()
 	return l, nil
 }
+
+// takeLock sets lock KEYS[1] to token ARGV[1] with a lease of ARGV[3] ms
+// when it is free (reply 1) or holds a token of the same consumer, whose
+// tokens start with ARGV[2] ("CONSUMER ", reply 2: see acquire); reply 0
+// when another consumer holds it. Consumer names have no spaces, so the
+// prefix names one consumer.
+var takeLock = redis.NewScript(`
+if redis.call('SET', KEYS[1], ARGV[1], 'NX', 'PX', ARGV[3]) then
+  return 1
+end
+local held = redis.call('GET', KEYS[1])
+if held and string.sub(held, 1, #ARGV[2]) == ARGV[2] then
+  redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[3])
+  return 2
+end
+return 0`)
 
 func (l *lock) keep() {
 	defer close(l.done)

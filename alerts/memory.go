@@ -84,12 +84,15 @@ func (m *memory) report(op, breaker string, err error) {
 }
 
 // clearBreaker clears the problems of breaker's delivery: a delivery round
-// read, claimed and acknowledged its entries.
+// read, claimed and acknowledged its entries, with the commands the sweep
+// and the reader use on its stream. (The sweep's own problem would
+// otherwise stay when the breaker left the known set meanwhile, as a
+// stream that held another type does: no later sweep reads it.)
 func (m *memory) clearBreaker(breaker string) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	for k := range m.problems {
-		if k.breaker == breaker && (k.op == "lock" || k.op == "deliver" || k.op == "acknowledge" || k.op == "read") {
+		if k.breaker == breaker && (k.op == "lock" || k.op == "deliver" || k.op == "acknowledge" || k.op == "read" || k.op == "sweep") {
 			delete(m.problems, k)
 		}
 	}

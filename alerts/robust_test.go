@@ -324,3 +324,51 @@ func TestHealthReportsABacklogPastItsBound(t *testing.T) {
 		t.Errorf("health %+v", h)
 	}
 }
+
+// TestALockThisConsumerLeftBehindIsTakenOver: a failover promotes a
+// replica that still has this daemon's delivery lock (the DEL of its
+// release never reached it). The daemon takes its own lock over at once
+// instead of waiting out the lease; another consumer's lock is still
+// respected until it is gone.
+func TestALockThisConsumerLeftBehindIsTakenOver(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	rec := &Recorder{}
+	cfg, logs := testConfig(t, "alertd-1")
+	cfg.ClaimMinIdle = time.Minute // the lease a left-behind lock keeps
+	cfg.DiscoveryInterval = time.Hour
+	for name, holder := range map[string]string{"alpha": "alertd-1 0123456789abcdef", "beta": "alertd-2 0123456789abcdef"} {
+		if err := rdb.Set(ctx, lockKey(name, DefaultGroup), holder, time.Minute).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	d := startDaemon(t, rdb, cfg, rec)
+	waitFor(t, "the daemon's subscription", 10*time.Second, func() bool {
+		n, err := rdb.PubSubNumPat(ctx).Result()
+		return err == nil && n == 1
+	})
+	trip(t, newBreaker(t, rdb, "alpha", fastConfig(time.Hour)), "down")
+	trip(t, newBreaker(t, rdb, "beta", fastConfig(time.Hour)), "down")
+	got := waitAlerts(t, rec, 1) // well within the lease
+	if got[0].Breaker != "alpha" {
+		t.Fatalf("first alert %s, want alpha's (beta's lock is another daemon's)", got[0].Title())
+	}
+	if !strings.Contains(logs.String(), "took over a delivery lock this consumer left behind") {
+		t.Errorf("the takeover is not logged")
+	}
+	waitFor(t, "alpha's lock released", 10*time.Second, func() bool {
+		n, err := rdb.Exists(ctx, lockKey("alpha", DefaultGroup)).Result()
+		return err == nil && n == 0
+	})
+	time.Sleep(100 * time.Millisecond) // beta is tried every lockRetry meanwhile
+	if n := len(rec.Alerts()); n != 1 {
+		t.Fatalf("%d alerts while alertd-2 holds beta's lock:\n%s", n, titles(rec.Alerts()))
+	}
+	if err := rdb.Del(ctx, lockKey("beta", DefaultGroup)).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if got = waitAlerts(t, rec, 2); got[1].Breaker != "beta" {
+		t.Fatalf("second alert %s", got[1].Title())
+	}
+	waitDrained(t, d, 2)
+}

@@ -17,6 +17,7 @@ import (
 // *RetryAfterError names) and call Notify again with the same alert; false
 // makes it log the error and acknowledge the transitions without posting
 // (a 4xx from Slack: the request itself is wrong). Notify must honour ctx.
+// A daemon calls Notify for one alert at a time.
 type Sink interface {
 	Notify(ctx context.Context, a Alert) (retry bool, err error)
 }

@@ -318,7 +318,9 @@ func (f *feed) lookUpSince(ctx context.Context, rows []Breaker, idx ...int) {
 				if rows[i].Error != "" {
 					continue
 				}
-				if ms, err := f.st.since(ctx, rows[i].Name); err == nil {
+				// The status was read first: a transition since then is in
+				// the history with a higher generation, and is skipped.
+				if ms, err := f.st.since(ctx, rows[i].Name, rows[i].Generation); err == nil {
 					rows[i].SinceMS = ms
 				}
 			}

@@ -1,6 +1,17 @@
 package dashboard
 
-import "testing"
+import (
+	"context"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/breakerbox/breakerbox"
+	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/redistest"
+)
 
 func TestRatesAreTheDifferenceOfTwoReadsOnRedisClock(t *testing.T) {
 	var e entry
@@ -32,5 +43,68 @@ func TestRowsThatDifferOnlyByTheClockAreNotSentAgain(t *testing.T) {
 	b.Config = map[string]int64{"failure_threshold": 4}
 	if sameRow(a, b) {
 		t.Error("a config change is not seen")
+	}
+}
+
+// sinceHook is the Redis store with hook run before each history read:
+// what happens to a breaker between the feed's two reads.
+type sinceHook struct {
+	redisStore
+	hook func(name string)
+}
+
+func (s sinceHook) since(ctx context.Context, name string, gen int64) (int64, error) {
+	s.hook(name)
+	return s.redisStore.since(ctx, name, gen)
+}
+
+// TestATransitionBetweenTheStatusAndHistoryReadsLendsTheRowNoTime: the
+// feed reads a breaker's status (forced open), then its history to learn
+// since when; in between an operator resets it. The row shows the forced
+// opening with the forced opening's time, not the reset's.
+func TestATransitionBetweenTheStatusAndHistoryReadsLendsTheRowNoTime(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	if _, err := admin.Control(ctx, rdb, "alpha", breakerbox.ActionForceOpen, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	forced, err := admin.History(ctx, rdb, "alpha", 1)
+	if err != nil || len(forced) != 1 {
+		t.Fatalf("history: %v, %v", forced, err)
+	}
+	var once sync.Once
+	st := sinceHook{redisStore{rdb}, func(name string) {
+		once.Do(func() {
+			// A later millisecond on Redis's clock, so that the two
+			// entries' times differ.
+			for {
+				now, err := rdb.Time(ctx).Result()
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if now.UnixMilli() > forced[0].TS {
+					break
+				}
+			}
+			if _, err := admin.Control(ctx, rdb, name, breakerbox.ActionReset, "ops"); err != nil {
+				t.Error(err)
+			}
+		})
+	}}
+	f := newFeed(st, time.Hour, 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	f.refresh(ctx, true)
+	row, ok := f.row("alpha")
+	if !ok {
+		t.Fatal("no row for alpha")
+	}
+	if row.Mode != "forced_open" || row.Generation != forced[0].Generation {
+		t.Fatalf("row %s/%s generation %d; want the forced opening's (generation %d), read before the reset",
+			row.State, row.Mode, row.Generation, forced[0].Generation)
+	}
+	if row.SinceMS != forced[0].TS {
+		h, _ := admin.History(ctx, rdb, "alpha", 2)
+		t.Errorf("row of generation %d since %d; want %d, the forced opening's time (history: %+v)",
+			row.Generation, row.SinceMS, forced[0].TS, h)
 	}
 }

@@ -105,16 +105,17 @@ func fromStatus(st breakerbox.Status) Breaker {
 }
 
 // sinceDepth is how many history entries since looks through for the
-// latest transition (config changes are listed among them).
+// latest transition (config changes, and transitions made after the row
+// was read, are listed among them).
 const sinceDepth = 10
 
-func (s redisStore) since(ctx context.Context, name string) (int64, error) {
+func (s redisStore) since(ctx context.Context, name string, gen int64) (int64, error) {
 	evs, err := admin.History(ctx, s.rdb, name, sinceDepth)
 	if err != nil {
 		return 0, err
 	}
-	for _, e := range evs {
-		if e.Event != "config_changed" && e.Event != "unreadable" {
+	for _, e := range evs { // newest first
+		if e.Event != "config_changed" && e.Event != "unreadable" && e.Generation <= gen {
 			return e.TS, nil
 		}
 	}

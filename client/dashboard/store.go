@@ -19,8 +19,11 @@ type store interface {
 	// is returned only when Redis itself failed.
 	statuses(ctx context.Context, names []string) ([]Breaker, error)
 	// since returns the Redis time (unix ms) of the breaker's latest
-	// transition or operator action, from its history; 0 when it has none.
-	since(ctx context.Context, name string) (int64, error)
+	// transition or operator action of a generation up to gen, from its
+	// history; 0 when it has none. gen is the generation of the status
+	// row being filled in: a transition made after that row was read (its
+	// generation is higher) must not lend the row its time.
+	since(ctx context.Context, name string, gen int64) (int64, error)
 	// detail reads what the breaker's page shows besides its row.
 	detail(ctx context.Context, name string) (Detail, error)
 	// control applies an operator action.

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"strings"
 	"testing"
 	"time"
@@ -43,7 +44,7 @@ func startAlertd(t *testing.T, environ map[string]string, args ...string) *alert
 	go func() { a.done <- run(ctx, args, &a.stdout, &a.stderr, env(environ)) }()
 	t.Cleanup(func() {
 		a.stop(t)
-		if t.Failed() {
+		if t.Failed() || os.Getenv("ALERTD_TEST_LOG") != "" { // ALERTD_TEST_LOG=1: also when it passed
 			t.Logf("alertd stderr:\n%s", a.stderr.String())
 		}
 	})
@@ -155,10 +156,16 @@ func tripBreaker(t *testing.T, rdb redis.UniversalClient, name, errText string) 
 	}
 }
 
+// tripConfig opens a breaker at its first failure. The first worker of a
+// breaker stores its config in Redis, so every test worker of a breaker
+// that tripBreaker trips uses it.
+var tripConfig = client.Config{FailureThreshold: 1, SuccessThreshold: 1,
+	RecoveryTimeout: time.Hour, RequestTimeout: 5 * time.Second}
+
 // tryTrip is tripBreaker returning its error.
 func tryTrip(rdb redis.UniversalClient, name, errText string) error {
-	b, err := client.New(rdb, name, client.Config{FailureThreshold: 1, SuccessThreshold: 1,
-		RecoveryTimeout: time.Hour, RequestTimeout: 5 * time.Second}, client.WithAdmission(client.AdmitStrict))
+	b, err := client.New(rdb, name, tripConfig, client.WithAdmission(client.AdmitStrict),
+		client.WithRedisTimeout(2*time.Second)) // not the local fallback on a loaded machine
 	if err != nil {
 		return err
 	}

@@ -25,14 +25,41 @@ import (
 
 // buffer is a bytes.Buffer safe for the daemon and the test at once.
 type buffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
+	mu   sync.Mutex
+	b    bytes.Buffer
+	held *heldWrite
+}
+
+// heldWrite is a write that waits for the test (see hold).
+type heldWrite struct {
+	match            string
+	arrived, release chan struct{}
 }
 
 func (b *buffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
+	if h := b.held; h != nil && bytes.Contains(p, []byte(h.match)) {
+		b.held = nil
+		b.mu.Unlock()
+		close(h.arrived)
+		<-h.release
+		b.mu.Lock()
+	}
 	defer b.mu.Unlock()
 	return b.b.Write(p)
+}
+
+// hold makes the next write containing match wait until release is
+// called; arrived is closed when that write is waiting. For alertd's
+// stdout, it holds an alert being posted: the sink has it and has not
+// answered yet.
+func (b *buffer) hold(match string) (arrived <-chan struct{}, release func()) {
+	h := &heldWrite{match: match, arrived: make(chan struct{}), release: make(chan struct{})}
+	b.mu.Lock()
+	b.held = h
+	b.mu.Unlock()
+	var once sync.Once
+	return h.arrived, func() { once.Do(func() { close(h.release) }) }
 }
 
 func (b *buffer) String() string {
