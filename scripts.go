@@ -111,13 +111,13 @@ func (s *Script) RunAs(ctx context.Context, c, client redis.Scripter, keys []str
 		if ro {
 			cmd = c.EvalShaRO(ctx, sha, keys, args...)
 		} else {
-			cmd = c.EvalSha(ctx, sha, keys, args...)
+			cmd = evalOnce(ctx, c, "evalsha", sha, keys, args)
 		}
 		if redis.HasErrorPrefix(cmd.Err(), "NOSCRIPT") {
 			if ro {
 				cmd = c.EvalRO(ctx, src, keys, args...)
 			} else {
-				cmd = c.Eval(ctx, src, keys, args...)
+				cmd = evalOnce(ctx, c, "eval", src, keys, args)
 			}
 		}
 		err := cmd.Err()
@@ -161,7 +161,47 @@ func (s *Script) Queue(ctx context.Context, p redis.Pipeliner, c redis.Scripter,
 	if s.ReadOnly && !sup.noRO {
 		return p.EvalShaRO(ctx, sha, keys, args...)
 	}
-	return p.EvalSha(ctx, sha, keys, args...)
+	if s.ReadOnly {
+		return p.EvalSha(ctx, sha, keys, args...)
+	}
+	return evalOnce(ctx, p, "evalsha", sha, keys, args)
+}
+
+// sendOnce is a script call that go-redis must not send again by itself.
+// A client retries a command whose reply it did not get (EOF, a reset
+// connection: MaxRetries, and a Cluster's MaxRedirects), but a script
+// whose reply was lost may have run: sent again, its outcomes would be
+// counted twice. go-redis still sends it again when it was never written
+// (NoRetry forbids only a second execution), and follows MOVED and ASK,
+// which a server answers without running it. Read-only scripts are
+// retried as usual.
+type sendOnce struct{ *redis.Cmd }
+
+// NoRetry tells go-redis not to send the call again.
+func (sendOnce) NoRetry() bool { return true }
+
+// evalOnce runs (or queues, on a pipeline) EVAL or EVALSHA (name) of
+// script (a SHA1 or the source) as a sendOnce call on c.
+func evalOnce(ctx context.Context, c any, name, script string, keys []string, args []any) *redis.Cmd {
+	a := make([]any, 0, 3+len(keys)+len(args))
+	a = append(a, name, script, len(keys))
+	for _, k := range keys {
+		a = append(a, k)
+	}
+	a = append(a, args...)
+	cmd := redis.NewCmd(ctx, a...)
+	if len(keys) > 0 {
+		cmd.SetFirstKeyPos(3)
+	}
+	p, ok := c.(interface {
+		Process(context.Context, redis.Cmder) error
+	})
+	if !ok {
+		cmd.SetErr(fmt.Errorf("breakerbox: %T cannot send commands", c))
+		return cmd
+	}
+	_ = p.Process(ctx, sendOnce{cmd})
+	return cmd
 }
 
 var scripts = mustLoadScripts()

@@ -75,10 +75,13 @@ var unavailableReplies = []string{"LOADING", "MASTERDOWN", "CLUSTERDOWN", "TRYAG
 	"MOVED", "ASK", "BUSY", "OOM", "NOREPLICAS", "ERR max number of clients reached"}
 
 // notRunReplies are the error replies of a server that refused a call
-// before running it: whatever the call was, nothing of it was applied, so
-// it may be counted again elsewhere (a script with a shebang, as ours, is
-// refused on a replica, without enough replicas, or out of memory before
-// it runs).
+// before it applied anything, so its counts may be kept and tallied later.
+// A Cluster refuses with CLUSTERDOWN, TRYAGAIN, MOVED or ASK before running
+// anything; a replica, a master without enough replicas or out of memory
+// refuses breaker-8.lua's first write (READONLY, NOREPLICAS, OOM), which
+// the script raises before it has written anything. The reply is the one
+// attempt's: breakerbox.Script sends a writing script once (go-redis does
+// not retry it after a lost reply), so no earlier attempt can have run.
 var notRunReplies = []string{"CLUSTERDOWN", "TRYAGAIN", "MOVED", "ASK", "LOADING", "MASTERDOWN", "READONLY",
 	"NOREPLICAS", "OOM"}
 
