@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -92,9 +93,31 @@ func (b *Breaker) evalConn(ctx context.Context, args ...any) (connReply, error) 
 	res, err := breakerbox.BreakerScript.RunAs(ctx, conn, b.h.rdb, b.keys, args...).Result()
 	if err != nil {
 		_ = conn.Close()
+		if redirected(err) {
+			// The slot moved (a resharding or a failover the client has not
+			// seen): the node refused without running the script. Through
+			// the client, which follows the redirect; no WAIT can follow
+			// that call, so a transition it reports counts NotReplicated.
+			if c := b.h.cluster; c != nil {
+				c.ReloadState(ctx)
+			}
+			res, err := b.eval(ctx, args...)
+			b.h.nodes.resolve(ctx, b) // the next call's connection, on the master the map names now
+			return connReply{res: res}, err
+		}
 		return connReply{}, breakerbox.ScriptError(err)
 	}
 	return connReply{res: res, conn: conn}, nil
+}
+
+// errRedirected says why a transition made by a call run again through the
+// client (redirected) was not waited for.
+var errRedirected = errors.New("redirected to another node: no WAIT on its connection")
+
+// redirected reports whether err is a Cluster node's MOVED or ASK: a call
+// sent to the node that does not serve its slot, refused without running.
+func redirected(err error) bool {
+	return redis.HasErrorPrefix(err, "MOVED") || redis.HasErrorPrefix(err, "ASK")
 }
 
 // settle follows a durable breaker's reply r of generation gen: when gen
@@ -131,23 +154,27 @@ func (b *Breaker) countReplication(acked int64, err error, gen int64) {
 // short, WAIT refused, or not answered within d. The server's own WAIT
 // timeout is half of d: Redis checks blocked clients' timeouts at its
 // event loop's pace (up to 1/hz late), and the client should not give up
-// first, which costs the connection. It releases conn: at once, or when a
-// WAIT it stopped waiting for answers.
+// first, which costs the connection. It releases conn exactly once: when
+// the WAIT answers (after its caller stopped waiting, if it did), or at
+// once when the WAIT is not sent.
 func (h *Hub) waitReplicas(conn *redis.Conn, replicas int, d time.Duration) (int64, error) {
 	if conn == nil {
 		return 0, errors.New("no connection of its own to send WAIT on")
 	}
+	release := sync.OnceFunc(func() { _ = conn.Close() })
 	ms := (d / 2).Milliseconds()
 	if ms < 1 {
-		_ = conn.Close()
+		release()
 		return 0, fmt.Errorf("no time left to WAIT (%s)", d)
 	}
+	var started atomic.Bool
 	acked, err := call(context.Background(), h, "WAIT", d, func(ctx context.Context) (int64, error) {
+		started.Store(true)
+		defer release() // when the WAIT answers, even after its caller stopped waiting
 		return conn.Wait(ctx, replicas, time.Duration(ms)*time.Millisecond).Result()
-	}, func(int64, error) { _ = conn.Close() })
-	var stall *StallError
-	if !errors.As(err, &stall) {
-		_ = conn.Close() // else released by the late function
+	}, nil)
+	if !started.Load() {
+		release() // the call was not made (the Hub is shutting down)
 	}
 	return acked, err
 }

@@ -2,12 +2,18 @@ package client_test
 
 import (
 	"context"
+	"fmt"
 	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/redis/go-redis/v9"
+
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
+	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/redistest"
 )
 
 // TestDurableTransitionsWithoutReplicasAreCountedNotReplicated: on a
@@ -66,5 +72,92 @@ func TestDurableTransitionsOptionIsChecked(t *testing.T) {
 		if _, err := client.New(rdb, "durable-bad", quickConfig(), opt); err == nil || !strings.Contains(err.Error(), "durable") {
 			t.Errorf("New with a negative durability: %v, want an error naming it", err)
 		}
+	}
+}
+
+// movedOnce answers MOVED, without sending it, to every other script call
+// that records or allows (single or pipelined): a Cluster node whose slot
+// has moved. The call run again after it goes through.
+type movedOnce struct{ n atomic.Int64 }
+
+type movedError string
+
+func (e movedError) Error() string { return string(e) }
+func (movedError) RedisError()     {}
+
+func (m *movedOnce) refuse(cmd redis.Cmder) bool {
+	args := cmd.Args()
+	if strings.ToLower(cmd.Name()) != "evalsha" || len(args) < 12 {
+		return false
+	}
+	if op := fmt.Sprint(args[11]); op != "allow" && op != "record" {
+		return false
+	}
+	if m.n.Add(1)%2 == 1 {
+		cmd.SetErr(movedError("MOVED 1 127.0.0.1:1"))
+		return true
+	}
+	return false
+}
+
+func (m *movedOnce) DialHook(next redis.DialHook) redis.DialHook { return next }
+func (m *movedOnce) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
+	return func(ctx context.Context, cmd redis.Cmder) error {
+		if m.refuse(cmd) {
+			return cmd.Err()
+		}
+		return next(ctx, cmd)
+	}
+}
+func (m *movedOnce) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
+	return func(ctx context.Context, cmds []redis.Cmder) error {
+		var send []redis.Cmder
+		for _, c := range cmds {
+			if !m.refuse(c) {
+				send = append(send, c)
+			}
+		}
+		if len(send) == 0 {
+			return nil
+		}
+		return next(ctx, send)
+	}
+}
+
+// TestADurableCallRedirectedRunsAgainThroughTheClient: a durable breaker's
+// call goes to its node on a connection of its own, which does not follow
+// a Cluster's MOVED; refused that way (nothing ran), it runs again through
+// the client (which follows it), starts no outage, loses no count, and a
+// transition it reports counts NotReplicated (no WAIT can follow it).
+func TestADurableCallRedirectedRunsAgainThroughTheClient(t *testing.T) {
+	srv := redistest.Start(t)
+	for _, a := range []client.Admission{client.AdmitStrict, client.AdmitFast} {
+		t.Run(a.String(), func(t *testing.T) {
+			rdb := redis.NewClient(&redis.Options{Addr: srv.Addr})
+			t.Cleanup(func() { _ = rdb.Close() })
+			b := newBreaker(t, rdb, "redirected-"+a.String(), quickConfig(), client.WithAdmission(a),
+				client.WithDurableTransitions(1, 100*time.Millisecond))
+			if err := b.Ready(context.Background()); err != nil {
+				t.Fatal(err)
+			}
+			m := &movedOnce{}
+			rdb.AddHook(m)
+			_ = run(t, b, ok)
+			for i := 0; i < 3; i++ {
+				_ = run(t, b, fail)
+			}
+			eventually(t, "the trip counted", func() bool { return b.Stats().NotReplicated == 1 })
+			st := b.Stats()
+			if m.n.Load() < 2 || st.Outage || st.Unrecorded != 0 {
+				t.Errorf("%d calls refused with MOVED; stats %+v: want no outage, nothing unrecorded", m.n.Load()/2, st)
+			}
+			s, err := admin.Status(context.Background(), srv.Client(t), b.Name())
+			if err != nil {
+				t.Fatal(err)
+			}
+			if s.State != breakerbox.StateOpen || s.TotalFailures != 3 || s.TotalSuccesses != 1 {
+				t.Errorf("in Redis: %s, %d failures, %d successes; want open, 3 and 1", s.State, s.TotalFailures, s.TotalSuccesses)
+			}
+		})
 	}
 }

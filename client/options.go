@@ -116,24 +116,30 @@ func WithOverwriteConfig() Option { return func(o *options) { o.overwrite = true
 // transition (a generation newer than any this handle knew: the call
 // opened, half-opened or closed the breaker, or saw another worker's
 // transition first), the client sends WAIT replicas TIMEOUT on that same
-// connection before it acts on the reply: the Allow that half-opened the
-// breaker returns its probe, and the failure that opened it returns, only
-// once replicas replicas acknowledged the transition or the wait ran out.
-// A transition acknowledged by replicas is in the replica that a failover
-// promotes (Redis promotes the one with the most data), so a failover
-// cannot undo it, nor hand out a probe lease twice.
+// connection. A call that waits for its reply (AdmitStrict, a probe's
+// Allow, an outcome recorded at once) acts on it only once replicas
+// replicas acknowledged the transition or the wait ran out: the Allow
+// that half-opened the breaker returns its probe after it. Outcomes sent
+// in the background (AdmitFast's batches) are waited for by the sender
+// after it has handed their replies over, so no caller and no other batch
+// waits for it. A transition acknowledged by replicas is in the replica
+// that a failover promotes (Redis promotes the one with the most data), so
+// a failover cannot undo it.
 //
 // The wait is bounded: at most timeout (0: the Redis timeout), never past
 // the Redis timeout (WithRedisTimeout), and for a caller waiting on Redis
-// (AdmitStrict, a probe's Allow, a failure's outcome) at most what is left
-// of its Redis timeout, as every Redis wait of a call; a wait for a
-// transition made by outcomes sent in the background holds only that
-// node's outcome pipeline. A WAIT that runs out, fails or cannot be sent
-// (a client type without single connections) never fails a call nor
-// starts an outage: the transition stands in the master, and it counts in
+// at most what is left of its Redis timeout, as every Redis wait of a
+// call. A WAIT that runs out, fails or cannot be sent (a client type
+// without single connections; a call a Cluster node redirected, which
+// runs again through the client) never fails a call nor starts an outage:
+// the transition stands in the master, and it counts in
 // Stats().NotReplicated (those acknowledged by enough replicas in
-// Stats().Replicated). Outcomes and refusals are never waited for: a
-// failover can still lose those recorded since the last replicated write.
+// Stats().Replicated). WAIT proves the replication of the connection's own
+// writes: a reply that shows another worker's transition is counted too,
+// although that worker's write is what a failover could lose. Outcomes
+// and refusals are never waited for: a failover can still lose those
+// recorded since the last replicated write, and an operator's action
+// (cbctl, client/admin) is not waited for either.
 //
 // Its cost is one WAIT per transition (a round trip to the master and the
 // replicas' acknowledgement, about a millisecond on a LAN), none per call.

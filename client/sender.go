@@ -215,16 +215,14 @@ func (s *sender) exec(n *node, group []batch) {
 		}
 	}
 	cmds, err := h.pipeline(h.ctx, conn, calls)
+	var redone map[int]bool // calls run again through the client: no WAIT follows them
+	if conn != nil {
+		redone, err = h.redirect(cmds, calls, err)
+	}
 	stall.Stop()
 	if err != nil && unreachable(err) {
 		n.begin(err)
 	}
-	s.settle(conn, group, func(i int) *redis.Cmd {
-		if j := slots[i].record; j >= 0 {
-			return cmds[j]
-		}
-		return nil
-	})
 	for i, bt := range group {
 		b := bt.b
 		if j := slots[i].record; j >= 0 {
@@ -244,6 +242,46 @@ func (s *sender) exec(n *node, group []batch) {
 		s.finish(b, bt)
 	}
 	s.done(n)
+	// The callers waiting for these batches are woken and the node's
+	// pipeline slot is free: the WAIT for durable breakers' transitions
+	// holds neither.
+	s.settle(conn, group, func(i int) (*redis.Cmd, bool) {
+		if j := slots[i].record; j >= 0 {
+			return cmds[j], !redone[j]
+		}
+		return nil, false
+	})
+}
+
+// redirect runs again, through the client, the calls of a pipeline sent on
+// a node's own connection that the node refused with MOVED or ASK (their
+// slot moved: nothing of them ran), and puts their commands in cmds; the
+// client follows the redirect. A transition they report has no WAIT
+// behind it (not on their connection), so it counts NotReplicated. It
+// returns the indexes of the calls run again and the pipeline's error, or
+// the error of running them again.
+func (h *Hub) redirect(cmds []*redis.Cmd, calls []scriptCall, err error) (map[int]bool, error) {
+	var again []scriptCall
+	var at []int
+	for j, c := range cmds {
+		if redirected(c.Err()) {
+			again = append(again, calls[j])
+			at = append(at, j)
+		}
+	}
+	if len(again) == 0 {
+		return nil, err
+	}
+	if h.cluster != nil {
+		h.cluster.ReloadState(h.ctx)
+	}
+	redone, rerr := h.pipeline(h.ctx, nil, again)
+	ran := make(map[int]bool, len(at))
+	for k, j := range at {
+		cmds[j] = redone[k]
+		ran[j] = true
+	}
+	return ran, rerr
 }
 
 // finish marks b's batch done: waiters are woken, and b is pushed again
@@ -316,12 +354,13 @@ func (b *Breaker) recorded(bt batch, res any, err error) {
 }
 
 // settle waits, when the record replies of durable breakers in group
-// report transitions (record(i): batch i's record command, or nil), for
-// their replication on conn, the connection that carried them (at most
-// the longest wait those breakers allow), and counts them. It releases
-// conn. The node's pipeline slot is held meanwhile; callers are not: a
-// failure's caller waits at most its Redis timeout (waitSent).
-func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis.Cmd) {
+// report transitions (record(i): batch i's record command, or nil, and
+// whether conn carried it), for their replication on conn (at most the
+// longest wait those breakers allow), and counts them; a transition conn
+// did not carry counts NotReplicated. It releases conn. It runs after the
+// batches' callers were woken and the node's pipeline slot freed, so the
+// WAIT holds up no caller and no other batch.
+func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) (*redis.Cmd, bool)) {
 	type moved struct {
 		b   *Breaker
 		gen int64
@@ -329,12 +368,16 @@ func (s *sender) settle(conn *redis.Conn, group []batch, record func(int) *redis
 	var made []moved
 	replicas, d := 0, time.Duration(0)
 	for i, bt := range group {
-		c := record(i)
+		c, onConn := record(i)
 		if !bt.b.durable() || c == nil || c.Err() != nil {
 			continue
 		}
 		r, err := breakerbox.ParseRecordReply(c.Val())
 		if err != nil || r.Generation <= bt.prior {
+			continue
+		}
+		if !onConn {
+			bt.b.countReplication(0, errRedirected, r.Generation)
 			continue
 		}
 		made = append(made, moved{bt.b, r.Generation})
