@@ -44,8 +44,6 @@ func startMini(t *testing.T) (*miniredis.Miniredis, redis.UniversalClient, map[s
 	return mr, rdb, map[string]string{"REDIS_URL": "redis://" + mr.Addr() + "/0", "USER": "alice"}
 }
 
-var quietLog = slog.New(slog.DiscardHandler)
-
 // breaker makes breaker name known in rdb (registered with cfg) and
 // records the outcomes given: 's' success, 'f' failure.
 func breaker(t *testing.T, rdb redis.UniversalClient, name string, cfg client.Config, outcomes string) {
