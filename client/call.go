@@ -35,7 +35,7 @@ func (b *Breaker) Allow(ctx context.Context) (*Permit, error) {
 	}
 	prior := b.redisGen.Load()
 	cr, err := call(ctx, b.h, "allow", b.o.redisTimeout, func(ctx context.Context) (connReply, error) {
-		return b.evalConn(ctx, "allow")
+		return b.evalStrict(ctx, "allow")
 	}, func(cr connReply, err error) {
 		cr.release()
 		b.lateAllow(cr.res, err)

@@ -25,6 +25,8 @@ type node struct {
 	cause   error
 	probing bool // a recovery check is running
 	client  *redis.Client
+
+	strict strictBatch // its Strict breakers' script calls, coalesced
 }
 
 // recheckEvery is how often a node in an outage is asked whether it

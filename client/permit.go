@@ -188,7 +188,7 @@ func (b *Breaker) recordNow(ctx context.Context, o outcome, budget time.Duration
 	}
 	start, prior := time.Now(), b.redisGen.Load()
 	cr, err := call(context.WithoutCancel(ctx), b.h, "record", budget, func(ctx context.Context) (connReply, error) {
-		return b.evalConn(ctx, recordArgs(0, []outcome{o})...)
+		return b.evalStrict(ctx, recordArgs(0, []outcome{o})...)
 	}, func(cr connReply, err error) {
 		cr.release()
 		res := cr.res

@@ -16,6 +16,7 @@ import (
 	"github.com/breakerbox/breakerbox"
 	"github.com/breakerbox/breakerbox/client"
 	"github.com/breakerbox/breakerbox/client/admin"
+	"github.com/breakerbox/breakerbox/internal/knobs"
 )
 
 // instance is one process's handle on a case: call makes one protected
@@ -56,6 +57,9 @@ func Cases() []*Case {
 		bbCase("bb-strict-open", "breakerbox Execute, open (refused), Strict", client.AdmitStrict, openCfg(), prepareOpen, true),
 		bbCase("bb-fast-halfopen", "breakerbox Execute, half-open probe, Fast", client.AdmitFast, halfOpenCfg(), prepareHalfOpen, false),
 		bbCase("bb-strict-halfopen", "breakerbox Execute, half-open probe, Strict", client.AdmitStrict, halfOpenCfg(), prepareHalfOpen, false),
+		unbatched(bbCase("bb-strict-closed-unbatched", "breakerbox Execute, closed, Strict, each script call an EVALSHA of its own (internal/knobs.NoStrictBatch)", client.AdmitStrict, closedCfg(), nil, false)),
+		unbatched(bbCase("bb-strict-open-unbatched", "breakerbox Execute, open (refused), Strict, each script call an EVALSHA of its own", client.AdmitStrict, openCfg(), prepareOpen, true)),
+		unbatched(bbCase("bb-strict-halfopen-unbatched", "breakerbox Execute, half-open probe, Strict, each script call an EVALSHA of its own", client.AdmitStrict, halfOpenCfg(), prepareHalfOpen, false)),
 		{Name: "gobreaker-local", Desc: "sony/gobreaker/v2 Execute, in process (no Redis)",
 			open: openGobreakerLocal},
 		{Name: "gobreaker-redis", Desc: "sony/gobreaker/v2 DistributedCircuitBreaker, go-redis store",
@@ -162,6 +166,27 @@ func bbCase(name, desc string, adm client.Admission, cfg client.Config,
 			return st.TotalRefused, nil
 		}
 		return st.TotalSuccesses + st.TotalFailures, nil
+	}
+	return c
+}
+
+// unbatched is c with the coalescing of Strict script calls turned off
+// while its handle is open (the before of bbbench's before-and-after).
+func unbatched(c *Case) *Case {
+	open := c.open
+	c.open = func(ctx context.Context, rdb *redis.Client, n string) (*instance, error) {
+		knobs.NoStrictBatch.Store(true)
+		inst, err := open(ctx, rdb, n)
+		if err != nil {
+			knobs.NoStrictBatch.Store(false)
+			return nil, err
+		}
+		closeInst := inst.close
+		inst.close = func() {
+			closeInst()
+			knobs.NoStrictBatch.Store(false)
+		}
+		return inst, nil
 	}
 	return c
 }

@@ -9,3 +9,8 @@ import "sync/atomic"
 // (client: subscriber.maybePeek), so that views wait for the Go runtime
 // to run the subscription's reader, as they did before it existed.
 var NoPeek atomic.Bool
+
+// NoStrictBatch turns off the coalescing of Strict breakers' script calls
+// into shared pipelines (client: strictBatch), so that each allow and each
+// record is an EVALSHA of its own, as they were before it existed.
+var NoStrictBatch atomic.Bool
