@@ -192,7 +192,8 @@ func (g *SentinelGroup) checkOK(ctx context.Context) error {
 	if online != len(g.Nodes)-1 {
 		return fmt.Errorf("master %s: %d replicas online, want %d", m.Addr, online, len(g.Nodes)-1)
 	}
-	return nil
+	// Online is not streaming: see checkStreaming.
+	return checkStreaming(ctx, cl, "redistest:stream-check", len(g.Nodes)-1)
 }
 
 // node returns the data node listening on addr, or nil.
