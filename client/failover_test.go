@@ -161,8 +161,9 @@ func startFleet(t *testing.T, clients []redis.UniversalClient, names []string, c
 	return f
 }
 
-// call runs one Execute and logs what it did and how long it waited.
-func (f *fleet) call(b *client.Breaker, l *callLog, fails bool) {
+// call runs one Execute, logs what it did and how long it waited, and
+// returns its error.
+func (f *fleet) call(b *client.Breaker, l *callLog, fails bool) error {
 	start := time.Now()
 	ran := false
 	err := b.Execute(context.Background(), func(context.Context) error {
@@ -187,12 +188,13 @@ func (f *fleet) call(b *client.Breaker, l *callLog, fails bool) {
 		l.outageSeen = l.outageSeen || oe.Outage
 	default:
 		f.odd.CompareAndSwap(nil, fmt.Sprintf("breaker %s: Execute: ran %v, err %v", b.Name(), ran, err))
-		return
+		return err
 	}
 	if b.Stats().Outage {
 		l.outageSeen = true
 	}
 	l.done = append(l.done, time.Now())
+	return err
 }
 
 // halt stops the callers and flushes every breaker (bounded).
@@ -306,7 +308,10 @@ func (f *fleet) decidedByRedis(ctx context.Context, name string) (time.Time, err
 	for w := range f.bs {
 		b := f.breaker(w, name)
 		at, err := redistest.FirstSuccess(ctx, 5*time.Millisecond, func(context.Context) error {
-			err := b.Execute(ctx, ok)
+			// Every probe is a call like the callers': until the forced_open
+			// reaches this worker, its probes run (and count in Redis) or
+			// are refused (and count too).
+			err := f.call(b, f.logs[name], false)
 			var oe *client.OpenError
 			if !errors.As(err, &oe) || oe.Outage || oe.Mode != breakerbox.ModeForcedOpen {
 				return fmt.Errorf("worker %d: %v", w, err)
@@ -316,10 +321,6 @@ func (f *fleet) decidedByRedis(ctx context.Context, name string) (time.Time, err
 		if err != nil {
 			return last, err
 		}
-		f.logs[name].mu.Lock()
-		f.logs[name].refused++ // the probe's refusal counts like the callers'
-		f.logs[name].done = append(f.logs[name].done, at)
-		f.logs[name].mu.Unlock()
 		if at.After(last) {
 			last = at
 		}
