@@ -62,7 +62,10 @@ func StartReplicatedCluster(t TB) *Cluster {
 
 // StartClusterWith starts a cluster as StartCluster does, with o's shape.
 // Replicas authenticate to their master as a user of their own, so that
-// CutReplication can cut them off.
+// CutReplication can cut them off. With replicas, it returns once a write
+// on every master reaches its replicas: a replica whose link is up may
+// not receive writes yet for up to a second (see checkStreaming), and a
+// failover then would lose them all.
 func StartClusterWith(t TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	if o.Masters == 0 {
@@ -129,7 +132,8 @@ func (c *Cluster) logs(n int) string {
 
 // waitOK polls every running node until all report cluster_state:ok, all
 // slots are assigned, all nodes are known, every node returns the same
-// slot map, and every master has its replicas with their links up.
+// slot map, every master has its replicas with their links up, and a
+// write on every master reaches its replicas (checkStreaming).
 func (c *Cluster) waitOK(ctx context.Context) error {
 	var lastErr error
 	for {
