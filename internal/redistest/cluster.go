@@ -62,7 +62,10 @@ func StartReplicatedCluster(t TB) *Cluster {
 
 // StartClusterWith starts a cluster as StartCluster does, with o's shape.
 // Replicas authenticate to their master as a user of their own, so that
-// CutReplication can cut them off.
+// CutReplication can cut them off. With replicas, it returns once a write
+// on every master reaches its replicas: a replica whose link is up may
+// not receive writes yet for up to a second (see checkStreaming), and a
+// failover then would lose them all.
 func StartClusterWith(t TB, o ClusterOptions) *Cluster {
 	t.Helper()
 	if o.Masters == 0 {
@@ -129,7 +132,8 @@ func (c *Cluster) logs(n int) string {
 
 // waitOK polls every running node until all report cluster_state:ok, all
 // slots are assigned, all nodes are known, every node returns the same
-// slot map, and every master has its replicas with their links up.
+// slot map, every master has its replicas with their links up, and a
+// write on every master reaches its replicas (checkStreaming).
 func (c *Cluster) waitOK(ctx context.Context) error {
 	var lastErr error
 	for {
@@ -147,6 +151,7 @@ func (c *Cluster) waitOK(ctx context.Context) error {
 
 func (c *Cluster) checkOK(ctx context.Context) error {
 	var want string
+	var slots []redis.ClusterSlot
 	masters := 0
 	for i, s := range c.nodes {
 		if !s.Running() {
@@ -170,9 +175,10 @@ func (c *Cluster) checkOK(ctx context.Context) error {
 			case fields["cluster_known_nodes"] != strconv.Itoa(len(c.nodes)):
 				return fmt.Errorf("%s: cluster_known_nodes:%s", s.Addr, fields["cluster_known_nodes"])
 			}
-			slots, err := cl.ClusterSlots(ctx).Result()
-			if err != nil {
-				return fmt.Errorf("%s: CLUSTER SLOTS: %w", s.Addr, err)
+			var err2 error
+			slots, err2 = cl.ClusterSlots(ctx).Result()
+			if err2 != nil {
+				return fmt.Errorf("%s: CLUSTER SLOTS: %w", s.Addr, err2)
 			}
 			got := slotMap(slots)
 			if i == 0 {
@@ -205,7 +211,50 @@ func (c *Cluster) checkOK(ctx context.Context) error {
 	if masters != c.opts.Masters {
 		return fmt.Errorf("%d masters, want %d", masters, c.opts.Masters)
 	}
+	if c.opts.Replicas == 0 {
+		return nil
+	}
+	// Linked is not streaming: see checkStreaming.
+	for _, r := range slots {
+		cl := nodeClient(r.Nodes[0].Addr)
+		err := checkStreaming(ctx, cl, keyOfSlot(int(r.Start)), c.opts.Replicas)
+		cl.Close()
+		if err != nil {
+			return err
+		}
+	}
 	return nil
+}
+
+// keyOfSlot returns a key that hashes to slot, through a hash tag: the
+// first decimal number that does (there is one below 200,000 for every
+// slot).
+func keyOfSlot(slot int) string {
+	for i := 0; ; i++ {
+		if tag := strconv.Itoa(i); keySlot(tag) == slot {
+			return "redistest:stream-check:{" + tag + "}"
+		}
+	}
+}
+
+// clusterSlots is the number of hash slots of a Redis Cluster.
+const clusterSlots = 16384
+
+// keySlot is the hash slot of a key without a hash tag: CRC16 (XMODEM)
+// modulo 16384, as Redis Cluster computes it.
+func keySlot(key string) int {
+	var crc uint16
+	for i := 0; i < len(key); i++ {
+		crc ^= uint16(key[i]) << 8
+		for range 8 {
+			if crc&0x8000 != 0 {
+				crc = crc<<1 ^ 0x1021
+			} else {
+				crc <<= 1
+			}
+		}
+	}
+	return int(crc) % clusterSlots
 }
 
 // nodeClient is a client for one node that never retries, so that a poll

@@ -273,3 +273,57 @@ func alive(pid int) bool {
 	i := strings.LastIndexByte(s, ')')
 	return i > 0 && i+2 < len(s) && s[i+2] != 'Z' && s[i+2] != 'X'
 }
+
+// TestClusterReplicasStreamOnceReady: as soon as StartReplicatedCluster
+// returns, and as soon as Heal returns after a failover (the old master
+// back as a replica, just fully synced), a write on every master reaches
+// its replica at once (WAIT 1, 50ms). Before the start waited for it, a
+// replica could be "online" with its link up for up to a second without
+// getting any write (checkStreaming), and a test that killed its master
+// then lost every write since the start.
+func TestClusterReplicasStreamOnceReady(t *testing.T) {
+	if testing.Short() {
+		t.Skip("-short: no failover")
+	}
+	c := StartReplicatedCluster(t)
+	ctx := ctxT(t)
+	writesReachReplicas := func(when string) {
+		t.Helper()
+		cl := nodeClient(c.Addrs[0])
+		defer cl.Close()
+		slots, err := cl.ClusterSlots(ctx).Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range slots {
+			key := keyOfSlot(int(r.Start))
+			m := redis.NewClient(&redis.Options{Addr: r.Nodes[0].Addr, MaxRetries: -1})
+			err := m.Set(ctx, key, when, 0).Err()
+			n, werr := m.Wait(ctx, 1, 50*time.Millisecond).Result()
+			m.Del(ctx, key)
+			m.Close()
+			if err != nil || werr != nil || n != 1 {
+				t.Errorf("%s: a write on %s (slots %d-%d): SET %v, WAIT 1 = %d, %v; want it on the replica",
+					when, r.Nodes[0].Addr, r.Start, r.End, err, n, werr)
+			}
+		}
+	}
+	writesReachReplicas("after the start")
+	c.KillMasterOf(t, "{k}", 30*time.Second)
+	c.Heal(t)
+	writesReachReplicas("after the heal")
+}
+
+// TestKeyOfSlot: keyOfSlot's keys hash where Redis Cluster says they do.
+func TestKeyOfSlot(t *testing.T) {
+	s := startServer(t, RequireRedis(t), true, "", []string{"--cluster-enabled", "yes"})
+	cl := s.Client(t)
+	ctx := ctxT(t)
+	for _, slot := range []int{0, 1, 5460, 5461, 10922, 10923, 16383} {
+		key := keyOfSlot(slot)
+		got, err := cl.ClusterKeySlot(ctx, key).Result()
+		if err != nil || int(got) != slot {
+			t.Errorf("CLUSTER KEYSLOT %s = %d, %v; want %d", key, got, err, slot)
+		}
+	}
+}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"time"
+
+	"github.com/redis/go-redis/v9"
 )
 
 // Replicas of replicated clusters and Sentinel groups authenticate to their
@@ -34,6 +36,49 @@ func replicationArgs() []string {
 		"--repl-diskless-load", "on-empty-db",
 		"--repl-diskless-sync-delay", "0", // a replica (re)joining syncs at once
 	)
+}
+
+// streamTimeout is how long checkStreaming waits for the replicas to
+// acknowledge its write.
+const streamTimeout = 100 * time.Millisecond
+
+// checkStreaming fails unless the master cl talks to sends its writes to
+// want replicas: it writes key there (SET, then DEL: nothing is left) and
+// asks for want acknowledgements within streamTimeout (WAIT), all on the
+// one connection of cl (its pool holds one).
+//
+// A replica online for the master (INFO: state=online; for the replica,
+// master_link_status:up) may not receive the command stream yet. After a
+// diskless full sync (repl-diskless-sync, the default since Redis 7) the
+// master starts the stream on the replica's first REPLCONF ACK that
+// arrives once it has reaped the RDB child. The replica sends one ACK as
+// soon as it has loaded the RDB, often before the child has exited on a
+// loaded machine, and then one a second (replicationCron): for up to a
+// second the master keeps every write in the replica's output buffer, and
+// a failover then loses them all. The cluster failover tests killed the
+// master 0.5-0.9s after the cluster came up and the promoted replica held
+// nothing of that time (it was promoted at offset 1 while the master was
+// at 30,000).
+func checkStreaming(ctx context.Context, cl *redis.Client, key string, want int) error {
+	var wait *redis.Cmd
+	_, err := cl.Pipelined(ctx, func(p redis.Pipeliner) error {
+		p.Set(ctx, key, "1", 0)
+		p.Del(ctx, key)
+		wait = p.Do(ctx, "WAIT", want, streamTimeout.Milliseconds())
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("%s: a write and WAIT: %w", cl.Options().Addr, err)
+	}
+	n, err := wait.Int64()
+	if err != nil {
+		return fmt.Errorf("%s: WAIT: %w", cl.Options().Addr, err)
+	}
+	if n < int64(want) {
+		return fmt.Errorf("%s: %d of %d replicas acknowledged a write within %v: the replication stream has not started",
+			cl.Options().Addr, n, want, streamTimeout)
+	}
+	return nil
 }
 
 // CutReplication cuts every replica of s (a master of a replicated cluster

@@ -109,8 +109,9 @@ func (g *SentinelGroup) logs(n int) string {
 }
 
 // waitOK polls until the group is whole: the master every sentinel names
-// is a running master with all other nodes as replicas, links up, and every
-// sentinel sees the master up, every replica up and every other sentinel.
+// is a running master with all other nodes as replicas, links up and a
+// write on it reaching them (checkStreaming), and every sentinel sees the
+// master up, every replica up and every other sentinel.
 func (g *SentinelGroup) waitOK(ctx context.Context) error {
 	var lastErr error
 	for {
@@ -192,7 +193,8 @@ func (g *SentinelGroup) checkOK(ctx context.Context) error {
 	if online != len(g.Nodes)-1 {
 		return fmt.Errorf("master %s: %d replicas online, want %d", m.Addr, online, len(g.Nodes)-1)
 	}
-	return nil
+	// Online is not streaming: see checkStreaming.
+	return checkStreaming(ctx, cl, "redistest:stream-check", len(g.Nodes)-1)
 }
 
 // node returns the data node listening on addr, or nil.
