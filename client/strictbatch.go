@@ -86,7 +86,7 @@ func (s *strictBatch) take() []*strictCall {
 // pending, sends them in the next pipeline on a goroutine of the Hub's
 // calls (send's caller is a caller waiting for its own answer).
 func (s *strictBatch) send(h *Hub, calls []*strictCall) {
-	run(h, calls)
+	runStrict(h, calls)
 	s.mu.Lock()
 	s.inflight--
 	if len(s.pending) == 0 {
@@ -106,13 +106,13 @@ func (s *strictBatch) send(h *Hub, calls []*strictCall) {
 	}
 }
 
-// run sends calls in one pipeline and answers each. A call whose context
+// runStrict sends calls in one pipeline and answers each. A call whose context
 // is done is not sent (its caller has stopped waiting: as go-redis does
 // with such a context). The pipeline's context keeps the first call's
 // values, lasts until the latest call's deadline, and is cancelled once
 // no call waits for it (every caller's context done: the Hub's Shutdown
 // cancels them all).
-func run(h *Hub, calls []*strictCall) {
+func runStrict(h *Hub, calls []*strictCall) {
 	live := make([]*strictCall, 0, len(calls))
 	for _, c := range calls {
 		if err := c.ctx.Err(); err != nil {
