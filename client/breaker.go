@@ -228,9 +228,11 @@ func (b *Breaker) Stats() Stats {
 // counts of a past outage have been tallied. ctx bounds the wait.
 func (b *Breaker) Flush(ctx context.Context) error { return b.q.flush(ctx, b) }
 
-// Ready waits until the breaker is registered and, with AdmitFast, until
-// its view is confirmed by the subscription, so that the first calls are
-// already decided locally. Calling it is optional; ctx bounds the wait.
+// Ready waits until the breaker is registered and its view is confirmed by
+// the subscription: with AdmitFast the first calls are then decided
+// locally, and with either admission the Hub's first refresh of the
+// breaker (a status read and a seed, sent once the subscription is live)
+// is behind it. Calling it is optional; ctx bounds the wait.
 func (b *Breaker) Ready(ctx context.Context) error {
 	for {
 		if b.shut.Load() {
@@ -240,7 +242,7 @@ func (b *Breaker) Ready(ctx context.Context) error {
 		if err != nil {
 			return err
 		}
-		if registered && (!b.fast || b.trusted()) {
+		if registered && b.trusted() {
 			return nil
 		}
 		select {
