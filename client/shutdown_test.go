@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/alicebob/miniredis/v2"
 	"github.com/redis/go-redis/v9"
 
 	"github.com/breakerbox/breakerbox/client"
@@ -173,5 +174,45 @@ func TestNoCommandReachesRedisAfterShutdownReturns(t *testing.T) {
 				t.Errorf("%d writes reached Redis after Shutdown returned:\n%s", len(late), strings.Join(late, "\n"))
 			}
 		})
+	}
+}
+
+// TestShutdownLeavesNoStrictCallWaiting: many Strict callers share
+// pipelines (calls wait for a slot of their node); a Shutdown in the midst
+// of them must answer every waiting call and return, with nothing still in
+// flight, every time.
+func TestShutdownLeavesNoStrictCallWaiting(t *testing.T) {
+	mr := miniredis.RunT(t)
+	for trial := 0; trial < 20; trial++ {
+		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
+		h, err := client.NewHub(rdb, client.WithAdmission(client.AdmitStrict), client.WithLogger(slog.New(slog.DiscardHandler)))
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := h.New(fmt.Sprintf("strict-shutdown-%d", trial), client.Config{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var wg sync.WaitGroup
+		for g := 0; g < 64; g++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for {
+					if err := b.Execute(context.Background(), func(context.Context) error { return nil }); err != nil {
+						return // ErrShutdown
+					}
+				}
+			}()
+		}
+		time.Sleep(20 * time.Millisecond)
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		err = h.Shutdown(ctx)
+		cancel()
+		if err != nil {
+			t.Fatalf("trial %d: Shutdown: %v", trial, err)
+		}
+		wg.Wait()
+		_ = rdb.Close()
 	}
 }

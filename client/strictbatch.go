@@ -82,11 +82,22 @@ func (s *strictBatch) take() []*strictCall {
 	return calls
 }
 
-// send runs calls in one pipeline and answers each; then, if calls are
-// pending, sends them in the next pipeline on a goroutine of the Hub's
-// calls (send's caller is a caller waiting for its own answer).
+// send runs calls in one pipeline and answers each, then frees its slot
+// (free). The slot is freed early when every caller of the pipeline has
+// stopped waiting for it (runStrict): a pipeline stuck on a dead
+// connection must not hold up the node's later calls.
 func (s *strictBatch) send(h *Hub, calls []*strictCall) {
-	runStrict(h, calls)
+	var once sync.Once
+	free := func() { once.Do(func() { s.free(h) }) }
+	runStrict(h, calls, free)
+	free()
+}
+
+// free gives back a pipeline slot and, if calls are pending, sends them in
+// the next pipeline on a goroutine of the Hub's calls (send's caller is a
+// caller waiting for its own answer). Once the Hub is shut down nothing is
+// sent: every pending call is answered ErrStopped, so none is left waiting.
+func (s *strictBatch) free(h *Hub) {
 	s.mu.Lock()
 	s.inflight--
 	if len(s.pending) == 0 {
@@ -95,14 +106,17 @@ func (s *strictBatch) send(h *Hub, calls []*strictCall) {
 	}
 	next := s.take()
 	s.mu.Unlock()
-	if !h.calls.Go(func() { s.send(h, next) }) {
-		s.mu.Lock()
-		s.inflight--
-		s.mu.Unlock()
-		for _, c := range next {
-			c.err = bounded.ErrStopped // the Hub is shut down: not sent
-			close(c.done)
-		}
+	if h.calls.Go(func() { s.send(h, next) }) {
+		return
+	}
+	s.mu.Lock()
+	s.inflight--
+	next = append(next, s.pending...)
+	s.pending = nil
+	s.mu.Unlock()
+	for _, c := range next {
+		c.err = bounded.ErrStopped // the Hub is shut down: not sent
+		close(c.done)
 	}
 }
 
@@ -112,7 +126,7 @@ func (s *strictBatch) send(h *Hub, calls []*strictCall) {
 // values, lasts until the latest call's deadline, and is cancelled once
 // no call waits for it (every caller's context done: the Hub's Shutdown
 // cancels them all).
-func runStrict(h *Hub, calls []*strictCall) {
+func runStrict(h *Hub, calls []*strictCall, free func()) {
 	live := make([]*strictCall, 0, len(calls))
 	for _, c := range calls {
 		if err := c.ctx.Err(); err != nil {
@@ -132,8 +146,11 @@ func runStrict(h *Hub, calls []*strictCall) {
 		}
 	}
 	base := context.WithoutCancel(live[0].ctx)
-	ctx, cancel := context.WithCancel(base)
-	if !latest.IsZero() {
+	var ctx context.Context
+	var cancel context.CancelFunc
+	if latest.IsZero() {
+		ctx, cancel = context.WithCancel(base)
+	} else {
 		ctx, cancel = context.WithDeadline(base, latest)
 	}
 	defer cancel()
@@ -146,6 +163,7 @@ func runStrict(h *Hub, calls []*strictCall) {
 		stops[i] = context.AfterFunc(c.ctx, func() {
 			if waiting.Add(-1) == 0 {
 				cancel()
+				free() // nobody waits for this pipeline: its slot serves the next
 			}
 		})
 	}
