@@ -173,10 +173,8 @@ func (b *Breaker) SetConfig(ctx context.Context, cfg Config) error {
 // StateClosed before the handle has learned anything. Use admin.Status for
 // a fresh read from Redis.
 func (b *Breaker) State() breakerbox.State {
-	if v := b.view.Load(); v != nil {
-		return v.state
-	}
-	return breakerbox.StateClosed
+	state, _ := b.lastView()
+	return state
 }
 
 // Stats are counts kept by this handle, in this process only.
@@ -234,9 +232,11 @@ func (b *Breaker) Flush(ctx context.Context) error { return b.q.flush(ctx, b) }
 // breaker (a status read and a seed, sent once the subscription is live)
 // is behind it. Calling it is optional; ctx bounds the wait.
 func (b *Breaker) Ready(ctx context.Context) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
 	for {
 		if b.shut.Load() {
-			return fmt.Errorf("breaker %q: %w", b.name, ErrShutdown)
+			return b.shutErr()
 		}
 		registered, err := b.reg.state()
 		if err != nil {
@@ -248,7 +248,7 @@ func (b *Breaker) Ready(ctx context.Context) error {
 		select {
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-time.After(time.Millisecond):
+		case <-tick.C:
 		}
 	}
 }

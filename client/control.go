@@ -239,14 +239,14 @@ func (c *control) seed(n *node, group []*Breaker) []*Breaker {
 		for _, b := range group {
 			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
-		cmds, err := h.pipeline(ctx, nil, calls)
+		cmds, _ := h.pipeline(ctx, nil, calls) // a pipeline's failure is each command's error
 		for i, b := range group {
 			if r.errs[i] = cmdErr(cmds[i]); r.errs[i] == nil {
 				r.replies[i], r.errs[i] = breakerbox.ParseConfigureReply(cmds[i].Val())
 			}
 			r.statuses[i], _ = breakerbox.ParseStatus(b.name, cmds[len(group)+i].Val())
 		}
-		return r, pipeErr(cmds, err) // each breaker's own error says more than the connection's
+		return r, nil // each breaker's own error says more than the connection's
 	}, nil)
 	if err != nil {
 		if unreachable(err) {
@@ -326,8 +326,8 @@ func (c *control) refreshAll() bool {
 			calls = append(calls, scriptCall{breakerbox.StatusScript, b.keys, []any{"status"}})
 		}
 		cmds, err := call(h.ctx, h, "status", h.timeout(), func(ctx context.Context) ([]*redis.Cmd, error) {
-			cmds, err := h.pipeline(ctx, nil, calls)
-			return cmds, pipeErr(cmds, err)
+			cmds, _ := h.pipeline(ctx, nil, calls) // a pipeline's failure is each command's error
+			return cmds, nil
 		}, nil)
 		if err != nil {
 			if unreachable(err) {

@@ -17,13 +17,12 @@ import (
 // batch, bounded by the Redis timeout; a pipeline that outlives the Redis
 // timeout starts an outage of its node.
 type sender struct {
-	h         *Hub
-	mu        sync.Mutex
-	dirty     []*Breaker // breakers with work to send
-	lazy      []*Breaker // breakers with only refusals, sent within refusedEvery
-	lazyArmed bool
-	inflight  map[*node]int // pipelines in flight per node
-	wake      chan struct{}
+	h        *Hub
+	mu       sync.Mutex
+	dirty    []*Breaker    // breakers with work to send
+	lazy     []*Breaker    // breakers with only refusals, sent within refusedEvery
+	inflight map[*node]int // pipelines in flight per node
+	wake     chan struct{}
 }
 
 // maxInflight bounds the pipelines in flight per node.
@@ -55,17 +54,16 @@ func (s *sender) kick() {
 func (s *sender) pushLazy(b *Breaker) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	s.lazy = append(s.lazy, b)
-	if !s.lazyArmed {
-		s.lazyArmed = true
+	if len(s.lazy) == 0 { // the first since the last promotion arms the timer
 		time.AfterFunc(refusedEvery, s.promoteLazy)
 	}
+	s.lazy = append(s.lazy, b)
 }
 
 func (s *sender) promoteLazy() {
 	s.mu.Lock()
 	lazy := s.lazy
-	s.lazy, s.lazyArmed = nil, false
+	s.lazy = nil
 	for _, b := range lazy {
 		b.q.mu.Lock()
 		if b.q.lazy {

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -140,7 +139,7 @@ func (s *subscriber) run() {
 		switch m := msg.(type) {
 		case *redis.Subscription:
 			if m.Kind == "subscribe" {
-				s.h.ctl.subscribed(nameOfChannel(m.Channel), s.epoch.Load())
+				s.h.ctl.subscribed(channelName(m.Channel), s.epoch.Load())
 			}
 		case *redis.Message:
 			s.announce(m)
@@ -212,7 +211,7 @@ func (s *subscriber) lost(err error) {
 
 // announce applies an announcement to every handle on its breaker.
 func (s *subscriber) announce(m *redis.Message) {
-	name := nameOfChannel(m.Channel)
+	name := channelName(m.Channel)
 	a, err := breakerbox.ParseAnnouncement(m.Payload)
 	if err != nil {
 		s.h.logEvent(slog.LevelWarn, "circuit breaker ignored a malformed announcement", "channel", m.Channel, "payload", m.Payload)
@@ -262,13 +261,6 @@ func (s *subscriber) maybePeek(now int64) {
 	}
 }
 
-// nameOfChannel returns the breaker name of circuit_breaker:{NAME}:changed.
-func nameOfChannel(ch string) string {
-	name, _ := strings.CutPrefix(ch, breakerbox.KeyPrefix+"{")
-	name, _ = strings.CutSuffix(name, "}:changed")
-	return name
-}
-
 // captureKey marks the context of the subscriber's pub/sub calls, so the
 // dial hook knows which connection is the subscription's.
 type captureKey struct{}
@@ -278,4 +270,10 @@ func captured(ctx context.Context, conn net.Conn) {
 	if s, ok := ctx.Value(captureKey{}).(*subscriber); ok {
 		s.peek.Store(newPeeker(conn))
 	}
+}
+
+// channelName returns the breaker name of circuit_breaker:{NAME}:changed.
+func channelName(ch string) string {
+	name, _ := breakerbox.NameFromKey(ch)
+	return name
 }

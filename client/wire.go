@@ -146,15 +146,5 @@ func (h *Hub) pipeline(ctx context.Context, conn *redis.Conn, calls []scriptCall
 	return cmds, err
 }
 
-// pipeErr returns a pipeline's error when its commands do not carry their
-// own (pipeline sets them all, so only a failure to send the pipeline at
-// all is left).
-func pipeErr(cmds []*redis.Cmd, err error) error {
-	if len(cmds) > 0 && cmds[0] != nil {
-		return nil
-	}
-	return err
-}
-
 // cmdErr returns the command's error with script error codes mapped.
 func cmdErr(c *redis.Cmd) error { return breakerbox.ScriptError(c.Err()) }
