@@ -412,12 +412,14 @@ func msDuration(ms int64) time.Duration {
 	return time.Duration(ms) * time.Millisecond
 }
 
-// isDecimal reports whether s is digits only (ParseInt also takes a sign).
+// isDecimal reports whether s is an integer as the scripts write and
+// accept one: "0", or digits without a leading zero (ParseInt also takes a
+// sign and leading zeros, which the scripts refuse).
 func isDecimal(s string) bool {
 	for _, r := range s {
 		if r < '0' || r > '9' {
 			return false
 		}
 	}
-	return s != ""
+	return s == "0" || (s != "" && s[0] != '0')
 }

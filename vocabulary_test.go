@@ -202,6 +202,13 @@ func TestConfigFieldsRoundTrip(t *testing.T) {
 	if bad.FailureThreshold != 3 || bad.SuccessThreshold != 5 || bad.RequestTimeout != 45*time.Second {
 		t.Errorf("ConfigFromFields kept %+v, want defaults in place of invalid fields", bad)
 	}
+	// Leading zeros: the scripts refuse "03" (BADCONFIG), so Go reads it as invalid too.
+	if _, invalid := breakerbox.ConfigFromFields(map[string]string{"failure_threshold": "03", "success_threshold": "0"}); !reflect.DeepEqual(invalid, []string{"failure_threshold", "success_threshold"}) {
+		t.Errorf("invalid fields of 03 and 0 = %v, want both (03: a leading zero; 0: out of bounds)", invalid)
+	}
+	if _, invalid := breakerbox.ConfigFromFields(map[string]string{"max_retry_after_ms": "0"}); invalid != nil {
+		t.Errorf("max_retry_after_ms 0 read as invalid (%v); 0 is in its bounds", invalid)
+	}
 	long, invalid := breakerbox.ConfigFromFields(map[string]string{"recovery_timeout_ms": strconv.FormatInt(breakerbox.MaxConfigMs, 10)})
 	if long.RecoveryTimeout != 720*time.Hour || invalid != nil {
 		t.Errorf("the longest stored duration read as %v, %v; want 720h", long.RecoveryTimeout, invalid)
