@@ -273,7 +273,10 @@ func tryWorker(t *testing.T, srv *redistest.Server, root *redis.Client, rule []s
 			if err := brief.Shutdown(sctx); err != nil {
 				return a.fail("shut down brief: %v", err)
 			}
-			return a.ok()
+			return a.until("brief's channel unsubscribed, fast's kept", 2*time.Second, func() bool {
+				subs, err := root.PubSubNumSub(ctx, breakerbox.Channel("brief"), breakerbox.Channel("fast")).Result()
+				return err == nil && subs[breakerbox.Channel("brief")] == 0 && subs[breakerbox.Channel("fast")] == 1
+			})
 		},
 		// An operator's action, seen with its cause (read from the history).
 		func() bool {
