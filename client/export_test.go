@@ -26,3 +26,11 @@ func AdmitsFromView(b *Breaker) bool { return b.o.admission == AdmitFast }
 // DefaultURLOfCommands is the default of cbctl and alertd, which must be
 // DefaultRedisURL.
 const DefaultURLOfCommands = redisurl.Default
+
+// SlowNextStrictPipeline delays each start of a next Strict pipeline by d
+// (a Shutdown then lands between taking pending calls and starting them)
+// until the returned function is called.
+func SlowNextStrictPipeline(d time.Duration) (restore func()) {
+	beforeNextPipeline = func() { time.Sleep(d) }
+	return func() { beforeNextPipeline = nil }
+}

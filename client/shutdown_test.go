@@ -180,8 +180,10 @@ func TestNoCommandReachesRedisAfterShutdownReturns(t *testing.T) {
 // TestShutdownLeavesNoStrictCallWaiting: many Strict callers share
 // pipelines (calls wait for a slot of their node); a Shutdown in the midst
 // of them must answer every waiting call and return, with nothing still in
-// flight, every time.
+// flight, every time. Each start of a next pipeline is slowed down, so a
+// Shutdown often refuses starts while calls wait.
 func TestShutdownLeavesNoStrictCallWaiting(t *testing.T) {
+	defer client.SlowNextStrictPipeline(2 * time.Millisecond)()
 	mr := miniredis.RunT(t)
 	for trial := 0; trial < 20; trial++ {
 		rdb := redis.NewClient(&redis.Options{Addr: mr.Addr()})
@@ -212,7 +214,13 @@ func TestShutdownLeavesNoStrictCallWaiting(t *testing.T) {
 		if err != nil {
 			t.Fatalf("trial %d: Shutdown: %v", trial, err)
 		}
-		wg.Wait()
+		callers := make(chan struct{})
+		go func() { wg.Wait(); close(callers) }()
+		select {
+		case <-callers:
+		case <-time.After(5 * time.Second):
+			t.Fatalf("trial %d: callers still waiting 5s after Shutdown", trial)
+		}
 		_ = rdb.Close()
 	}
 }

@@ -32,6 +32,11 @@ type strictBatch struct {
 	inflight int
 }
 
+// beforeNextPipeline, when set (by tests only), runs in free between
+// taking the pending calls and starting their pipeline: it widens the
+// window in which a Shutdown refuses that start.
+var beforeNextPipeline func()
+
 // maxStrictInFlight bounds the pipelines of Strict calls in flight per
 // node: two, so that a call arriving while one is in flight need not wait
 // for it when the other slot is free.
@@ -106,6 +111,9 @@ func (s *strictBatch) free(h *Hub) {
 	}
 	next := s.take()
 	s.mu.Unlock()
+	if beforeNextPipeline != nil {
+		beforeNextPipeline()
+	}
 	if h.calls.Go(func() { s.send(h, next) }) {
 		return
 	}
