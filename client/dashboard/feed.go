@@ -184,15 +184,17 @@ func (f *feed) readChanged(ctx context.Context) {
 }
 
 // fillSince sets SinceMS of each row: kept from the row the feed has when
-// the generation is the same, else looked up in the breaker's history.
+// the generation is the same and it was looked up for it (a breaker whose
+// history has no transition is not read again on every refresh), else
+// looked up in the breaker's history.
 func (f *feed) fillSince(ctx context.Context, rows []Breaker) {
 	var need []int
 	f.mu.Lock()
 	for i, r := range rows {
-		if e := f.rows[r.Name]; e == nil || e.row.Generation != r.Generation || e.row.SinceMS == 0 {
+		if e := f.rows[r.Name]; e == nil || e.row.Generation != r.Generation || !e.row.sinceKnown {
 			need = append(need, i)
 		} else {
-			rows[i].SinceMS = e.row.SinceMS
+			rows[i].SinceMS, rows[i].sinceKnown = e.row.SinceMS, true
 		}
 	}
 	f.mu.Unlock()
@@ -297,7 +299,7 @@ func (e *entry) rate(r Breaker) (req, ref float64) {
 // remainder) and the rates, which every tick carries anyway.
 func sameRow(a, b Breaker) bool {
 	for _, r := range []*Breaker{&a, &b} {
-		r.TimeMS, r.RetryAfterMS, r.RequestRate, r.RefusalRate = 0, 0, 0, 0
+		r.TimeMS, r.RetryAfterMS, r.RequestRate, r.RefusalRate, r.sinceKnown = 0, 0, 0, 0, false
 	}
 	return reflect.DeepEqual(a, b)
 }
@@ -321,7 +323,7 @@ func (f *feed) lookUpSince(ctx context.Context, rows []Breaker, idx ...int) {
 				// The status was read first: a transition since then is in
 				// the history with a higher generation, and is skipped.
 				if ms, err := f.st.since(ctx, rows[i].Name, rows[i].Generation); err == nil {
-					rows[i].SinceMS = ms
+					rows[i].SinceMS, rows[i].sinceKnown = ms, true
 				}
 			}
 		}()

@@ -108,3 +108,37 @@ func TestATransitionBetweenTheStatusAndHistoryReadsLendsTheRowNoTime(t *testing.
 			row.Generation, row.SinceMS, forced[0].TS, h)
 	}
 }
+
+// TestAQuietBreakersHistoryIsReadOncePerGeneration: a breaker whose
+// history holds no transition has no "since" time to show; the feed looks
+// once per generation, not on every refresh (with 1,000 quiet breakers,
+// 1,000 history reads a second).
+func TestAQuietBreakersHistoryIsReadOncePerGeneration(t *testing.T) {
+	rdb := redistest.Start(t).Client(t)
+	ctx := context.Background()
+	if _, err := admin.Configure(ctx, rdb, "quiet", breakerbox.DefaultConfig(), "ops"); err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	reads := 0
+	st := sinceHook{redisStore{rdb}, func(string) { mu.Lock(); reads++; mu.Unlock() }}
+	f := newFeed(st, time.Hour, 5*time.Second, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	for range 5 {
+		f.refresh(ctx, true)
+	}
+	if row, ok := f.row("quiet"); !ok || row.SinceMS != 0 {
+		t.Fatalf("row %+v (%v), want one with no since time", row, ok)
+	}
+	mu.Lock()
+	if reads != 1 {
+		t.Errorf("history read %d times over 5 refreshes, want once", reads)
+	}
+	mu.Unlock()
+	if _, err := admin.Control(ctx, rdb, "quiet", breakerbox.ActionForceOpen, "ops"); err != nil {
+		t.Fatal(err)
+	}
+	f.refresh(ctx, true)
+	if row, _ := f.row("quiet"); row.SinceMS == 0 || reads != 2 {
+		t.Errorf("after a transition: since %d after %d reads, want its time after a second read", row.SinceMS, reads)
+	}
+}

@@ -81,8 +81,9 @@ type Breaker struct {
 
 	// Set by the dashboard, not read from Redis.
 	SinceMS     int64   `json:"since_ms,omitempty"` // Redis time it entered this state or mode; 0 unknown
-	RequestRate float64 `json:"request_rate"`       // requests per second over the last interval
-	RefusalRate float64 `json:"refusal_rate"`       // refused calls per second over the last interval
+	sinceKnown  bool    // SinceMS was looked up for this generation (found or not): not looked up again
+	RequestRate float64 `json:"request_rate"` // requests per second over the last interval
+	RefusalRate float64 `json:"refusal_rate"` // refused calls per second over the last interval
 }
 
 // Detail is what a breaker's page shows besides its row.
