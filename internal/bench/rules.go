@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -136,8 +135,8 @@ func MeasureScriptCosts(ctx context.Context, rdb *redis.Client, reps, calls int)
 	}
 	out := make([]ScriptCost, len(cases))
 	for i, c := range cases {
-		out[i] = ScriptCost{Name: c.name, Desc: c.desc, ScriptUs: median(script[c.name]), CPUUs: median(cpu[c.name]),
-			SingleCPUUs: median(single[c.name]), Calls: calls}
+		out[i] = ScriptCost{Name: c.name, Desc: c.desc, ScriptUs: Median(script[c.name]), CPUUs: Median(cpu[c.name]),
+			SingleCPUUs: Median(single[c.name]), Calls: calls}
 	}
 	return out, nil
 }
@@ -183,18 +182,6 @@ func runScriptCalls(ctx context.Context, rdb *redis.Client, sha string, keys []s
 		done += len(cmds)
 	}
 	return done, nil
-}
-
-func median(xs []float64) float64 {
-	if len(xs) == 0 {
-		return 0
-	}
-	s := append([]float64(nil), xs...)
-	sort.Float64s(s)
-	if len(s)%2 == 1 {
-		return s[len(s)/2]
-	}
-	return (s[len(s)/2-1] + s[len(s)/2]) / 2
 }
 
 // costOf returns the named cost.

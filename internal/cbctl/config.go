@@ -200,7 +200,7 @@ func runConfig(ctx context.Context, e *env, args []string, given map[string]stri
 	before := viewOf(name, base)
 	found := e.problems(ctx, st) // described now: the change may delete the keys
 	if !changing {
-		defer e.warnCorrupt(ctx, st)
+		defer e.warn(found)
 		if e.g.output == "json" {
 			return e.json(before)
 		}

@@ -192,8 +192,11 @@ func (e *env) problems(ctx context.Context, st breakerbox.Status) []problem {
 }
 
 // warnCorrupt prints a message on stderr for every corrupted key of st.
-func (e *env) warnCorrupt(ctx context.Context, st breakerbox.Status) {
-	for _, p := range e.problems(ctx, st) {
+func (e *env) warnCorrupt(ctx context.Context, st breakerbox.Status) { e.warn(e.problems(ctx, st)) }
+
+// warn prints problems on stderr.
+func (e *env) warn(problems []problem) {
+	for _, p := range problems {
 		fmt.Fprintln(e.stderr, "cbctl: "+p.String())
 	}
 }

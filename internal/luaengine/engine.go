@@ -44,7 +44,6 @@ type Engine struct {
 	now       func() time.Time
 	data      map[string]any // string, map[string]string, zset, []string (head first), *stream
 	published []Message
-	protos    map[string]*lua.FunctionProto
 	reuse     bool        // keep one interpreter (NewReusing)
 	L         *lua.LState // the kept interpreter
 }
@@ -53,7 +52,7 @@ type Engine struct {
 // in an interpreter of its own, so a script cannot leave anything behind
 // for the next (the tests' engine).
 func New(now func() time.Time) *Engine {
-	return &Engine{now: now, data: map[string]any{}, protos: map[string]*lua.FunctionProto{}}
+	return &Engine{now: now, data: map[string]any{}}
 }
 
 // NewReusing returns an engine like New's whose Evals share one
@@ -78,7 +77,7 @@ func (e ScriptError) Error() string { return string(e) }
 func (e *Engine) Eval(src string, keys []string, args ...string) (any, error) {
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	proto, err := e.compile(src)
+	proto, err := Compile(src)
 	if err != nil {
 		return nil, err
 	}
@@ -130,18 +129,6 @@ func (e *Engine) newState() *lua.LState {
 	L.SetGlobal("cjson", L.Get(-1))
 	L.Pop(1)
 	return L
-}
-
-func (e *Engine) compile(src string) (*lua.FunctionProto, error) {
-	if p, ok := e.protos[src]; ok {
-		return p, nil
-	}
-	p, err := Compile(src)
-	if err != nil {
-		return nil, err
-	}
-	e.protos[src] = p
-	return p, nil
 }
 
 // compiled caches compiled scripts for every engine of the process: a
