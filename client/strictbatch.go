@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"errors"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -180,8 +181,15 @@ func runStrict(h *Hub, calls []*strictCall, free func()) {
 		stop()
 	}
 	for i, c := range live {
-		if c.err = cmdErr(cmds[i]); c.err == nil {
+		switch c.err = cmdErr(cmds[i]); {
+		case c.err == nil:
 			c.res = cmds[i].Val() // (pipeline gives a call never answered the pipeline's error)
+		case errors.Is(c.err, context.Canceled) && c.ctx.Err() != nil:
+			// The pipeline was cancelled because every caller stopped
+			// waiting: each call ends as its own context did (its Redis
+			// timeout, an outage; the Hub's stop), as a call of its own
+			// would have.
+			c.err = c.ctx.Err()
 		}
 		close(c.done)
 	}
